@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""
+The container ENTRYPOINT.
+
+    docker run IMAGE migrate            -> bootstrap migrate
+    docker run IMAGE wait-db            -> bootstrap wait-db
+    docker run IMAGE --help             -> bootstrap --help
+    docker run IMAGE node server.js     -> bootstrap run -- node server.js
+
+When the first argument is a bootstrap command (or a bootstrap option such
+as --help), it runs that; otherwise every argument is the app, started with
+`run --`: wait, migrate, verify, then exec the app with the same PID.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+COMMANDS = frozenset(
+    {"wait-db", "migrate", "run", "status", "verify", "rollback", "baseline", "repair", "new", "adopt"}
+)
+
+
+def dispatch(args: list[str]) -> list[str]:
+    """
+    Turn the container's arguments into bootstrap's.
+
+    Args:
+        args: what follows the ENTRYPOINT (the image's CMD, or `docker run` arguments).
+
+    Returns:
+        The argument list for the bootstrap CLI.
+    """
+    if not args:
+        return ["--help"]
+    if args[0] in COMMANDS or args[0].startswith("-"):
+        return args
+    return ["run", "--", *args]
+
+
+def main() -> None:
+    """Dispatch and run bootstrap in this process (so `run` execs over this PID)."""
+    try:
+        from bootstrap.cli import main as bootstrap_main
+    except ModuleNotFoundError:  # running from a checkout: use its src/
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "src"))
+        from bootstrap.cli import main as bootstrap_main
+    bootstrap_main(dispatch(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,466 @@
+"""
+The command line: flags and variables -> Settings -> runner; errors -> exit codes.
+
+Thin on purpose. Every command goes through `_action`, which configures
+logging, loads settings, runs the work, writes one summary line
+(`bootstrap_completed`, or `bootstrap_failed` with the error's fields) and
+picks the exit code. Heavy modules (psycopg, the runner) load only when a
+command needs them, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from . import __version__
+from .errors import (
+    BootstrapError,
+    ExitCode,
+    NotUpToDateError,
+    SignalReceived,
+    UsageError,
+)
+from .handoff import install_signal_handlers
+from .settings import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    OPTIONS,
+    app_environ,
+    load_settings,
+    parse_choice,
+    parse_duration,
+)
+
+if TYPE_CHECKING:
+    from .db import Database
+    from .runner import Outcome
+    from .settings import Settings
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+ExecFn = Callable[[Sequence[str], Mapping[str, str]], Any]
+
+
+class DurationType(click.ParamType):
+    """A duration flag: seconds (`60`, `2.5`) or with a unit (`500ms`, `30s`, `5min`)."""
+
+    name = "duration"
+
+    def __init__(self, allow_none: bool = False) -> None:
+        self.allow_none = allow_none
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_duration(value, allow_none=self.allow_none)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ChoiceType(click.ParamType):
+    """A case-insensitive choice, parsed like its environment variable."""
+
+    name = "choice"
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
+        self.name = "|".join(choices)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_choice(str(value), self.choices)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_TYPES: dict[str, Any] = {
+    "wait_timeout": DurationType(),
+    "lock_timeout": DurationType(),
+    "ddl_lock_timeout": DurationType(allow_none=True),
+    "statement_timeout": DurationType(allow_none=True),
+    "log_format": ChoiceType(LOG_FORMATS),
+    "log_level": ChoiceType(LOG_LEVELS),
+}
+
+
+def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add every configuration flag (each with its variable, see `settings.OPTIONS`)."""
+    for option in reversed(OPTIONS):
+        func = click.option(
+            option.flag,
+            option.key,
+            type=_TYPES.get(option.key, str),
+            default=None,
+            metavar=option.key.split("_")[-1].upper() if option.key not in _TYPES else None,
+            help=f"{option.help} [env: {option.env}; default: {option.default}]",
+        )(func)
+    return func
+
+
+def out_of_order_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--out-of-order`: apply pending versions older than the newest applied one."""
+    return click.option(
+        "--out-of-order",
+        "out_of_order",
+        is_flag=True,
+        default=None,
+        help="Apply pending versions older than the newest applied one instead of refusing.",
+    )(func)
+
+
+def _early_logging(flags: Mapping[str, Any]) -> tuple[str, str]:
+    """Log format and level before settings are validated (bad values fall back)."""
+    out = []
+    for key, choices, default in (("log_format", LOG_FORMATS, "auto"), ("log_level", LOG_LEVELS, "info")):
+        value = flags.get(key) or os.environ.get(f"BOOTSTRAP_{key.upper()}") or default
+        try:
+            out.append(parse_choice(str(value), choices))
+        except ValueError:
+            out.append(default)
+    return out[0], out[1]
+
+
+def _action(
+    command: str,
+    flags: Mapping[str, Any],
+    body: Callable[[Settings, Any, Outcome], Callable[[], Any] | None],
+) -> NoReturn:
+    """
+    Run one command: settings, logging, the work, one summary line, the exit code.
+
+    Args:
+        command: the command's name, for the summary.
+        flags: option values from click.
+        body: the work; may return a callable to run after the summary (exec).
+    """
+    from .logs import configure_logging, get_logger
+    from .runner import Outcome
+
+    started = time.monotonic()
+    configure_logging(*_early_logging(flags))
+    log = get_logger()
+    outcome = Outcome()
+    ctx = click.get_current_context()
+
+    def elapsed_ms() -> int:
+        return round((time.monotonic() - started) * 1000)
+
+    try:
+        settings = load_settings(flags)
+        configure_logging(settings.log_format, settings.log_level)
+        log = get_logger()
+        then = body(settings, log, outcome)
+        log.info("bootstrap_completed", command=command, duration_ms=elapsed_ms(), **outcome.as_log())
+        if then is not None:
+            then()
+    except NotUpToDateError as exc:
+        log.info(exc.event, command=command, exit_code=int(exc.exit_code), **exc.fields)
+        ctx.exit(int(exc.exit_code))
+    except BootstrapError as exc:
+        log.error(
+            exc.event,
+            command=command,
+            error=exc.message,
+            exit_code=int(exc.exit_code),
+            duration_ms=elapsed_ms(),
+            **exc.fields,
+        )
+        ctx.exit(int(exc.exit_code))
+    except SignalReceived as exc:
+        log.warning(
+            "bootstrap_interrupted",
+            command=command,
+            signal=signal.Signals(exc.signum).name,
+            exit_code=exc.exit_code,
+            duration_ms=elapsed_ms(),
+        )
+        ctx.exit(exc.exit_code)
+    except click.exceptions.Exit:
+        raise
+    except Exception as exc:  # a bug: say so, with the traceback, and exit 1
+        log.error(
+            "bootstrap_failed",
+            command=command,
+            error=f"unexpected {type(exc).__name__}: {exc}",
+            exit_code=int(ExitCode.INTERNAL),
+            duration_ms=elapsed_ms(),
+            exc_info=exc,
+        )
+        ctx.exit(int(ExitCode.INTERNAL))
+    ctx.exit(0)
+
+
+def _close(db: Database | None) -> None:
+    if db is not None:
+        db.close()
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="bootstrap", message="%(prog)s %(version)s")
+def cli() -> None:
+    """
+    bootstrap: the ENTRYPOINT of a PostgreSQL-backed service.
+
+    Waits for the database, applies the migrations in sql/ exactly once (one
+    runner at a time, each file atomically with its ledger row), verifies,
+    then execs the app.
+
+    Every flag also reads an environment variable (shown in each command's
+    --help); a flag wins over its variable.
+    """
+
+
+@cli.command(name="wait-db")
+@config_options
+def wait_db(**flags: Any) -> None:
+    """
+    Wait until the database answers `SELECT 1`.
+
+    Retries refused connections, unresolvable hosts, a server starting up or
+    shutting down and "too many clients", with exponential backoff and jitter
+    (tens of milliseconds up to 1 s) until --timeout (exit 4). Wrong
+    credentials and bad settings fail at once (exit 3).
+
+    Example:
+
+        bootstrap wait-db --timeout 30
+    """
+
+    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+        from .runner import wait_for_database
+
+        wait_for_database(settings, log).close()
+
+    _action("wait-db", flags, body)
+
+
+@cli.command(name="migrate")
+@config_options
+@out_of_order_option
+def migrate_cmd(**flags: Any) -> None:
+    """
+    Apply pending migrations from the sql directory, exactly once.
+
+    Order: check files -> wait -> lock -> create schemas -> ledger ->
+    validate -> apply pending versioned files -> repeatables. Each file runs
+    in one transaction with its ledger row, unless it starts with
+    `-- bootstrap:no-transaction`.
+
+    Example:
+
+        BOOTSTRAP_SCHEMAS=financial bootstrap migrate --sql-dir db/sql
+    """
+
+    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+        from .migrations import discover_migrations
+        from .runner import migrate, wait_for_database
+
+        migrations = discover_migrations(settings.sql_dir)
+        db = wait_for_database(settings, log)
+        try:
+            migrate(settings, log, db, outcome, migrations)
+        finally:
+            _close(db)
+
+    _action("migrate", flags, body)
+
+
+@cli.command(name="status")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
+@click.option("--exit-code", "exit_code", is_flag=True,
+              help="Exit 8 when anything is pending, changed or missing.")
+@out_of_order_option
+def status_cmd(as_json: bool, exit_code: bool, **flags: Any) -> None:
+    """
+    Show each migration's state: applied, pending, changed or missing.
+
+    Reads only; takes no lock. Exits 0 whatever the states unless --exit-code.
+
+    Example:
+
+        bootstrap status --json | jq '.migrations[] | select(.state != "applied")'
+    """
+
+    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+        from .migrations import discover_migrations
+        from .runner import status, wait_for_database
+
+        migrations = discover_migrations(settings.sql_dir)
+        db = wait_for_database(settings, log)
+        try:
+            plan = status(settings, log, db, migrations)
+        finally:
+            _close(db)
+        _print_status(plan, as_json)
+        if exit_code and not plan.up_to_date:
+            raise NotUpToDateError("not up to date", **plan.counts())
+
+    _action("status", flags, body)
+
+
+@cli.command(name="verify")
+@config_options
+def verify_cmd(**flags: Any) -> None:
+    """
+    Run the verify scripts (sql/verify/*.sql) and change nothing.
+
+    They run in name order inside one transaction that is always rolled back;
+    a script fails by raising an error (exit 9, naming each failing script).
+
+    Example:
+
+        bootstrap verify
+    """
+
+    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+        from .runner import load_verify_scripts, verify, wait_for_database
+
+        scripts = load_verify_scripts(settings.sql_dir)
+        if not scripts:
+            log.info("verify_skipped", reason=f"no scripts in {settings.sql_dir / 'verify'}")
+            return
+        db = wait_for_database(settings, log)
+        try:
+            verify(log, db, scripts, outcome)
+        finally:
+            _close(db)
+
+    _action("verify", flags, body)
+
+
+@cli.command(
+    name="run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@config_options
+@out_of_order_option
+@click.option("--no-wait", "no_wait", is_flag=True, help="Do not wait for the database (one attempt).")
+@click.option("--no-migrate", "no_migrate", is_flag=True,
+              help="Do not migrate (replicas that must not migrate).")
+@click.option("--no-verify", "no_verify", is_flag=True, help="Do not run the verify scripts.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run_cmd(command: tuple[str, ...], no_wait: bool, no_migrate: bool, no_verify: bool,
+            **flags: Any) -> None:
+    """
+    Wait, migrate, verify, then exec COMMAND: the app keeps the PID, gets the
+    signals and owns the exit status.
+
+    BOOTSTRAP_DATABASE_URL (and its _FILE) are removed from the app's
+    environment. A command that is not found exits 127, one that is not
+    executable 126.
+
+    Example:
+
+        bootstrap run -- node server.js
+    """
+    argv = list(command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    ctx = click.get_current_context()
+    exec_fn: ExecFn | None = (ctx.obj or {}).get("exec") if isinstance(ctx.obj, dict) else None
+
+    def body(settings: Settings, log: Any, outcome: Outcome) -> Callable[[], Any]:
+        from .handoff import exec_app, resolve_command
+
+        if not argv:
+            raise UsageError("missing command: use `bootstrap run -- CMD [ARG...]`")
+        env = app_environ(settings.environ)
+        resolve_command(argv[0], env)  # 127/126 before touching anything
+        from .migrations import discover_migrations
+        from .runner import load_verify_scripts, migrate, verify, wait_for_database
+
+        migrations = None if no_migrate else discover_migrations(settings.sql_dir)
+        scripts = [] if no_verify else load_verify_scripts(settings.sql_dir)
+        db = wait_for_database(settings, log, wait=not no_wait)
+        try:
+            if migrations is not None:
+                migrate(settings, log, db, outcome, migrations)
+            if scripts:
+                verify(log, db, scripts, outcome)
+        finally:
+            _close(db)
+
+        def handoff() -> None:
+            log.info("app_exec_started", app=argv[0], arg_count=len(argv) - 1, pid=os.getpid())
+            (exec_fn or exec_app)(argv, env)
+
+        return handoff
+
+    _action("run", flags, body)
+
+
+def _print_status(plan: Any, as_json: bool) -> None:
+    entries = plan.entries
+    if as_json:
+        doc = {
+            "up_to_date": plan.up_to_date,
+            "summary": plan.counts(),
+            "migrations": [
+                {
+                    "version": e.version,
+                    "name": e.name,
+                    "kind": e.kind.value,
+                    "state": e.state.value,
+                    "checksum": e.migration.checksum if e.migration else None,
+                    "applied_checksum": e.applied.checksum if e.applied else None,
+                    "applied_at": e.applied.applied_at.isoformat()
+                    if e.applied and e.applied.applied_at
+                    else None,
+                    "detail": e.detail or None,
+                }
+                for e in entries
+            ],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    rows = [("VERSION", "STATE", "NAME", "APPLIED AT", "DETAIL")]
+    for e in entries:
+        applied_at = (
+            e.applied.applied_at.strftime("%Y-%m-%d %H:%M:%S%z") if e.applied and e.applied.applied_at else ""
+        )
+        rows.append((str(e.version) if e.version is not None else "R", e.state.value, e.name,
+                     applied_at, e.detail))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)).rstrip()
+                   + (f"  {r[4]}" if r[4] else ""))
+    counts = plan.counts()
+    click.echo(
+        f"\n{len(entries)} migrations: "
+        + ", ".join(f"{n} {state}" for state, n in counts.items())
+        + (" (up to date)" if plan.up_to_date else "")
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console-script entry point: run the CLI and exit with its code."""
+    install_signal_handlers()
+    try:
+        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="bootstrap",
+                      standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        code = int(ExitCode.INTERNAL)
+    except SignalReceived as exc:
+        code = exc.exit_code
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        # Reader went away (`bootstrap status | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(code)

@@ -1,0 +1,833 @@
+"""
+Everything that talks to PostgreSQL: connect with retry, the advisory lock,
+schemas, the ledger, applying files, verify scripts.
+
+The only module that imports psycopg and tenacity. Identifiers reach SQL only
+through `psycopg.sql.Identifier`; values only as query parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import tenacity
+from psycopg import errors as pgerrors
+from psycopg import generators, pq, sql
+from psycopg.conninfo import conninfo_to_dict
+
+from . import __version__, redact
+from .errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    IntegrityError,
+    LockTimeoutError,
+    MigrationFailedError,
+)
+from .migrations import Kind, ParsedMigration
+from .plan import AppliedMigration
+from .settings import Settings
+from .sqlsplit import Script, Statement, line_col
+
+Log = Any  # a structlog bound logger
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# Waiting: the first pause is tens of milliseconds, the longest one second.
+WAIT_INITIAL_S = 0.025
+WAIT_MAX_S = 1.0
+DEFAULT_CONNECT_TIMEOUT_S = 10
+# Polling the migration lock.
+LOCK_POLL_INITIAL_S = 0.05
+LOCK_POLL_MAX_S = 1.0
+LOCK_WAIT_LOG_EVERY_S = 10.0
+# Retrying a file that could not get its locks within --ddl-lock-timeout.
+DDL_RETRY_ATTEMPTS = 6
+DDL_RETRY_INITIAL_S = 0.5
+DDL_RETRY_MAX_S = 8.0
+RETRYABLE_SQLSTATES = frozenset({"55P03", "40P01", "40001"})  # lock timeout, deadlock, serialization
+CLIENT_CHECK_INTERVAL_MS = 1000
+
+_HOSTNAME = socket.gethostname()
+_OK_STATUSES = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
+
+# Classifying connection failures: libpq reports them as text, without SQLSTATE.
+_TRANSIENT_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("connection refused", "connection_refused"),
+    ("no such file or directory", "socket_missing"),
+    ("failed to resolve host", "dns_unresolved"),
+    ("could not translate host name", "dns_unresolved"),
+    ("name or service not known", "dns_unresolved"),
+    ("temporary failure in name resolution", "dns_unresolved"),
+    ("nodename nor servname", "dns_unresolved"),
+    ("no address associated", "dns_unresolved"),
+    ("is starting up", "starting_up"),
+    ("not yet accepting connections", "starting_up"),
+    ("in recovery mode", "starting_up"),
+    ("is shutting down", "shutting_down"),
+    ("too many clients", "too_many_connections"),
+    ("too many connections", "too_many_connections"),
+    ("remaining connection slots", "too_many_connections"),
+    ("timeout expired", "timeout"),
+    ("timed out", "timeout"),
+    ("server closed the connection", "connection_lost"),
+    ("connection reset", "connection_lost"),
+    ("terminating connection", "connection_lost"),
+    ("could not receive data", "connection_lost"),
+    ("could not send data", "connection_lost"),
+    ("broken pipe", "connection_lost"),
+    ("no route to host", "network_unreachable"),
+    ("network is unreachable", "network_unreachable"),
+    ("host is unreachable", "network_unreachable"),
+)
+_PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("password authentication failed", "authentication_failed"),
+    ("authentication failed", "authentication_failed"),
+    ("no password supplied", "password_missing"),
+    ("pg_hba.conf", "access_denied"),
+    ("permission denied", "access_denied"),
+    ("does not exist", "not_found"),
+    ("ssl was required", "ssl_config"),
+    ("does not support ssl", "ssl_config"),
+    ("certificate", "ssl_config"),
+    ("invalid ", "config"),
+    ("missing \"=\"", "config"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A classified connection failure."""
+
+    transient: bool
+    kind: str
+    message: str
+
+
+def classify(exc: BaseException) -> Failure:
+    """
+    Tell a transient connection failure (retry) from a permanent one (fail fast).
+
+    Unknown failures are treated as transient, so a server starting up with a
+    localised message still gets waited for; wrong credentials and bad
+    settings, which libpq reports in English, fail at once.
+    """
+    message = redact.redact(str(exc).strip())
+    lowered = message.lower()
+    for pattern, kind in _PERMANENT_PATTERNS:
+        if pattern in lowered:
+            return Failure(False, kind, message)
+    for pattern, kind in _TRANSIENT_PATTERNS:
+        if pattern in lowered:
+            return Failure(True, kind, message)
+    return Failure(True, "unknown", message)
+
+
+class _Transient(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def validate_conninfo(settings: Settings) -> dict[str, Any]:
+    """
+    Parse the connection string with libpq's own parser.
+
+    Raises:
+        ConfigError: malformed URL or conninfo, or an unknown sslmode; the
+            message names the variable it came from and never the password.
+    """
+    source = settings.database_url_source
+    try:
+        params = conninfo_to_dict(settings.database_url)
+    except psycopg.ProgrammingError as exc:
+        reason = redact.redact(str(exc).strip())
+        raise ConfigError(
+            f"{source} is not a valid PostgreSQL connection string: {reason}", variable=source
+        ) from None
+    sslmode = params.get("sslmode") or settings.environ.get("PGSSLMODE")
+    if sslmode is not None and str(sslmode) not in SSLMODES:
+        raise ConfigError(
+            f"{source}: unknown sslmode {sslmode!r}; use one of {', '.join(SSLMODES)}",
+            variable=source,
+        )
+    for key in ("port", "connect_timeout"):
+        value = params.get(key)
+        if value is not None and not all(part.strip().isdigit() for part in str(value).split(",")):
+            raise ConfigError(f"{source}: {key} {value!r} is not a number", variable=source)
+    return params
+
+
+class Database:
+    """
+    One connection to PostgreSQL in autocommit mode, with what bootstrap does on it.
+
+    Args:
+        conn: an open connection (autocommit).
+        settings: the settings (ledger name, timeouts).
+        log: a structlog logger.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], settings: Settings, log: Log) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.log = log
+        self.ledger = sql.Identifier(settings.ledger_schema, settings.ledger_table)
+        self.lock_key = advisory_key(settings.ledger_schema, settings.ledger_table)
+        self.locked = False
+        self._notice_context: dict[str, Any] = {}
+        conn.add_notice_handler(self._on_notice)
+
+    # -- connection -----------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, settings: Settings, log: Log, *, wait: bool = True) -> Database:
+        """
+        Connect and run `SELECT 1`, retrying transient failures with backoff and
+        jitter until `settings.wait_timeout`.
+
+        Raises:
+            ConfigError: a permanent failure (authentication, bad settings).
+            DatabaseUnavailableError: the timeout ran out.
+        """
+        validate_conninfo(settings)
+        timeout = settings.wait_timeout if wait else 0.0
+        started = time.monotonic()
+        deadline = started + timeout
+        target = settings.safe_target().as_log()
+        attempts = 0
+        last: Failure | None = None
+
+        def attempt() -> psycopg.Connection[Any]:
+            nonlocal attempts, last
+            attempts += 1
+            remaining = deadline - time.monotonic()
+            connect_timeout = max(2, min(DEFAULT_CONNECT_TIMEOUT_S, int(remaining + 0.999)))
+            try:
+                conn = psycopg.connect(
+                    settings.database_url,
+                    autocommit=True,
+                    prepare_threshold=None,
+                    fallback_application_name="bootstrap",
+                    client_encoding="UTF8",
+                    connect_timeout=connect_timeout,
+                )
+            except psycopg.Error as exc:
+                last = classify(exc)
+                if not last.transient:
+                    raise ConfigError(
+                        f"cannot connect to {settings.database_url_source}: {last.message}",
+                        error_type=last.kind,
+                        **target,
+                    ) from None
+                raise _Transient(last) from None
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error as exc:
+                conn.close()
+                last = classify(exc)
+                raise _Transient(last) from None
+            return conn
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            failure = exc.failure if isinstance(exc, _Transient) else None
+            log.info(
+                "database_connect_retried",
+                attempt=state.attempt_number,
+                delay_s=round(state.upcoming_sleep, 3),
+                error_type=failure.kind if failure else "unknown",
+                error=failure.message if failure else "",
+                **target,
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Transient),
+            wait=wait_backoff(WAIT_INITIAL_S, WAIT_MAX_S),
+            stop=tenacity.stop_before_delay(timeout) if timeout > 0 else tenacity.stop_after_attempt(1),
+            before_sleep=before_sleep,
+            sleep=time.sleep,
+            reraise=True,
+        )
+        try:
+            conn = retrying(attempt)
+        except _Transient:
+            assert last is not None
+            raise DatabaseUnavailableError(
+                f"database not available after {time.monotonic() - started:.1f}s "
+                f"({attempts} attempt{'s' if attempts != 1 else ''}): {last.message}",
+                attempts=attempts,
+                error_type=last.kind,
+                **target,
+            ) from None
+        info = conn.info
+        log.info(
+            "database_ready",
+            attempts=attempts,
+            waited_ms=round((time.monotonic() - started) * 1000),
+            host=info.host,
+            port=str(info.port),
+            dbname=info.dbname,
+            user=info.user,
+            server_version=info.server_version,
+        )
+        return cls(conn, settings, log)
+
+    def close(self) -> None:
+        """Close the connection; the server releases the session's advisory lock."""
+        self.conn.close()
+
+    def _on_notice(self, diag: pgerrors.Diagnostic) -> None:
+        severity = (diag.severity_nonlocalized or diag.severity or "NOTICE").upper()
+        fields = {
+            "severity": severity,
+            "message": redact.redact(diag.message_primary or ""),
+            **self._notice_context,
+        }
+        if diag.message_detail:
+            fields["detail"] = redact.redact(diag.message_detail)
+        if severity == "WARNING":
+            self.log.warning("server_notice", **fields)
+        elif severity == "NOTICE":
+            self.log.info("server_notice", **fields)
+        else:
+            self.log.debug("server_notice", **fields)
+
+    @contextmanager
+    def _notices_about(self, **context: Any) -> Iterator[None]:
+        self._notice_context = context
+        try:
+            yield
+        finally:
+            self._notice_context = {}
+
+    # -- lock -----------------------------------------------------------------------
+
+    def acquire_lock(self) -> None:
+        """
+        Take the session-level advisory lock, polling `pg_try_advisory_lock`
+        with backoff; never blocks inside the server (a waiter holding a
+        snapshot would make the holder's CREATE INDEX CONCURRENTLY wait forever).
+
+        Raises:
+            LockTimeoutError: still held by another session after `--lock-timeout`.
+        """
+        timeout = self.settings.lock_timeout
+        started = time.monotonic()
+        delay = LOCK_POLL_INITIAL_S
+        next_report = 0.0
+        while True:
+            row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [self.lock_key]).fetchone()
+            if row and row[0]:
+                self.locked = True
+                waited = time.monotonic() - started
+                self.log.info("lock_acquired", waited_ms=round(waited * 1000), lock_key=self.lock_key)
+                return
+            waited = time.monotonic() - started
+            holder = self.lock_holder()
+            if waited >= timeout:
+                raise LockTimeoutError(
+                    f"another runner held the migration lock for more than {timeout:g}s"
+                    + (f" ({holder})" if holder else ""),
+                    lock_key=self.lock_key,
+                    holder=holder,
+                )
+            if waited >= next_report:
+                self.log.info("lock_waiting", waited_s=round(waited, 1), holder=holder,
+                              lock_timeout_s=timeout)
+                next_report = waited + LOCK_WAIT_LOG_EVERY_S
+            pause = min(delay * random.uniform(0.5, 1.0), max(0.0, timeout - waited))  # noqa: S311
+            time.sleep(pause)
+            delay = min(LOCK_POLL_MAX_S, delay * 2)
+
+    def lock_holder(self) -> str:
+        """Describe the session holding the lock (pid, application, client), if visible."""
+        key = self.lock_key & 0xFFFFFFFFFFFFFFFF
+        row = self.conn.execute(
+            """
+            SELECT l.pid, a.application_name, a.client_addr::text, a.backend_start
+              FROM pg_catalog.pg_locks l
+              LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                  WHERE datname = pg_catalog.current_database())
+               AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid
+            """,
+            [key >> 32, key & 0xFFFFFFFF],
+        ).fetchone()
+        if not row:
+            return ""
+        pid, app, addr, since = row
+        parts = [f"pid {pid}"]
+        if app:
+            parts.append(f"application {app}")
+        if addr:
+            parts.append(f"client {addr}")
+        if since:
+            parts.append(f"connected since {since:%Y-%m-%dT%H:%M:%S%z}")
+        return "held by " + ", ".join(parts)
+
+    def release_lock(self) -> None:
+        """Release the advisory lock (closing the connection would too)."""
+        if self.locked and not self.conn.closed:
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", [self.lock_key])
+        self.locked = False
+
+    # -- schemas and ledger ---------------------------------------------------------
+
+    def inspect(self) -> tuple[bool, set[str]]:
+        """Whether the ledger exists, and which configured schemas exist."""
+        wanted = [*self.settings.schemas, self.settings.ledger_schema]
+        row = self.conn.execute(
+            """
+            SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL,
+                   ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s))
+            """,
+            [self.settings.ledger_schema, self.settings.ledger_table, wanted],
+        ).fetchone()
+        assert row is not None
+        return bool(row[0]), set(row[1])
+
+    def prepare(self) -> bool:
+        """
+        Create missing schemas and the ledger (under the lock).
+
+        Returns:
+            True when the ledger already existed.
+        """
+        ledger_exists, existing = self.inspect()
+        for schema in dict.fromkeys([*self.settings.schemas, self.settings.ledger_schema]):
+            if schema in existing:
+                continue
+            self.conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+            )
+            self.log.info("schema_created", schema=schema)
+        if not ledger_exists:
+            self.create_ledger()
+        return ledger_exists
+
+    def create_ledger(self) -> None:
+        """Create the ledger table (one transaction)."""
+        table = self.settings.ledger_table
+        with self.conn.transaction():
+            self.conn.execute(
+                sql.SQL(
+                    """
+                    CREATE TABLE {ledger} (
+                        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                        version bigint UNIQUE,
+                        name text NOT NULL,
+                        kind text NOT NULL CHECK (kind IN ('versioned', 'repeatable')),
+                        checksum text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now(),
+                        duration_ms integer,
+                        transactional boolean NOT NULL DEFAULT true,
+                        source text NOT NULL DEFAULT 'applied'
+                            CHECK (source IN ('applied', 'baseline', 'adopted')),
+                        applied_by text NOT NULL DEFAULT current_user,
+                        hostname text,
+                        bootstrap_version text,
+                        CHECK ((kind = 'versioned') = (version IS NOT NULL))
+                    )
+                    """
+                ).format(ledger=self.ledger)
+            )
+            self.conn.execute(
+                sql.SQL("CREATE UNIQUE INDEX {index} ON {ledger} (name) WHERE version IS NULL").format(
+                    index=sql.Identifier(f"{table}_repeatable_name_key"[:63]), ledger=self.ledger
+                )
+            )
+            self.conn.execute(
+                sql.SQL("COMMENT ON TABLE {ledger} IS {comment}").format(
+                    ledger=self.ledger,
+                    comment=sql.Literal("bootstrap migration ledger (layout 1): one row per applied migration"),
+                )
+            )
+        self.log.info("ledger_created", ledger=self.settings.ledger_name)
+
+    def read_ledger(self) -> list[AppliedMigration]:
+        """
+        All ledger rows, in one round trip.
+
+        Raises:
+            ConfigError: the table exists but is not a bootstrap ledger.
+        """
+        try:
+            rows = self.conn.execute(
+                sql.SQL(
+                    "SELECT version, name, kind, checksum, applied_at, source FROM {} "
+                    "ORDER BY version NULLS LAST, name"
+                ).format(self.ledger)
+            ).fetchall()
+        except (pgerrors.UndefinedColumn, pgerrors.DatatypeMismatch) as exc:
+            raise ConfigError(
+                f"ledger table {self.settings.ledger_name} exists but is not a bootstrap ledger "
+                f"({exc.diag.message_primary}); choose another BOOTSTRAP_LEDGER_TABLE",
+                variable="BOOTSTRAP_LEDGER_TABLE",
+            ) from None
+        return [
+            AppliedMigration(
+                version=r[0], name=r[1], kind=Kind(r[2]), checksum=r[3], applied_at=r[4], source=r[5]
+            )
+            for r in rows
+        ]
+
+    def read_ledger_if_exists(self) -> list[AppliedMigration]:
+        """The ledger rows, or none when the ledger does not exist yet (read-only)."""
+        ledger_exists, _ = self.inspect()
+        return self.read_ledger() if ledger_exists else []
+
+    # -- applying -------------------------------------------------------------------
+
+    def _session_settings(self) -> None:
+        """Queue the session settings for migration statements (inside a pipeline)."""
+        ddl = self.settings.ddl_lock_timeout
+        stmt = self.settings.statement_timeout
+        self.conn.execute(
+            "SELECT pg_catalog.set_config('lock_timeout', %s, false),"
+            " pg_catalog.set_config('statement_timeout', %s, false)",
+            [f"{round(ddl * 1000)}ms" if ddl else "0", f"{round(stmt * 1000)}ms" if stmt else "0"],
+        )
+        if self.conn.info.server_version >= 140000:
+            self.conn.execute(
+                "SELECT pg_catalog.set_config('client_connection_check_interval', %s, false)",
+                [f"{CLIENT_CHECK_INTERVAL_MS}ms"],
+            )
+
+    def use_migration_settings(self) -> None:
+        """Set lock_timeout, statement_timeout (and the client check) for migration statements."""
+        with self.conn.pipeline():
+            self._session_settings()
+
+    def _finish(self, parsed: ParsedMigration, duration_ms: int, *, commit: bool) -> None:
+        """
+        One round trip after a file's SQL: undo the session state it set (role,
+        search_path, settings) so neither the ledger row nor the next file
+        inherits it, record the row, and commit.
+        """
+        with self.conn.pipeline():
+            self.conn.execute("RESET ROLE")
+            self.conn.execute("RESET SESSION AUTHORIZATION")
+            self.conn.execute("RESET ALL")
+            self._session_settings()
+            self._record(parsed, duration_ms)
+            if commit:
+                self.conn.execute("COMMIT")
+
+    def _run_script(self, text: str) -> tuple[int, psycopg.Error | None]:
+        """
+        Send `text` as one simple query (several statements allowed).
+
+        Returns:
+            (number of statements that completed, the error of the one that failed)
+        """
+        pgconn = self.conn.pgconn
+        pgconn.send_query(text.encode("utf-8"))
+        results = self.conn.wait(generators.execute(pgconn))
+        done = 0
+        for result in results:
+            if result.status in _OK_STATUSES:
+                if result.status != pq.ExecStatus.EMPTY_QUERY:
+                    done += 1
+                continue
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                return done, pgerrors.error_from_result(result, encoding=self.conn.info.encoding)
+            return done, psycopg.ProgrammingError(
+                f"unexpected result status {pq.ExecStatus(result.status).name} (COPY is not supported)"
+            )
+        return done, None
+
+    def _record(self, parsed: ParsedMigration, duration_ms: int) -> None:
+        """Queue the ledger row (inside a pipeline)."""
+        m = parsed.migration
+        values = [m.version, m.name, m.kind.value, m.checksum, duration_ms, m.transactional,
+                  _HOSTNAME, __version__]
+        if m.kind is Kind.VERSIONED:
+            self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (version, name, kind, checksum, duration_ms, transactional,"
+                    " hostname, bootstrap_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                ).format(self.ledger),
+                values,
+            )
+        else:
+            self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (version, name, kind, checksum, duration_ms, transactional,"
+                    " hostname, bootstrap_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (name) WHERE version IS NULL DO UPDATE SET"
+                    " checksum = EXCLUDED.checksum, duration_ms = EXCLUDED.duration_ms,"
+                    " transactional = EXCLUDED.transactional, applied_at = now(),"
+                    " applied_by = current_user, hostname = EXCLUDED.hostname,"
+                    " bootstrap_version = EXCLUDED.bootstrap_version"
+                ).format(self.ledger),
+                values,
+            )
+
+    def apply(self, parsed: ParsedMigration) -> int:
+        """
+        Apply one migration and record it.
+
+        A transactional file runs whole, in one transaction with its ledger
+        row. A `no-transaction` file runs statement by statement in autocommit
+        and is recorded after its last statement. A file (or statement) that
+        cannot get its locks within `--ddl-lock-timeout` is rolled back and
+        retried with backoff.
+
+        Returns:
+            Duration in milliseconds.
+
+        Raises:
+            MigrationFailedError: the file failed; what was kept is said.
+        """
+        m = parsed.migration
+        with self._notices_about(migration=m.name):
+            if m.transactional:
+                return self._apply_transactional(parsed)
+            return self._apply_statements(parsed)
+
+    def _retry_pause(self, parsed: ParsedMigration, attempt: int, error: psycopg.Error) -> bool:
+        """Sleep before retrying a lock failure; False when out of attempts."""
+        if attempt >= DDL_RETRY_ATTEMPTS:
+            return False
+        delay = min(DDL_RETRY_MAX_S, DDL_RETRY_INITIAL_S * 2 ** (attempt - 1))
+        delay *= random.uniform(0.75, 1.0)  # noqa: S311 - jitter, not cryptography
+        self.log.warning(
+            "migration_lock_retried",
+            migration=parsed.migration.name,
+            attempt=attempt,
+            delay_s=round(delay, 3),
+            sqlstate=error.sqlstate,
+            error=redact.redact(error.diag.message_primary or str(error)),
+        )
+        time.sleep(delay)
+        return True
+
+    def _apply_transactional(self, parsed: ParsedMigration) -> int:
+        m = parsed.migration
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                self.conn.execute("BEGIN")
+                done, error = self._run_script(parsed.text)
+                if error is None:
+                    duration_ms = round((time.monotonic() - started) * 1000)
+                    self._finish(parsed, duration_ms, commit=True)
+                    return duration_ms
+            except pgerrors.UniqueViolation as exc:
+                self._rollback_quietly()
+                raise IntegrityError(
+                    f"{m.path}: version {m.version} was recorded by another runner while this "
+                    "one applied it; rolled back (is the ledger shared with a runner that ignores the lock?)",
+                    file=str(m.path),
+                ) from exc
+            except psycopg.OperationalError as exc:
+                raise self._connection_lost(parsed, exc) from None
+            self._rollback_quietly()
+            if error.sqlstate in RETRYABLE_SQLSTATES and self._retry_pause(parsed, attempt, error):
+                continue
+            raise self._failure(parsed, done, error, kept=None)
+
+    def _apply_statements(self, parsed: ParsedMigration) -> int:
+        m = parsed.migration
+        statements = parsed.script.code_statements
+        started = time.monotonic()
+        index = 0
+        attempt = 0
+        while index < len(statements):
+            statement = statements[index]
+            try:
+                done, error = self._run_script(statement.text)
+            except psycopg.OperationalError as exc:
+                raise self._connection_lost(parsed, exc, kept=index) from None
+            if error is None:
+                index += 1
+                attempt = 0
+                continue
+            if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                self._rollback_quietly()
+            attempt += 1
+            if error.sqlstate in RETRYABLE_SQLSTATES and self._retry_pause(parsed, attempt, error):
+                continue
+            raise self._failure(parsed, 0, error, kept=index, base=statement)
+        if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            self._rollback_quietly()
+            raise MigrationFailedError(
+                f"{m.path}: the file left a transaction open (BEGIN without COMMIT); "
+                "that transaction was rolled back and the file was not recorded",
+                file=str(m.path),
+            )
+        duration_ms = round((time.monotonic() - started) * 1000)
+        try:
+            self._finish(parsed, duration_ms, commit=False)
+        except psycopg.OperationalError as exc:
+            raise self._connection_lost(parsed, exc, kept=len(statements)) from None
+        return duration_ms
+
+    def _rollback_quietly(self) -> None:
+        try:
+            if not self.conn.closed and self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                self.conn.execute("ROLLBACK")
+        except psycopg.Error:
+            pass
+
+    def _connection_lost(
+        self, parsed: ParsedMigration, exc: psycopg.Error, kept: int | None = None
+    ) -> MigrationFailedError:
+        m = parsed.migration
+        reason = redact.redact((exc.diag.message_primary if exc.diag else None) or str(exc)).strip()
+        if m.transactional:
+            outcome = "the server rolled the file back; nothing of it was kept"
+        else:
+            outcome = _kept_phrase(parsed.script, kept or 0)
+        return MigrationFailedError(
+            f"{m.path}: lost the connection while applying it ({reason}); {outcome}. "
+            "Run migrate again once the database is back",
+            file=str(m.path),
+            sqlstate=exc.sqlstate,
+        )
+
+    def _failure(
+        self,
+        parsed: ParsedMigration,
+        done: int,
+        error: psycopg.Error,
+        *,
+        kept: int | None,
+        base: Statement | None = None,
+    ) -> MigrationFailedError:
+        """Build the error for a failed file: where, what, and what was kept."""
+        m = parsed.migration
+        script = parsed.script
+        code = script.code_statements
+        diag = error.diag
+        position = _int_or_none(diag.statement_position)
+        if base is None:
+            failing = code[done] if done < len(code) else None
+            offset_base = 0
+        else:
+            failing = base
+            offset_base = base.start
+        if position is not None:
+            line, col = line_col(script.text, offset_base + position - 1)
+        elif failing is not None:
+            line, col = line_col(script.text, failing.code_start)
+        else:
+            line, col = 0, 0
+        where = f"{m.path}:{line}:{col}" if line else str(m.path)
+        message = redact.redact(diag.message_primary or str(error).split("\n")[0])
+        extras = []
+        if diag.message_detail:
+            extras.append(f"detail: {redact.redact(diag.message_detail)}")
+        if diag.message_hint:
+            extras.append(f"hint: {redact.redact(diag.message_hint)}")
+        if diag.context:
+            extras.append(f"context: {redact.redact(diag.context.strip().splitlines()[0])}")
+        if error.sqlstate == "25001":
+            extras.append("hint: put '-- bootstrap:no-transaction' on the first line of the file")
+        if error.sqlstate == "55P03":
+            extras.append(
+                f"still locked after {DDL_RETRY_ATTEMPTS} attempts; a long transaction holds the "
+                "table (raise --ddl-lock-timeout, or run when traffic is low)"
+            )
+        outcome = (
+            "the file was rolled back; nothing of it was kept"
+            if kept is None
+            else _kept_phrase(script, kept)
+        )
+        text = f"{where}: {message} (SQLSTATE {error.sqlstate})"
+        if extras:
+            text += "; " + "; ".join(extras)
+        return MigrationFailedError(
+            f"{text}; {outcome}",
+            file=str(m.path),
+            line=line or None,
+            column=col or None,
+            sqlstate=error.sqlstate,
+        )
+
+    # -- verify ---------------------------------------------------------------------
+
+    def verify(self, scripts: list[tuple[str, str]]) -> list[str]:
+        """
+        Run verify scripts in one transaction that is always rolled back, each
+        behind a savepoint so every failure is reported.
+
+        Args:
+            scripts: (name, text) pairs in order.
+
+        Returns:
+            One message per failing script (empty when all pass).
+        """
+        failures: list[str] = []
+        self.conn.execute("BEGIN")
+        try:
+            for name, text in scripts:
+                self.conn.execute("SAVEPOINT bootstrap_verify")
+                with self._notices_about(verify=name):
+                    done, error = self._run_script(text)
+                if error is None:
+                    self.conn.execute("RELEASE SAVEPOINT bootstrap_verify")
+                    self.log.info("verify_passed", script=name)
+                    continue
+                self.conn.execute("ROLLBACK TO SAVEPOINT bootstrap_verify")
+                message = redact.redact(error.diag.message_primary or str(error))
+                failures.append(f"{name}: {message}")
+                self.log.error("verify_failed", script=name, error=message, sqlstate=error.sqlstate)
+        finally:
+            self._rollback_quietly()
+        return failures
+
+
+def _kept_phrase(script: Script, kept: int) -> str:
+    code = script.code_statements
+    total = len(code)
+    if kept == 0:
+        return f"no statement of its {total} ran; nothing was kept and it was not recorded"
+    first_line = line_col(script.text, code[0].code_start)[0]
+    last_line = line_col(script.text, code[kept - 1].end - 1)[0]
+    return (
+        f"statements 1-{kept} of {total} (lines {first_line}-{last_line}) ran and were kept, "
+        f"statement {kept + 1} failed, {total - kept - 1} did not run; the file was not recorded. "
+        "Make it safe to re-run (IF NOT EXISTS), fix it, and run migrate again"
+    )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def advisory_key(schema: str, table: str) -> int:
+    """A stable signed 64-bit advisory lock key for one ledger."""
+    digest = hashlib.sha256(f"bootstrap:{schema}.{table}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def wait_backoff(initial: float, maximum: float) -> tenacity.wait.wait_base:
+    """Exponential backoff with jitter: about `initial`, doubling, capped at `maximum`."""
+    return _JitteredExponential(initial, maximum)
+
+
+class _JitteredExponential(tenacity.wait.wait_base):
+    """Pause n: uniform in [base/2, base] with base = initial * 2**(n-1), capped at maximum."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        base = min(self.maximum, self.initial * 2 ** (retry_state.attempt_number - 1))
+        return base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+

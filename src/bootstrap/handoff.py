@@ -1,0 +1,121 @@
+"""
+Process hygiene: signals before exec, and the exec itself.
+
+Until `exec`, SIGTERM/SIGINT/SIGHUP/SIGQUIT stop bootstrap cleanly (the
+running query is cancelled, the transaction rolled back, the lock released)
+and it exits 128+N. At `exec` the app takes over the PID with default signal
+dispositions, an empty signal mask, and the environment minus the migrator's
+connection.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+from .errors import CommandNotExecutableError, CommandNotFoundError, SignalReceived
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+# Python ignores these at start-up; exec would pass "ignored" on to the app.
+PYTHON_IGNORED = tuple(s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s)
+
+
+def _second_signal(signum: int, _frame: Any) -> None:
+    # Already stopping: a second signal means "now".
+    os._exit(128 + signum)
+
+
+def _first_signal(signum: int, _frame: Any) -> None:
+    for sig in HANDLED_SIGNALS:
+        signal.signal(sig, _second_signal)
+    raise SignalReceived(signum)
+
+
+def install_signal_handlers() -> None:
+    """Make the first stop signal raise `SignalReceived` in the main thread."""
+    for sig in HANDLED_SIGNALS:
+        signal.signal(sig, _first_signal)
+
+
+def restore_signal_defaults() -> None:
+    """Give the app what a shell would: default dispositions and no blocked signals."""
+    for sig in (*HANDLED_SIGNALS, *PYTHON_IGNORED):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def resolve_command(name: str, environ: Mapping[str, str]) -> str:
+    """
+    Find the program `name` as a shell would.
+
+    Returns:
+        The path to execute.
+
+    Raises:
+        CommandNotFoundError: nothing by that name (exit 127).
+        CommandNotExecutableError: found but not executable (exit 126).
+    """
+    if not name:
+        raise CommandNotFoundError("command not found: ''", command=name)
+    if "/" in name:
+        return _check_executable(name, name)
+    denied: str | None = None
+    for folder in environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or ".", name)
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and os.access(candidate, os.X_OK):
+            return candidate
+        denied = denied or candidate
+    if denied is not None:
+        raise CommandNotExecutableError(f"{name}: permission denied ({denied} is not executable)",
+                                        command=name)
+    raise CommandNotFoundError(f"{name}: command not found in PATH", command=name)
+
+
+def _check_executable(path: str, name: str) -> str:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise CommandNotFoundError(f"{name}: no such file", command=name) from None
+    except OSError as exc:
+        raise CommandNotExecutableError(f"{name}: {exc.strerror}", command=name) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise CommandNotExecutableError(f"{name}: is a directory", command=name)
+    if not os.access(path, os.X_OK):
+        raise CommandNotExecutableError(f"{name}: permission denied (not executable)", command=name)
+    return path
+
+
+def exec_app(argv: Sequence[str], environ: Mapping[str, str]) -> NoReturn:
+    """
+    Replace this process with the app: same PID, its signals, its exit status.
+
+    Args:
+        argv: the command and its arguments.
+        environ: the app's environment.
+
+    Raises:
+        CommandNotFoundError / CommandNotExecutableError: exec refused.
+    """
+    path = resolve_command(argv[0], environ)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    restore_signal_defaults()
+    try:
+        os.execve(path, list(argv), dict(environ))
+    except OSError as exc:
+        install_signal_handlers()
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise CommandNotFoundError(f"{argv[0]}: {exc.strerror}", command=argv[0]) from None
+        raise CommandNotExecutableError(f"{argv[0]}: {exc.strerror}", command=argv[0]) from None

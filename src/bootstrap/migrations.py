@@ -1,0 +1,451 @@
+"""
+Migration files: find them, check their names, read and checksum them, parse them.
+
+Discovery (`discover_migrations`) looks at every file: names, versions,
+duplicates, readability, UTF-8, directives and checksums. Parsing
+(`parse_migration`) splits a file that is about to run into statements and
+checks what only matters for running it. Neither touches the database.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .sqlsplit import Script, SqlSyntaxError, line_col, split_statements
+
+BOM = b"\xef\xbb\xbf"
+MAX_VERSION = 2**63 - 1
+NO_TRANSACTION = "no-transaction"
+KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION})
+VERIFY_DIR = "verify"
+
+_VERSIONED = re.compile(r"^(?P<version>[0-9]+)_(?P<description>[^/]+)\.sql$")
+_DOWN = re.compile(r"^(?P<version>[0-9]+)_(?P<description>[^/]+)\.down\.sql$")
+_REPEATABLE = re.compile(r"^R__(?P<description>[^/]+)\.sql$")
+_FLYWAY = re.compile(r"^[VUR](?P<version>[0-9._]*)__(?P<description>.+)\.sql$", re.I)
+_DIRECTIVE = re.compile(r"^--\s*bootstrap\s*:(?P<rest>.*)$")
+_TRANSACTION_CONTROL = {
+    "begin": "BEGIN",
+    "start": "START TRANSACTION",
+    "commit": "COMMIT",
+    "end": "END",
+    "abort": "ABORT",
+    "rollback": "ROLLBACK",
+}
+
+
+class Kind(enum.StrEnum):
+    """What a migration file is."""
+
+    VERSIONED = "versioned"
+    REPEATABLE = "repeatable"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """
+    One migration file as discovered: identity, checksum and options, not yet split.
+
+    Attributes:
+        kind: versioned or repeatable.
+        version: the integer version (None for repeatables).
+        description: the part of the name after the version.
+        name: the file name, as recorded in the ledger.
+        path: where the file is.
+        checksum: SHA-256 (hex) of the content, BOM dropped, CRLF read as LF.
+        transactional: False when the file says `-- bootstrap:no-transaction`.
+        down_path: the `.down.sql` partner, if any.
+    """
+
+    kind: Kind
+    version: int | None
+    description: str
+    name: str
+    path: Path
+    checksum: str
+    transactional: bool
+    down_path: Path | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity in the ledger: the version for versioned files, the name for repeatables."""
+        return str(self.version) if self.version is not None else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMigration:
+    """A migration about to run: its text and statements."""
+
+    migration: Migration
+    script: Script
+
+    @property
+    def text(self) -> str:
+        """The normalised SQL (BOM dropped, CRLF read as LF)."""
+        return self.script.text
+
+
+@dataclass(frozen=True, slots=True)
+class SqlFile:
+    """A file read and checked: decoded text, checksum and directives."""
+
+    path: Path
+    text: str
+    checksum: str
+    transactional: bool
+
+
+def _where(path: Path) -> str:
+    return str(path)
+
+
+def normalise(raw: bytes) -> bytes:
+    """Drop a UTF-8 BOM and read CRLF as LF: what the checksum is taken of."""
+    if raw.startswith(BOM):
+        raw = raw[len(BOM) :]
+    return raw.replace(b"\r\n", b"\n")
+
+
+def checksum_of(raw: bytes) -> str:
+    """SHA-256 (hex) of a file's content, BOM dropped and CRLF read as LF."""
+    return hashlib.sha256(normalise(raw)).hexdigest()
+
+
+def read_sql_file(path: Path) -> SqlFile:
+    """
+    Read, decode, checksum one file and read its directives.
+
+    Raises:
+        ConfigError: unreadable, not UTF-8, empty, or an unknown directive.
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigError(
+            f"{_where(path)}: cannot read the file: {exc.strerror or exc}", file=str(path)
+        ) from None
+    data = normalise(raw)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        prefix = data[: exc.start].decode("utf-8")
+        line, col = line_col(prefix, len(prefix))
+        raise ConfigError(
+            f"{_where(path)}:{line}:{col}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+            "save the file as UTF-8",
+            file=str(path),
+            line=line,
+        ) from None
+    if not text.strip():
+        raise ConfigError(
+            f"{_where(path)}: the file is empty; a migration must contain SQL",
+            file=str(path),
+        )
+    return SqlFile(
+        path=path,
+        text=text,
+        checksum=hashlib.sha256(data).hexdigest(),
+        transactional=NO_TRANSACTION not in read_directives(path, text),
+    )
+
+
+def read_directives(path: Path, text: str) -> frozenset[str]:
+    """
+    Read `-- bootstrap:<option>` lines from the file's leading comments.
+
+    Raises:
+        ConfigError: an unknown option, naming the file and line.
+    """
+    found: set[str] = set()
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--"):
+            break
+        match = _DIRECTIVE.match(stripped)
+        if match is None:
+            continue
+        options = [o for o in re.split(r"[\s,]+", match.group("rest").strip()) if o]
+        if not options:
+            raise ConfigError(
+                f"{_where(path)}:{number}: empty bootstrap directive; "
+                f"known options: {', '.join(sorted(KNOWN_DIRECTIVES))}",
+                file=str(path),
+                line=number,
+            )
+        for option in options:
+            if option not in KNOWN_DIRECTIVES:
+                raise ConfigError(
+                    f"{_where(path)}:{number}: unknown directive 'bootstrap:{option}'; "
+                    f"known options: {', '.join(sorted(KNOWN_DIRECTIVES))}",
+                    file=str(path),
+                    line=number,
+                )
+            found.add(option)
+    return frozenset(found)
+
+
+def _check_entry(sql_dir: Path, entry: os.DirEntry[str]) -> Path:
+    """A `*.sql` entry must be a regular file inside `sql_dir` (links followed)."""
+    path = sql_dir / entry.name
+    try:
+        info = os.stat(entry.path)
+    except OSError:
+        raise ConfigError(
+            f"{_where(path)}: broken symbolic link", file=str(path)
+        ) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(
+            f"{_where(path)}: is a directory, not a migration file; rename it",
+            file=str(path),
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{_where(path)}: not a regular file", file=str(path))
+    if entry.is_symlink():
+        target = Path(entry.path).resolve()
+        root = sql_dir.resolve()
+        if root != target.parent and root not in target.parents:
+            raise ConfigError(
+                f"{_where(path)}: symbolic link leads outside {sql_dir} (to {target}); "
+                "copy the file instead",
+                file=str(path),
+            )
+    return path
+
+
+def _name_error(path: Path) -> ConfigError:
+    name = path.name
+    hint = "versioned files are <digits>_<description>.sql, rollbacks <digits>_<description>.down.sql, repeatables R__<description>.sql"
+    flyway = _FLYWAY.match(name)
+    if name.lower().endswith(".sql") and not name.endswith(".sql"):
+        hint = "the extension must be lowercase .sql"
+    elif flyway and name[0] in "Vv" and flyway.group("version").isdigit():
+        hint = f"Flyway-style name; bootstrap expects {flyway.group('version')}_{flyway.group('description')}.sql"
+    return ConfigError(f"{_where(path)}: not a migration file name; {hint}", file=str(path))
+
+
+def _parse_version(path: Path, digits: str) -> int:
+    version = int(digits)
+    if version == 0:
+        raise ConfigError(
+            f"{_where(path)}: version 0 is reserved (rollback --to 0 means 'nothing applied'); "
+            "versions start at 1",
+            file=str(path),
+        )
+    if version > MAX_VERSION:
+        raise ConfigError(
+            f"{_where(path)}: version {digits} does not fit in 63 bits; use at most 18 digits",
+            file=str(path),
+        )
+    return version
+
+
+def discover_migrations(sql_dir: Path) -> list[Migration]:
+    """
+    Find every migration in `sql_dir`, versioned ones by version, then repeatables by name.
+
+    Args:
+        sql_dir: the directory (files directly in it; `verify/` is separate).
+
+    Returns:
+        Versioned migrations in ascending version order, then repeatables.
+
+    Raises:
+        ConfigError: a missing directory, a bad name, a duplicate version, an
+            orphan `.down.sql`, or a file that cannot be read or decoded. The
+            first problem found is reported, naming its file.
+    """
+    try:
+        entries = sorted(os.scandir(sql_dir), key=lambda e: e.name)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"migrations directory {sql_dir} does not exist (set BOOTSTRAP_SQL_DIR or --sql-dir)",
+            variable="BOOTSTRAP_SQL_DIR",
+        ) from None
+    except NotADirectoryError:
+        raise ConfigError(
+            f"migrations directory {sql_dir} is not a directory", variable="BOOTSTRAP_SQL_DIR"
+        ) from None
+    except PermissionError:
+        raise ConfigError(
+            f"migrations directory {sql_dir} cannot be read: permission denied",
+            variable="BOOTSTRAP_SQL_DIR",
+        ) from None
+
+    ups: dict[int, tuple[Path, str]] = {}
+    downs: dict[int, Path] = {}
+    repeatables: list[tuple[Path, str]] = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or not name.lower().endswith(".sql"):
+            continue
+        path = _check_entry(sql_dir, entry)
+        if (match := _DOWN.match(name)) is not None:
+            version = _parse_version(path, match.group("version"))
+            if version in downs:
+                raise ConfigError(
+                    f"{_where(path)}: version {version} has two rollback files "
+                    f"({downs[version].name} and {name})",
+                    file=str(path),
+                )
+            downs[version] = path
+        elif (match := _REPEATABLE.match(name)) is not None:
+            if name.endswith(".down.sql"):
+                raise ConfigError(
+                    f"{_where(path)}: repeatable migrations have no rollback file", file=str(path)
+                )
+            repeatables.append((path, match.group("description")))
+        elif (match := _VERSIONED.match(name)) is not None:
+            version = _parse_version(path, match.group("version"))
+            if version in ups:
+                raise ConfigError(
+                    f"{_where(path)}: duplicate version {version}: "
+                    f"{ups[version][0].name} and {name}; give each file its own version",
+                    file=str(path),
+                    version=version,
+                )
+            ups[version] = (path, match.group("description"))
+        else:
+            raise _name_error(path)
+
+    for version, path in sorted(downs.items()):
+        if version not in ups:
+            raise ConfigError(
+                f"{_where(path)}: rollback file without a migration of version {version}",
+                file=str(path),
+            )
+
+    migrations: list[Migration] = []
+    for version in sorted(ups):
+        path, description = ups[version]
+        read = read_sql_file(path)
+        if version in downs:
+            read_sql_file(downs[version])  # a broken rollback is found now, not during an incident
+        migrations.append(
+            Migration(
+                kind=Kind.VERSIONED,
+                version=version,
+                description=description,
+                name=path.name,
+                path=path,
+                checksum=read.checksum,
+                transactional=read.transactional,
+                down_path=downs.get(version),
+            )
+        )
+    for path, description in repeatables:
+        read = read_sql_file(path)
+        migrations.append(
+            Migration(
+                kind=Kind.REPEATABLE,
+                version=None,
+                description=description,
+                name=path.name,
+                path=path,
+                checksum=read.checksum,
+                transactional=read.transactional,
+            )
+        )
+    return migrations
+
+
+def discover_verify_scripts(sql_dir: Path) -> list[Path]:
+    """The `verify/*.sql` scripts, in name order (none when the folder is absent)."""
+    folder = sql_dir / VERIFY_DIR
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    paths: list[Path] = []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.lower().endswith(".sql"):
+            continue
+        paths.append(_check_entry(folder, entry))
+    return paths
+
+
+def parse_file(path: Path) -> tuple[SqlFile, Script]:
+    """
+    Read and split one file.
+
+    Raises:
+        ConfigError: for anything `read_sql_file` refuses, an unterminated
+            quote or comment, a psql meta-command, or a file with no statement.
+    """
+    read = read_sql_file(path)
+    try:
+        script = split_statements(read.text)
+    except SqlSyntaxError as exc:
+        line, col = line_col(read.text, exc.offset)
+        raise ConfigError(
+            f"{_where(path)}:{line}:{col}: {exc}", file=str(path), line=line
+        ) from None
+    if script.backslashes:
+        line, col = line_col(read.text, script.backslashes[0])
+        snippet = read.text[script.backslashes[0] :].split("\n", 1)[0][:40]
+        raise ConfigError(
+            f"{_where(path)}:{line}:{col}: {snippet!r} is a psql meta-command, not SQL; "
+            "bootstrap sends files to the server as they are",
+            file=str(path),
+            line=line,
+        )
+    if not script.code_statements:
+        raise ConfigError(
+            f"{_where(path)}: the file has only comments; a migration must contain SQL",
+            file=str(path),
+        )
+    for statement in script.code_statements:
+        words = statement.words
+        if words[:1] == ("copy",) and "stdin" in _code_words(statement.text):
+            line, _ = line_col(read.text, statement.code_start)
+            raise ConfigError(
+                f"{_where(path)}:{line}: COPY ... FROM STDIN needs psql; "
+                "use INSERT statements or COPY from a server-side file",
+                file=str(path),
+                line=line,
+            )
+        if read.transactional and _is_transaction_control(words):
+            line, _ = line_col(read.text, statement.code_start)
+            raise ConfigError(
+                f"{_where(path)}:{line}: {_TRANSACTION_CONTROL[words[0]]} in a transactional file; "
+                "bootstrap already runs each file in one transaction together with its ledger row. "
+                "Remove it, or put '-- bootstrap:no-transaction' on the first line",
+                file=str(path),
+                line=line,
+            )
+    return read, script
+
+
+def parse_migration(migration: Migration) -> ParsedMigration:
+    """
+    Read and split a migration that is about to run.
+
+    Raises:
+        ConfigError: as `parse_file`; also when the file changed since discovery.
+    """
+    read, script = parse_file(migration.path)
+    if read.checksum != migration.checksum:
+        raise ConfigError(
+            f"{_where(migration.path)}: the file changed while bootstrap was running",
+            file=str(migration.path),
+        )
+    return ParsedMigration(migration=migration, script=script)
+
+
+def _is_transaction_control(words: tuple[str, ...]) -> bool:
+    if not words or words[0] not in _TRANSACTION_CONTROL:
+        return False
+    # ROLLBACK TO SAVEPOINT and ROLLBACK PREPARED are not the end of our transaction...
+    # but ROLLBACK PREPARED cannot run in one either, and COMMIT PREPARED neither.
+    return not (words[0] == "rollback" and len(words) > 1 and words[1] == "to")
+
+
+def _code_words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z_]+", text)}

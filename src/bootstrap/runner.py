@@ -1,0 +1,127 @@
+"""
+The commands' work, in order: wait -> lock -> schemas -> ledger -> plan -> apply -> verify.
+
+Files are discovered and checked before the database is touched; the
+connection opened to wait is the one that migrates (one connection per run).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .db import Database
+from .errors import VerifyFailedError
+from .migrations import (
+    Kind,
+    Migration,
+    discover_migrations,
+    discover_verify_scripts,
+    parse_file,
+    parse_migration,
+)
+from .plan import Plan, build_plan, evaluate
+from .settings import Settings
+
+Log = Any
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Counts for the run's summary line."""
+
+    applied: list[str] = field(default_factory=list)
+    repeatables: list[str] = field(default_factory=list)
+    verified: int = 0
+
+    def as_log(self) -> dict[str, Any]:
+        """The summary's fields."""
+        return {
+            "migrations_applied": len(self.applied),
+            "repeatables_applied": len(self.repeatables),
+            "verify_scripts": self.verified,
+        }
+
+
+def wait_for_database(settings: Settings, log: Log, *, wait: bool = True) -> Database:
+    """Connect once `SELECT 1` answers (retrying transient failures unless `wait` is False)."""
+    return Database.connect(settings, log, wait=wait)
+
+
+def migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
+            migrations: list[Migration] | None = None) -> None:
+    """
+    Lock, create schemas and the ledger, check the plan, apply what is pending.
+
+    Args:
+        settings: the settings.
+        log: logger.
+        db: a connected database.
+        outcome: filled with what was applied.
+        migrations: already discovered files (discovered here when None).
+    """
+    if migrations is None:
+        migrations = discover_migrations(settings.sql_dir)
+    db.acquire_lock()
+    try:
+        db.prepare()
+        applied = db.read_ledger()
+        plan = build_plan(migrations, applied, out_of_order=settings.out_of_order)
+        # Every file about to run is split and checked before the first one runs.
+        parsed = [parse_migration(m) for m in (*plan.pending, *plan.repeatables)]
+        if not parsed:
+            log.info("migrations_up_to_date", applied=len(applied))
+        else:
+            db.use_migration_settings()
+        for item in parsed:
+            m = item.migration
+            duration_ms = db.apply(item)
+            if m.kind is Kind.VERSIONED:
+                outcome.applied.append(m.name)
+                log.info("migration_applied", migration=m.name, version=m.version,
+                         duration_ms=duration_ms, transactional=m.transactional)
+            else:
+                outcome.repeatables.append(m.name)
+                log.info("repeatable_applied", migration=m.name, duration_ms=duration_ms,
+                         transactional=m.transactional)
+    finally:
+        db.release_lock()
+
+
+def status(settings: Settings, log: Log, db: Database,
+           migrations: list[Migration] | None = None) -> Plan:
+    """The state of every migration; reads only, takes no lock."""
+    if migrations is None:
+        migrations = discover_migrations(settings.sql_dir)
+    return evaluate(migrations, db.read_ledger_if_exists(), out_of_order=settings.out_of_order)
+
+
+def load_verify_scripts(sql_dir: Path) -> list[tuple[str, str]]:
+    """Read and check the verify scripts (before touching the database)."""
+    scripts = []
+    for path in discover_verify_scripts(sql_dir):
+        read, _script = parse_file(path)
+        scripts.append((path.name, read.text))
+    return scripts
+
+
+def verify(log: Log, db: Database, scripts: list[tuple[str, str]], outcome: Outcome) -> None:
+    """
+    Run the verify scripts in a transaction that is always rolled back.
+
+    Raises:
+        VerifyFailedError: one or more scripts raised an error; each is named.
+    """
+    started = time.monotonic()
+    failures = db.verify(scripts)
+    outcome.verified = len(scripts)
+    if failures:
+        raise VerifyFailedError(
+            f"{len(failures)} of {len(scripts)} verify script{'s' if len(scripts) != 1 else ''} "
+            "failed: " + "; ".join(failures),
+            failures=failures,
+        )
+    log.info("verify_completed", scripts=len(scripts),
+             duration_ms=round((time.monotonic() - started) * 1000))

@@ -1,0 +1,252 @@
+"""
+A SQL lexer that splits a script into statements the way PostgreSQL (and psql) do.
+
+It understands what can hide a semicolon: `--` and nested `/* */` comments,
+'standard' and E'escaped' strings, "quoted identifiers", $tag$ dollar quotes$tag$,
+parentheses (`CREATE RULE ... (a; b)`) and SQL-standard function bodies
+(`BEGIN ATOMIC ... END`, with psql's heuristic). Splitting never loses a
+character: joining the statements' text gives back the script.
+
+Pure: no I/O, no imports from the package.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_IDENT_START = r"A-Za-z_\x80-\U0010FFFF"
+_IDENT_CONT = r"A-Za-z0-9_$\x80-\U0010FFFF"
+# Everything that can change the lexer's state; other characters are skipped.
+_TOKEN = re.compile(rf"--|/\*|'|\"|\$|\(|\)|;|\\|[{_IDENT_START}][{_IDENT_CONT}]*")
+_DOLLAR_TAG = re.compile(rf"\$(?:[{_IDENT_START}][A-Za-z0-9_\x80-\U0010FFFF]*)?\$")
+_STANDARD_STRING_REST = re.compile(r"(?:[^']|'')*'")
+_ESCAPE_STRING_REST = re.compile(r"(?:[^'\\]|\\.|'')*'", re.DOTALL)
+_QUOTED_IDENT_REST = re.compile(r'(?:[^"]|"")*"')
+_COMMENT_EDGE = re.compile(r"/\*|\*/")
+_PARAM = re.compile(r"\$[0-9]+")
+
+_WORDS_KEPT = 4
+_ROUTINE_PREFIXES = (
+    ("create", "function"),
+    ("create", "procedure"),
+    ("create", "or", "replace", "function"),
+    ("create", "or", "replace", "procedure"),
+)
+
+
+class SqlSyntaxError(ValueError):
+    """Raised for a script PostgreSQL could not even tokenise (an unterminated quote or comment)."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """
+    One piece of a script: code up to and including its `;`, with the
+    comments and blank lines before it.
+
+    Attributes:
+        start: offset of the piece in the script.
+        end: offset just after the piece.
+        code_start: offset of its first character of code (start when it has none).
+        text: the piece itself (`script[start:end]`).
+        has_code: False when the piece is only blanks and comments (the server
+            runs nothing for it).
+        words: its first few keywords or identifiers, lowercased.
+    """
+
+    start: int
+    end: int
+    code_start: int
+    text: str
+    has_code: bool
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A script split into statements, with what a validator wants to know."""
+
+    text: str
+    statements: tuple[Statement, ...]
+    backslashes: tuple[int, ...]  # offsets of `\` outside strings: psql meta-commands
+
+    @property
+    def code_statements(self) -> tuple[Statement, ...]:
+        """The statements the server will run (those with code)."""
+        return tuple(s for s in self.statements if s.has_code)
+
+    def line_col(self, offset: int) -> tuple[int, int]:
+        """1-based line and column of a character offset."""
+        return line_col(self.text, offset)
+
+
+def line_col(text: str, offset: int) -> tuple[int, int]:
+    """
+    1-based line and column of character `offset` in `text`.
+
+    Args:
+        text: the script.
+        offset: a 0-based character offset (clamped to the text).
+    """
+    offset = max(0, min(offset, len(text)))
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
+class _Builder:
+    """Accumulates the state of the statement being scanned."""
+
+    __slots__ = ("begin_depth", "code_start", "paren_depth", "routine", "start", "words")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.code_start = -1
+        self.words: list[str] = []
+        self.paren_depth = 0
+        self.begin_depth = 0
+        self.routine = False
+
+    def code_at(self, offset: int) -> None:
+        if self.code_start < 0:
+            self.code_start = offset
+
+    def word(self, word: str, offset: int) -> None:
+        self.code_at(offset)
+        lowered = word.lower()
+        if len(self.words) < _WORDS_KEPT:
+            self.words.append(lowered)
+            if not self.routine:
+                self.routine = any(
+                    tuple(self.words[: len(p)]) == p for p in _ROUTINE_PREFIXES
+                )
+        # psql's heuristic for SQL-standard bodies: BEGIN ... END (CASE ... END
+        # nests inside) at paren depth 0 of CREATE [OR REPLACE] FUNCTION|PROCEDURE.
+        if self.routine and self.paren_depth == 0:
+            if lowered == "begin":
+                self.begin_depth += 1
+            elif lowered == "case" and self.begin_depth >= 1:
+                self.begin_depth += 1
+            elif lowered == "end" and self.begin_depth > 0:
+                self.begin_depth -= 1
+
+    def finish(self, text: str, end: int) -> Statement:
+        has_code = self.code_start >= 0
+        return Statement(
+            start=self.start,
+            end=end,
+            code_start=self.code_start if has_code else self.start,
+            text=text[self.start : end],
+            has_code=has_code,
+            words=tuple(self.words),
+        )
+
+
+def split_statements(text: str) -> Script:
+    """
+    Split a script into statements.
+
+    Args:
+        text: the whole script (already decoded).
+
+    Returns:
+        The script with its statements; their texts concatenate to `text`.
+
+    Raises:
+        SqlSyntaxError: an unterminated string, quoted identifier, dollar quote
+            or comment.
+    """
+    statements: list[Statement] = []
+    backslashes: list[int] = []
+    current = _Builder(0)
+    pos = 0
+    length = len(text)
+    search = _TOKEN.search
+    while pos < length:
+        match = search(text, pos)
+        if match is None:
+            break
+        token = match.group()
+        start = match.start()
+        pos = match.end()
+        first = token[0]
+        if token == "--":
+            newline = text.find("\n", pos)
+            pos = length if newline < 0 else newline + 1
+        elif token == "/*":
+            pos = _skip_block_comment(text, pos, start)
+        elif first == "'":
+            current.code_at(start)
+            pos = _skip(_STANDARD_STRING_REST, text, pos, start, "string")
+        elif first == '"':
+            current.code_at(start)
+            pos = _skip(_QUOTED_IDENT_REST, text, pos, start, "quoted identifier")
+        elif first == "$":
+            current.code_at(start)
+            tag = _DOLLAR_TAG.match(text, start)
+            if tag is not None:
+                close = text.find(tag.group(), tag.end())
+                if close < 0:
+                    raise SqlSyntaxError(
+                        f"unterminated dollar-quoted string {tag.group()}", start
+                    )
+                pos = close + len(tag.group())
+            else:
+                param = _PARAM.match(text, start)
+                pos = param.end() if param else pos
+        elif first == "(":
+            current.code_at(start)
+            current.paren_depth += 1
+        elif first == ")":
+            current.code_at(start)
+            current.paren_depth = max(0, current.paren_depth - 1)
+        elif first == ";":
+            if current.paren_depth == 0 and current.begin_depth == 0:
+                statements.append(current.finish(text, pos))
+                current = _Builder(pos)
+        elif first == "\\":
+            current.code_at(start)
+            backslashes.append(start)
+        else:  # an identifier or keyword
+            if pos < length and text[pos] == "'":
+                # E'...' escapes backslashes; U&'...', B'...', X'...', N'...' do not.
+                current.code_at(start)
+                rest = _ESCAPE_STRING_REST if token in ("E", "e") else _STANDARD_STRING_REST
+                if token in ("E", "e", "B", "b", "X", "x", "N", "n"):
+                    pos = _skip(rest, text, pos + 1, start, "string")
+                    continue
+            if token in ("U", "u") and text.startswith("&'", pos):
+                current.code_at(start)
+                pos = _skip(_STANDARD_STRING_REST, text, pos + 2, start, "string")
+                continue
+            if token in ("U", "u") and text.startswith('&"', pos):
+                current.code_at(start)
+                pos = _skip(_QUOTED_IDENT_REST, text, pos + 2, start, "quoted identifier")
+                continue
+            current.word(token, start)
+    if current.start < length:
+        statements.append(current.finish(text, length))
+    return Script(text=text, statements=tuple(statements), backslashes=tuple(backslashes))
+
+
+def _skip(rest: re.Pattern[str], text: str, pos: int, start: int, what: str) -> int:
+    match = rest.match(text, pos)
+    if match is None:
+        raise SqlSyntaxError(f"unterminated {what}", start)
+    return match.end()
+
+
+def _skip_block_comment(text: str, pos: int, start: int) -> int:
+    depth = 1
+    while depth:
+        edge = _COMMENT_EDGE.search(text, pos)
+        if edge is None:
+            raise SqlSyntaxError("unterminated /* comment", start)
+        depth += 1 if edge.group() == "/*" else -1
+        pos = edge.end()
+    return pos
+

@@ -1,0 +1,105 @@
+"""Helpers shared by the tests: files, subprocesses, logs, polling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+# Variables a developer's shell may carry that would change what a test sees.
+_SCRUBBED = ("DATABASE_URL", "DATABASE_URL_FILE", "BOOTSTRAP_DATABASE_URL",
+             "BOOTSTRAP_DATABASE_URL_FILE", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE",
+             "PGPASSWORD", "PGOPTIONS", "PGSSLMODE")
+
+
+def write(folder: Path, name: str, text: str | bytes) -> Path:
+    """Write one migration file."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without connection variables, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("BOOTSTRAP_")}
+    env.update(extra)
+    return env
+
+
+def bootstrap_cmd(*args: str) -> list[str]:
+    """argv running bootstrap as users do (`python -m bootstrap`)."""
+    return [sys.executable, "-m", "bootstrap", *args]
+
+
+def run_cli(args: Sequence[str], env: Mapping[str, str] | None = None, *,
+            cwd: Path | None = None, timeout: float = 120, stdin: Any = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bootstrap ARGS` to completion."""
+    return subprocess.run(
+        bootstrap_cmd(*args), env=dict(env if env is not None else clean_env()), cwd=cwd,
+        capture_output=True, text=True, timeout=timeout, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def logs(stderr: str) -> list[dict[str, Any]]:
+    """Parse JSON log lines; a line that is not JSON fails the test."""
+    out = []
+    for line in stderr.splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+def events(stderr: str) -> list[str]:
+    """The event names, in order."""
+    return [entry["event"] for entry in logs(stderr)]
+
+
+def last_error(stderr: str) -> dict[str, Any]:
+    """The `bootstrap_failed` line."""
+    failed = [e for e in logs(stderr) if e["event"] == "bootstrap_failed"]
+    assert failed, f"no bootstrap_failed line in:\n{stderr}"
+    return failed[-1]
+
+
+def poll(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.02,
+         message: str = "condition") -> T:
+    """Return condition()'s first truthy value, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def ledger(conn: Any, table: str = "public.bootstrap_migrations") -> list[tuple[Any, ...]]:
+    """(version, name, kind) of every ledger row, in order."""
+    schema, name = table.split(".")
+    exists = conn.execute("SELECT to_regclass(%s)", [f"{schema}.{name}"]).fetchone()[0]
+    if exists is None:
+        return []
+    from psycopg import sql
+
+    return conn.execute(
+        sql.SQL("SELECT version, name, kind FROM {} ORDER BY version NULLS LAST, name").format(
+            sql.Identifier(schema, name))
+    ).fetchall()
+
+
+def table_exists(conn: Any, name: str) -> bool:
+    """Whether a relation exists."""
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", [name]).fetchone()[0]

@@ -1,0 +1,179 @@
+"""Discovering and parsing migration files: names, versions, checksums, directives."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from bootstrap.errors import ConfigError, ExitCode
+from bootstrap.migrations import (
+    Kind,
+    checksum_of,
+    discover_migrations,
+    discover_verify_scripts,
+    parse_migration,
+)
+from tests.helpers import write
+
+
+def test_versions_compare_as_integers(sql_dir: Path) -> None:
+    """2_x runs before 10_x, and long timestamp versions are valid."""
+    for name in ("10_c.sql", "2_b.sql", "0001_a.sql", "1765802400000_d.sql", "R__views.sql"):
+        write(sql_dir, name, "SELECT 1;")
+    found = discover_migrations(sql_dir)
+    assert [1, 2, 10, 1765802400000, None] == [m.version for m in found]
+    assert [Kind.VERSIONED] * 4 + [Kind.REPEATABLE] == [m.kind for m in found]
+
+
+def test_down_partner_is_attached(sql_dir: Path) -> None:
+    """A .down.sql file is the rollback partner of its version, not a migration."""
+    write(sql_dir, "1_a.sql", "CREATE TABLE a();")
+    down = write(sql_dir, "1_a.down.sql", "DROP TABLE a;")
+    [migration] = discover_migrations(sql_dir)
+    assert down == migration.down_path
+
+
+def test_other_files_and_folders_are_ignored(sql_dir: Path) -> None:
+    """README, hidden files and sub-folders (verify/) are not migrations."""
+    write(sql_dir, "1_a.sql", "SELECT 1;")
+    write(sql_dir, "README.md", "docs")
+    write(sql_dir, ".#1_a.sql", "editor lock")
+    write(sql_dir, "verify/check.sql", "SELECT 1;")
+    assert ["1_a.sql"] == [m.name for m in discover_migrations(sql_dir)]
+    assert ["check.sql"] == [p.name for p in discover_verify_scripts(sql_dir)]
+
+
+def test_checksum_ignores_bom_and_crlf(sql_dir: Path) -> None:
+    """A BOM and CRLF line ends do not change the checksum (SHA-256 of the LF text)."""
+    text = "CREATE TABLE a (id int);\nSELECT 1;\n"
+    expected = hashlib.sha256(text.encode()).hexdigest()
+    assert expected == checksum_of(text.encode())
+    assert expected == checksum_of(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    write(sql_dir, "1_a.sql", b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert expected == discover_migrations(sql_dir)[0].checksum
+
+
+def test_no_transaction_directive(sql_dir: Path) -> None:
+    """`-- bootstrap:no-transaction` in the leading comments makes a file non-transactional."""
+    write(sql_dir, "1_a.sql", "-- adds an index\n-- bootstrap:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);")
+    write(sql_dir, "2_b.sql", "SELECT 1;\n-- bootstrap:no-transaction\n")
+    assert [False, True] == [m.transactional for m in discover_migrations(sql_dir)]
+
+
+BAD_NAMES = [
+    ("no-version", "create_users.sql", "not a migration file name"),
+    ("dash", "001-init.sql", "not a migration file name"),
+    ("empty-description", "1_.sql", "not a migration file name"),
+    ("flyway", "V1__init.sql", "Flyway-style name; bootstrap expects 1_init.sql"),
+    ("upper-extension", "1_init.SQL", "extension must be lowercase .sql"),
+    ("version-zero", "0_init.sql", "version 0 is reserved"),
+    ("too-big", "99999999999999999999_x.sql", "does not fit in 63 bits"),
+    ("repeatable-down", "R__v.down.sql", "repeatable migrations have no rollback file"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), [(c[1], c[2]) for c in BAD_NAMES], ids=[c[0] for c in BAD_NAMES])
+def test_bad_names_are_refused_naming_the_file(sql_dir: Path, name: str, message: str) -> None:
+    """A *.sql file that is not a migration name is a configuration error naming it."""
+    write(sql_dir, "1_ok.sql", "SELECT 1;")
+    write(sql_dir, name, "SELECT 1;")
+    with pytest.raises(ConfigError) as info:
+        discover_migrations(sql_dir)
+    assert ExitCode.CONFIG == info.value.exit_code
+    assert name in str(info.value)
+    assert message in str(info.value)
+
+
+def test_duplicate_version_names_both_files(sql_dir: Path) -> None:
+    """0001_a and 1_b share version 1: refused, naming both."""
+    write(sql_dir, "0001_a.sql", "SELECT 1;")
+    write(sql_dir, "1_b.sql", "SELECT 1;")
+    with pytest.raises(ConfigError, match=r"duplicate version 1: 0001_a\.sql and 1_b\.sql"):
+        discover_migrations(sql_dir)
+
+
+def test_orphan_down_file(sql_dir: Path) -> None:
+    """A rollback file without its migration is refused."""
+    write(sql_dir, "2_b.down.sql", "SELECT 1;")
+    with pytest.raises(ConfigError, match=r"2_b\.down\.sql: rollback file without a migration of version 2"):
+        discover_migrations(sql_dir)
+
+
+def test_directory_named_like_a_file(sql_dir: Path) -> None:
+    """A directory called x.sql is refused, not silently skipped."""
+    (sql_dir / "1_x.sql").mkdir()
+    with pytest.raises(ConfigError, match=r"1_x\.sql: is a directory"):
+        discover_migrations(sql_dir)
+
+
+def test_symlink_outside_is_refused(sql_dir: Path, tmp_path: Path) -> None:
+    """A link leading outside the sql directory is refused; one inside it is followed."""
+    outside = write(tmp_path, "elsewhere.sql", "SELECT 1;")
+    os.symlink(outside, sql_dir / "1_link.sql")
+    with pytest.raises(ConfigError, match="symbolic link leads outside"):
+        discover_migrations(sql_dir)
+    (sql_dir / "1_link.sql").unlink()
+    write(sql_dir, "shared/base.sql", "SELECT 1;")
+    os.symlink(sql_dir / "shared" / "base.sql", sql_dir / "1_link.sql")
+    assert ["1_link.sql"] == [m.name for m in discover_migrations(sql_dir)]
+
+
+def test_broken_symlink(sql_dir: Path) -> None:
+    """A dangling link is refused naming it."""
+    os.symlink(sql_dir / "nowhere.sql", sql_dir / "1_gone.sql")
+    with pytest.raises(ConfigError, match=r"1_gone\.sql: broken symbolic link"):
+        discover_migrations(sql_dir)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    """A missing sql directory is a configuration error naming it and the variable."""
+    with pytest.raises(ConfigError, match="does not exist .*BOOTSTRAP_SQL_DIR"):
+        discover_migrations(tmp_path / "nope")
+
+
+BAD_CONTENT = [
+    ("not-utf8", b"SELECT 1;\nSELECT '\xff';\n", "1_a.sql:2:9: not valid UTF-8"),
+    ("empty", b"", "the file is empty"),
+    ("blank", b"  \n\n", "the file is empty"),
+    ("unknown-directive", b"-- bootstrap:transaction:false\nSELECT 1;", "1_a.sql:1: unknown directive 'bootstrap:transaction:false'"),
+    ("empty-directive", b"-- bootstrap:\nSELECT 1;", "1_a.sql:1: empty bootstrap directive"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), [(c[1], c[2]) for c in BAD_CONTENT], ids=[c[0] for c in BAD_CONTENT])
+def test_bad_content_found_at_discovery(sql_dir: Path, content: bytes, message: str) -> None:
+    """Unreadable content is refused before anything runs, naming the file and line."""
+    write(sql_dir, "1_a.sql", content)
+    with pytest.raises(ConfigError) as info:
+        discover_migrations(sql_dir)
+    assert message in str(info.value)
+
+
+BAD_SQL = [
+    ("comments-only", "-- nothing\n/* here */\n", "the file has only comments"),
+    ("unterminated", "SELECT 1;\nSELECT 'oops;\n", "1_a.sql:2:8: unterminated string"),
+    ("psql-meta", "SELECT 1;\n\\i other.sql\n", "1_a.sql:2:1: '\\\\i other.sql' is a psql meta-command"),
+    ("commit", "CREATE TABLE a();\nCOMMIT;\n", "1_a.sql:2: COMMIT in a transactional file"),
+    ("begin", "BEGIN;\nCREATE TABLE a();\n", "1_a.sql:1: BEGIN in a transactional file"),
+    ("copy-stdin", "COPY t FROM STDIN;\n", "COPY ... FROM STDIN needs psql"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), [(c[1], c[2]) for c in BAD_SQL], ids=[c[0] for c in BAD_SQL])
+def test_bad_sql_found_before_running(sql_dir: Path, content: str, message: str) -> None:
+    """What only matters for running a file is checked when it is parsed, before any file runs."""
+    write(sql_dir, "1_a.sql", content)
+    [migration] = discover_migrations(sql_dir)
+    with pytest.raises(ConfigError) as info:
+        parse_migration(migration)
+    assert message in str(info.value)
+
+
+def test_transaction_control_allowed_without_transaction(sql_dir: Path) -> None:
+    """A no-transaction file may manage its own transactions."""
+    write(sql_dir, "1_a.sql", "-- bootstrap:no-transaction\nBEGIN;\nCREATE TABLE a();\nCOMMIT;\n")
+    [migration] = discover_migrations(sql_dir)
+    assert 3 == len(parse_migration(migration).script.code_statements)

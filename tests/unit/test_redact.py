@@ -1,0 +1,32 @@
+"""Secrets are masked in URLs, conninfo strings and known values."""
+
+from __future__ import annotations
+
+import pytest
+
+from bootstrap import redact
+
+SENTINEL = "S3ntinel-Pa55word"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"postgresql://app:{SENTINEL}@db/x", "postgresql://app:***@db/x"),
+        (f"postgres://:{SENTINEL}@db", "postgres://:***@db"),
+        (f"host=db password={SENTINEL} user=u", "host=db password=*** user=u"),
+        (f"host=db password = '{SENTINEL} x' user=u", "host=db password = *** user=u"),
+        ("postgresql://app@db/x", "postgresql://app@db/x"),
+    ],
+)
+def test_patterns_are_masked(text: str, expected: str) -> None:
+    """URL and conninfo passwords are masked wherever they appear."""
+    assert expected == redact.redact(text)
+
+
+def test_registered_values_are_masked_anywhere() -> None:
+    """A password echoed back out of context (a driver error) is masked too."""
+    redact.register_url_secrets(f"postgresql//u:{SENTINEL}@db/x")  # malformed: no colon after scheme
+    assert 'missing "=" after "postgresql//u:***@db/x"' == redact.redact(
+        f'missing "=" after "postgresql//u:{SENTINEL}@db/x"')
+    assert "error near ***!" == redact.redact(f"error near {SENTINEL}!")

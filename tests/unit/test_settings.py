@@ -1,0 +1,121 @@
+"""Configuration: flags over variables over defaults, _FILE secrets, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bootstrap.errors import ConfigError, ExitCode
+from bootstrap.settings import app_environ, describe_target, load_settings, parse_duration
+
+SENTINEL = "S3ntinel-Pa55word"
+
+
+def test_defaults() -> None:
+    """With nothing set, the contract's defaults apply."""
+    s = load_settings({}, {})
+    assert (Path("sql"), (), 60.0, 300.0, "public", "bootstrap_migrations", 5.0, None, "auto", "info") == (
+        s.sql_dir, s.schemas, s.wait_timeout, s.lock_timeout, s.ledger_schema, s.ledger_table,
+        s.ddl_lock_timeout, s.statement_timeout, s.log_format, s.log_level)
+    assert "" == s.database_url
+
+
+def test_flag_wins_over_variable() -> None:
+    """A flag beats its environment variable."""
+    env = {"BOOTSTRAP_SQL_DIR": "from-env", "BOOTSTRAP_WAIT_TIMEOUT": "5"}
+    assert Path("from-env") == load_settings({}, env).sql_dir
+    s = load_settings({"sql_dir": "from-flag", "wait_timeout": 7.0}, env)
+    assert (Path("from-flag"), 7.0) == (s.sql_dir, s.wait_timeout)
+
+
+def test_migrator_url_wins_and_is_hidden_from_the_app() -> None:
+    """BOOTSTRAP_DATABASE_URL is bootstrap's connection and is removed before exec."""
+    env = {"DATABASE_URL": "postgresql://app@db/x", "BOOTSTRAP_DATABASE_URL": "postgresql://migrator@db/x",
+           "BOOTSTRAP_DATABASE_URL_FILE": ""}
+    s = load_settings({}, env)
+    assert "postgresql://migrator@db/x" == s.database_url
+    assert {"DATABASE_URL": "postgresql://app@db/x"} == app_environ(env)
+
+
+def test_file_variant(tmp_path: Path) -> None:
+    """NAME_FILE holds the value, trailing newline stripped."""
+    secret = tmp_path / "url"
+    secret.write_text(f"postgresql://u:{SENTINEL}@db/x\n")
+    s = load_settings({}, {"BOOTSTRAP_DATABASE_URL_FILE": str(secret)})
+    assert f"postgresql://u:{SENTINEL}@db/x" == s.database_url
+    assert SENTINEL not in repr(s)
+
+
+def test_both_variable_and_file_is_an_error(tmp_path: Path) -> None:
+    """Setting X and X_FILE together is a configuration error naming both."""
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://db/x")
+    with pytest.raises(ConfigError, match="both DATABASE_URL and DATABASE_URL_FILE are set") as info:
+        load_settings({}, {"DATABASE_URL": "postgresql://db/x", "DATABASE_URL_FILE": str(secret)})
+    assert ExitCode.CONFIG == info.value.exit_code
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    """A _FILE pointing nowhere names the variable and the path."""
+    with pytest.raises(ConfigError, match=r"DATABASE_URL_FILE: cannot read .*/nope: No such file"):
+        load_settings({}, {"DATABASE_URL_FILE": str(tmp_path / "nope")})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BOOTSTRAP_WAIT_TIMEOUT", "abc", "BOOTSTRAP_WAIT_TIMEOUT: 'abc' is not a duration"),
+        ("BOOTSTRAP_LOCK_TIMEOUT", "-5", "BOOTSTRAP_LOCK_TIMEOUT: '-5' is not a duration"),
+        ("BOOTSTRAP_DDL_LOCK_TIMEOUT", "5 parsecs", "BOOTSTRAP_DDL_LOCK_TIMEOUT: '5 parsecs' is not a duration"),
+        ("BOOTSTRAP_SCHEMAS", "financial,,audit", "BOOTSTRAP_SCHEMAS: empty schema name"),
+        ("BOOTSTRAP_SCHEMAS", "Financial", "BOOTSTRAP_SCHEMAS: schema name 'Financial' is not a plain lowercase identifier"),
+        ("BOOTSTRAP_SCHEMAS", "pg_mine", "reserved"),
+        ("BOOTSTRAP_SCHEMAS", "a;drop", "not a plain lowercase identifier"),
+        ("BOOTSTRAP_LEDGER_TABLE", "a.b.c", "BOOTSTRAP_LEDGER_TABLE: 'a.b.c' is not a table name"),
+        ("BOOTSTRAP_LEDGER_TABLE", "bad-name", "table name 'bad-name' is not a plain lowercase identifier"),
+        ("BOOTSTRAP_LOG_FORMAT", "xml", "BOOTSTRAP_LOG_FORMAT: 'xml' is not one of auto, json, console"),
+        ("BOOTSTRAP_LOG_LEVEL", "loud", "BOOTSTRAP_LOG_LEVEL: 'loud' is not one of"),
+    ],
+)
+def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
+    """Each bad value is a configuration error (exit 3) naming its variable."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, {variable: value})
+    assert message in str(info.value)
+    assert ExitCode.CONFIG == info.value.exit_code
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("60", 60.0), ("2.5", 2.5), ("500ms", 0.5), ("30s", 30.0), ("5min", 300.0), ("1h", 3600.0)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    """Durations are seconds, or carry a unit."""
+    assert seconds == parse_duration(text)
+
+
+def test_no_limit_durations() -> None:
+    """0, none and off mean no statement timeout."""
+    assert [None, None, None] == [parse_duration(v, allow_none=True) for v in ("0", "none", "off")]
+
+
+def test_schemas_are_parsed_in_order_without_duplicates() -> None:
+    """Spaces are ignored and duplicates dropped."""
+    assert ("financial", "audit") == load_settings({}, {"BOOTSTRAP_SCHEMAS": " financial, audit ,financial"}).schemas
+
+
+@pytest.mark.parametrize(
+    ("dsn", "env", "expected"),
+    [
+        (f"postgresql://app:{SENTINEL}@db.internal:6432/orders", {}, ("db.internal", "6432", "orders", "app")),
+        (f"host=h port=7 dbname=d user=u password={SENTINEL}", {}, ("h", "7", "d", "u")),
+        ("", {"PGHOST": "pg", "PGUSER": "me"}, ("pg", "5432", "me", "me")),
+        ("postgresql://[::1]:5433/x?user=v", {}, ("::1", "5433", "x", "v")),
+    ],
+)
+def test_safe_target_never_has_the_password(dsn: str, env: dict[str, str], expected: tuple[str, ...]) -> None:
+    """What logs show of the target: host, port, database, user; never the password."""
+    target = describe_target(dsn, env)
+    assert expected == (target.host, target.port, target.dbname, target.user)
+    assert SENTINEL not in repr(target)
