@@ -103,3 +103,77 @@ def ledger(conn: Any, table: str = "public.bootstrap_migrations") -> list[tuple[
 def table_exists(conn: Any, name: str) -> bool:
     """Whether a relation exists."""
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", [name]).fetchone()[0]
+
+
+class Spawned:
+    """A bootstrap (or any) process whose output is collected line by line as it runs."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], **kwargs: Any) -> None:
+        import threading
+
+        self.proc = subprocess.Popen(list(argv), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True, **kwargs)
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout), daemon=True),
+                         threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr), daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _pump(stream: Any, into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+        stream.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def events(self) -> list[dict[str, Any]]:
+        """JSON log lines so far."""
+        out = []
+        for line in list(self.stderr):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def wait_for_event(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll until a log line with this event appears (or the process ends)."""
+        def found() -> dict[str, Any] | None:
+            for entry in self.events():
+                if entry.get("event") == name:
+                    return entry
+            if self.proc.poll() is not None:
+                raise AssertionError(f"process exited {self.proc.returncode} before {name}:\n{''.join(self.stderr)}")
+            return None
+        return poll(found, timeout=timeout, message=f"event {name}")
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for exit and for the output to be read."""
+        code = self.proc.wait(timeout=timeout)
+        for thread in self._threads:
+            thread.join(10)
+        return code
+
+    def stop(self) -> None:
+        """Kill it if still running (teardown)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()
+
+    def __enter__(self) -> Spawned:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def err(self) -> str:
+        return "".join(self.stderr)
+
+    @property
+    def out(self) -> str:
+        return "".join(self.stdout)

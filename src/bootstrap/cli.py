@@ -162,17 +162,17 @@ def _action(
         if then is not None:
             then()
     except NotUpToDateError as exc:
-        log.info(exc.event, command=command, exit_code=int(exc.exit_code), **exc.fields)
+        log.info(exc.event, **{**exc.fields, "command": command, "exit_code": int(exc.exit_code)})
         ctx.exit(int(exc.exit_code))
     except BootstrapError as exc:
-        log.error(
-            exc.event,
-            command=command,
-            error=exc.message,
-            exit_code=int(exc.exit_code),
-            duration_ms=elapsed_ms(),
+        fields = {
             **exc.fields,
-        )
+            "command": command,
+            "error": exc.message,
+            "exit_code": int(exc.exit_code),
+            "duration_ms": elapsed_ms(),
+        }
+        log.error(exc.event, **fields)
         ctx.exit(int(exc.exit_code))
     except SignalReceived as exc:
         log.warning(
@@ -301,6 +301,7 @@ def status_cmd(as_json: bool, exit_code: bool, **flags: Any) -> None:
         finally:
             _close(db)
         _print_status(plan, as_json)
+        outcome.extra.update(plan.counts())
         if exit_code and not plan.up_to_date:
             raise NotUpToDateError("not up to date", **plan.counts())
 
@@ -324,7 +325,7 @@ def verify_cmd(**flags: Any) -> None:
     def body(settings: Settings, log: Any, outcome: Outcome) -> None:
         from .runner import load_verify_scripts, verify, wait_for_database
 
-        scripts = load_verify_scripts(settings.sql_dir)
+        scripts = load_verify_scripts(settings.sql_dir, required=True)
         if not scripts:
             log.info("verify_skipped", reason=f"no scripts in {settings.sql_dir / 'verify'}")
             return

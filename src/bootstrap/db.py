@@ -374,9 +374,13 @@ class Database:
         return "held by " + ", ".join(parts)
 
     def release_lock(self) -> None:
-        """Release the advisory lock (closing the connection would too)."""
+        """Release the advisory lock; on a broken connection, closing it releases the lock."""
         if self.locked and not self.conn.closed:
-            self.conn.execute("SELECT pg_advisory_unlock(%s)", [self.lock_key])
+            self._rollback_quietly()
+            try:
+                self.conn.execute("SELECT pg_advisory_unlock(%s)", [self.lock_key])
+            except psycopg.Error:
+                self.conn.close()
         self.locked = False
 
     # -- schemas and ledger ---------------------------------------------------------
@@ -589,9 +593,14 @@ class Database:
         """
         m = parsed.migration
         with self._notices_about(migration=m.name):
-            if m.transactional:
-                return self._apply_transactional(parsed)
-            return self._apply_statements(parsed)
+            try:
+                if m.transactional:
+                    return self._apply_transactional(parsed)
+                return self._apply_statements(parsed)
+            except BaseException:
+                # Interrupted (signal) or failed: never leave a transaction open.
+                self._rollback_quietly()
+                raise
 
     def _retry_pause(self, parsed: ParsedMigration, attempt: int, error: psycopg.Error) -> bool:
         """Sleep before retrying a lock failure; False when out of attempts."""

@@ -61,7 +61,7 @@ def resolve_command(name: str, environ: Mapping[str, str]) -> str:
         CommandNotExecutableError: found but not executable (exit 126).
     """
     if not name:
-        raise CommandNotFoundError("command not found: ''", command=name)
+        raise CommandNotFoundError("command not found: ''", app=name)
     if "/" in name:
         return _check_executable(name, name)
     denied: str | None = None
@@ -76,21 +76,21 @@ def resolve_command(name: str, environ: Mapping[str, str]) -> str:
         denied = denied or candidate
     if denied is not None:
         raise CommandNotExecutableError(f"{name}: permission denied ({denied} is not executable)",
-                                        command=name)
-    raise CommandNotFoundError(f"{name}: command not found in PATH", command=name)
+                                        app=name)
+    raise CommandNotFoundError(f"{name}: command not found in PATH", app=name)
 
 
 def _check_executable(path: str, name: str) -> str:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise CommandNotFoundError(f"{name}: no such file", command=name) from None
+        raise CommandNotFoundError(f"{name}: no such file", app=name) from None
     except OSError as exc:
-        raise CommandNotExecutableError(f"{name}: {exc.strerror}", command=name) from None
+        raise CommandNotExecutableError(f"{name}: {exc.strerror}", app=name) from None
     if stat.S_ISDIR(info.st_mode):
-        raise CommandNotExecutableError(f"{name}: is a directory", command=name)
+        raise CommandNotExecutableError(f"{name}: is a directory", app=name)
     if not os.access(path, os.X_OK):
-        raise CommandNotExecutableError(f"{name}: permission denied (not executable)", command=name)
+        raise CommandNotExecutableError(f"{name}: permission denied (not executable)", app=name)
     return path
 
 
@@ -117,5 +117,5 @@ def exec_app(argv: Sequence[str], environ: Mapping[str, str]) -> NoReturn:
     except OSError as exc:
         install_signal_handlers()
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise CommandNotFoundError(f"{argv[0]}: {exc.strerror}", command=argv[0]) from None
-        raise CommandNotExecutableError(f"{argv[0]}: {exc.strerror}", command=argv[0]) from None
+            raise CommandNotFoundError(f"{argv[0]}: {exc.strerror}", app=argv[0]) from None
+        raise CommandNotExecutableError(f"{argv[0]}: {exc.strerror}", app=argv[0]) from None

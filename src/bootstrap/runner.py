@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .db import Database
-from .errors import VerifyFailedError
+from .errors import ConfigError, VerifyFailedError
 from .migrations import (
     Kind,
     Migration,
@@ -30,19 +30,24 @@ Log = Any
 
 @dataclass(slots=True)
 class Outcome:
-    """Counts for the run's summary line."""
+    """What a run did, for its one summary line."""
 
+    migrated: bool = False
     applied: list[str] = field(default_factory=list)
     repeatables: list[str] = field(default_factory=list)
-    verified: int = 0
+    verified: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_log(self) -> dict[str, Any]:
-        """The summary's fields."""
-        return {
-            "migrations_applied": len(self.applied),
-            "repeatables_applied": len(self.repeatables),
-            "verify_scripts": self.verified,
-        }
+        """The summary's fields (only those the command produced)."""
+        out: dict[str, Any] = {}
+        if self.migrated:
+            out["migrations_applied"] = len(self.applied)
+            out["repeatables_applied"] = len(self.repeatables)
+        if self.verified is not None:
+            out["verify_scripts"] = self.verified
+        out.update(self.extra)
+        return out
 
 
 def wait_for_database(settings: Settings, log: Log, *, wait: bool = True) -> Database:
@@ -64,6 +69,7 @@ def migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
     """
     if migrations is None:
         migrations = discover_migrations(settings.sql_dir)
+    outcome.migrated = True
     db.acquire_lock()
     try:
         db.prepare()
@@ -98,8 +104,20 @@ def status(settings: Settings, log: Log, db: Database,
     return evaluate(migrations, db.read_ledger_if_exists(), out_of_order=settings.out_of_order)
 
 
-def load_verify_scripts(sql_dir: Path) -> list[tuple[str, str]]:
-    """Read and check the verify scripts (before touching the database)."""
+def load_verify_scripts(sql_dir: Path, *, required: bool = False) -> list[tuple[str, str]]:
+    """
+    Read and check the verify scripts (before touching the database).
+
+    Args:
+        sql_dir: the migrations directory.
+        required: the directory must exist (`bootstrap verify`); `run` verifies
+            only when scripts exist.
+    """
+    if required and not sql_dir.is_dir():
+        raise ConfigError(
+            f"migrations directory {sql_dir} does not exist (set BOOTSTRAP_SQL_DIR or --sql-dir)",
+            variable="BOOTSTRAP_SQL_DIR",
+        )
     scripts = []
     for path in discover_verify_scripts(sql_dir):
         read, _script = parse_file(path)

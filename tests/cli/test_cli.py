@@ -1,0 +1,123 @@
+"""The command line through click's CliRunner: exit codes, usage, exec injection, help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bootstrap import cli
+from bootstrap.errors import ExitCode
+from tests.helpers import clean_env, write
+
+COMMANDS = ["wait-db", "migrate", "status", "verify", "run"]
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None, obj: dict | None = None):
+    """Invoke the CLI in-process with a clean environment."""
+    runner = CliRunner()
+    base = {k: None for k in ("DATABASE_URL", "BOOTSTRAP_DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE")}
+    base.update(env or {})
+    return runner.invoke(cli.cli, args, env=base, obj=obj, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    """`bootstrap CMD --help` explains the command and shows an example."""
+    result = invoke([command, "--help"])
+    assert ExitCode.OK == result.exit_code
+    assert "Example:" in result.stdout
+    assert "[env: BOOTSTRAP_SQL_DIR; default: ./sql]" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [("wait-db", ExitCode.UNAVAILABLE), ("migrate", ExitCode.CONFIG), ("status", ExitCode.CONFIG),
+     ("verify", ExitCode.CONFIG), ("run", ExitCode.CONFIG)],
+)
+def test_flags_are_accepted_after_the_command(command: str, expected: ExitCode, tmp_path: Path) -> None:
+    """Every flag parses after the command's name; here a missing directory or a closed port is reported."""
+    from pgcluster import free_port
+
+    args = [command, "--sql-dir", str(tmp_path / "absent"), "--log-level", "debug", "--log-format", "json",
+            "--database-url", f"postgresql://postgres@127.0.0.1:{free_port()}/x", "--timeout", "0.2",
+            "--lock-timeout", "1", "--schemas", "a,b", "--ledger-table", "ops.ledger",
+            "--ddl-lock-timeout", "2s", "--statement-timeout", "1min"]
+    if command == "run":
+        args += ["--", "true"]
+    result = invoke(args)
+    assert expected == result.exit_code, result.stderr
+    assert ("absent" if expected == ExitCode.CONFIG else "Connection refused") in result.stderr
+
+
+def test_bad_flag_value_is_a_usage_error() -> None:
+    """A malformed flag is a usage error (exit 2) naming the flag."""
+    result = invoke(["wait-db", "--timeout", "soon"])
+    assert ExitCode.USAGE == result.exit_code
+    assert "--timeout" in result.stderr
+
+
+def test_bad_variable_is_a_config_error() -> None:
+    """A malformed variable is a configuration error (exit 3) naming the variable."""
+    result = invoke(["wait-db"], {"BOOTSTRAP_WAIT_TIMEOUT": "soon"})
+    assert ExitCode.CONFIG == result.exit_code
+    assert "BOOTSTRAP_WAIT_TIMEOUT: 'soon' is not a duration" in result.stderr
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    """An unknown command exits 2."""
+    assert ExitCode.USAGE == invoke(["migrat"]).exit_code
+
+
+def test_run_without_command_is_a_usage_error() -> None:
+    """`run` with no command exits 2."""
+    result = invoke(["run"])
+    assert ExitCode.USAGE == result.exit_code
+    assert "missing command" in result.stderr
+
+
+def test_run_execs_through_the_injected_function(fresh_url: str, sql_dir: Path) -> None:
+    """`run` hands argv and the app's environment to exec, without the migrator's variables."""
+    write(sql_dir, "1_t.sql", "CREATE TABLE t (id int);")
+    calls = []
+    env = {"DATABASE_URL": "postgresql://app@elsewhere/x", "BOOTSTRAP_DATABASE_URL": fresh_url,
+           "BOOTSTRAP_SQL_DIR": str(sql_dir)}
+    result = invoke(["run", "--", "node", "server.js", "--port", "3000"], env,
+                    obj={"exec": lambda argv, environ: calls.append((argv, dict(environ)))})
+    assert ExitCode.OK == result.exit_code, result.stderr
+    [(argv, environ)] = calls
+    assert ["node", "server.js", "--port", "3000"] == argv
+    assert "postgresql://app@elsewhere/x" == environ["DATABASE_URL"]
+    assert "BOOTSTRAP_DATABASE_URL" not in environ
+
+
+def test_status_exit_code(fresh_url: str, sql_dir: Path) -> None:
+    """status exits 0 with pending files, 8 with --exit-code."""
+    write(sql_dir, "1_t.sql", "CREATE TABLE t (id int);")
+    env = {"DATABASE_URL": fresh_url, "BOOTSTRAP_SQL_DIR": str(sql_dir)}
+    assert ExitCode.OK == invoke(["status"], env).exit_code
+    result = invoke(["status", "--exit-code"], env)
+    assert ExitCode.NOT_UP_TO_DATE == result.exit_code
+    assert "1_t.sql" in result.stdout and "pending" in result.stdout
+
+
+def test_version() -> None:
+    """--version prints the name and version."""
+    from bootstrap import __version__
+
+    assert f"bootstrap {__version__}\n" == invoke(["--version"]).stdout
+
+
+def test_main_maps_usage_errors_to_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """The console script's main() exits 2 for usage errors, like click standalone."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["migrate", "--no-such-flag"])
+    assert ExitCode.USAGE == info.value.code
+    assert "No such option" in capsys.readouterr().err
+
+
+def test_clean_env_helper_drops_connection_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run without the developer's DATABASE_URL leaking in."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x")
+    assert "DATABASE_URL" not in clean_env()

@@ -1,0 +1,129 @@
+"""wait-db in real processes: retries, backoff, permanent failures, timeouts, signals."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from pgcluster import Cluster, free_port
+from tests.helpers import Spawned, bootstrap_cmd, clean_env, events, last_error, logs, run_cli
+
+SENTINEL = "S3ntinel-Pa55word"
+
+
+def test_waits_for_a_server_that_starts_late(clusters: list, tmp_path: Path) -> None:
+    """wait-db keeps retrying a refused port and succeeds once the server answers."""
+    cluster = Cluster()
+    clusters.append(cluster)
+    cluster.init()
+    env = clean_env(DATABASE_URL=cluster.dsn(), BOOTSTRAP_WAIT_TIMEOUT="120")
+    with Spawned(bootstrap_cmd("wait-db"), env) as proc:
+        first = proc.wait_for_event("database_connect_retried")
+        assert "connection_refused" == first["error_type"]
+        cluster.start(wait=False)
+        assert 0 == proc.wait(60)
+        retries = [e for e in proc.events() if e["event"] == "database_connect_retried"]
+        assert [e["attempt"] for e in retries] == list(range(1, len(retries) + 1))
+        assert all(0 < e["delay_s"] <= 1.0 for e in retries)
+        assert retries[0]["delay_s"] < 0.1
+        ready = [e for e in proc.events() if e["event"] == "database_ready"]
+        assert 1 == len(ready)
+        assert len(retries) + 1 == ready[0]["attempts"]
+
+
+def test_backoff_grows_to_one_second(tmp_path: Path) -> None:
+    """Pauses start at tens of milliseconds and grow, never beyond 1 s; then exit 4 with the last error."""
+    env = clean_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x", BOOTSTRAP_WAIT_TIMEOUT="4")
+    result = run_cli(["wait-db"], env)
+    assert 4 == result.returncode
+    delays = [e["delay_s"] for e in logs(result.stderr) if e["event"] == "database_connect_retried"]
+    assert delays[0] < 0.1
+    assert max(delays) <= 1.0
+    assert max(delays) >= 0.5
+    failed = last_error(result.stderr)
+    assert "Connection refused" in failed["error"]
+    assert "connection_refused" == failed["error_type"]
+
+
+def test_unresolvable_host_is_transient() -> None:
+    """A host that does not resolve (yet) is retried until the timeout: exit 4, not 3."""
+    env = clean_env(DATABASE_URL="postgresql://postgres@db-not-yet-there.invalid/x", BOOTSTRAP_WAIT_TIMEOUT="1")
+    result = run_cli(["wait-db"], env)
+    assert 4 == result.returncode
+    assert "dns_unresolved" == last_error(result.stderr)["error_type"]
+    assert "database_connect_retried" in events(result.stderr)
+
+
+@pytest.fixture(scope="module")
+def password_cluster() -> Cluster:
+    """A cluster that wants a password over TCP (scram-sha-256)."""
+    cluster = Cluster(password=SENTINEL)
+    cluster.start()
+    cluster.wait_ready()
+    yield cluster
+    cluster.destroy()
+
+
+def test_wrong_password_fails_fast_without_leaking(password_cluster: Cluster) -> None:
+    """Authentication refused is permanent: exit 3 at once, and the password is never printed."""
+    wrong = "Wr0ng-" + SENTINEL
+    env = clean_env(DATABASE_URL=password_cluster.dsn(password=wrong), BOOTSTRAP_WAIT_TIMEOUT="60")
+    result = run_cli(["wait-db"], env)
+    assert 3 == result.returncode
+    assert "database_connect_retried" not in events(result.stderr)
+    assert "password authentication failed" in last_error(result.stderr)["error"]
+    assert wrong not in result.stderr + result.stdout
+    assert SENTINEL not in result.stderr + result.stdout
+
+
+def test_right_password_from_a_file(password_cluster: Cluster, tmp_path: Path) -> None:
+    """DATABASE_URL_FILE works with a password, which never appears in the logs."""
+    secret = tmp_path / "db-url"
+    secret.write_text(password_cluster.dsn() + "\n")
+    result = run_cli(["wait-db"], clean_env(DATABASE_URL_FILE=str(secret)))
+    assert 0 == result.returncode, result.stderr
+    assert SENTINEL not in result.stderr + result.stdout
+    ready = [e for e in logs(result.stderr) if e["event"] == "database_ready"][0]
+    assert ("127.0.0.1", str(password_cluster.port), "postgres") == (ready["host"], ready["port"], ready["user"])
+
+
+def test_unknown_database_is_permanent(pg_base_dsn: str) -> None:
+    """A database that does not exist fails at once with exit 3."""
+    from psycopg.conninfo import make_conninfo
+
+    env = clean_env(DATABASE_URL=make_conninfo(pg_base_dsn, dbname="no_such_db_xyz"))
+    result = run_cli(["wait-db"], env)
+    assert 3 == result.returncode
+    assert 'database "no_such_db_xyz" does not exist' in last_error(result.stderr)["error"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"postgresql//postgres:{SENTINEL}@127.0.0.1/x", "DATABASE_URL is not a valid PostgreSQL connection string"),
+        (f"postgresql://postgres:{SENTINEL}@127.0.0.1/x?sslmode=sometimes", "DATABASE_URL: unknown sslmode 'sometimes'"),
+        (f"postgresql://postgres:{SENTINEL}@127.0.0.1:port/x", "DATABASE_URL"),
+        (f"postgresql://postgres:{SENTINEL}@127.0.0.1/x?schema=public", 'invalid URI query parameter: "schema"'),
+    ],
+    ids=["no-scheme-colon", "sslmode", "port", "prisma-param"],
+)
+def test_malformed_url_is_a_config_error_without_the_password(url: str, message: str) -> None:
+    """A malformed URL exits 3 naming the variable, with the password masked."""
+    result = run_cli(["wait-db"], clean_env(DATABASE_URL=url))
+    assert 3 == result.returncode
+    assert message in last_error(result.stderr)["error"]
+    assert SENTINEL not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+def test_signal_while_waiting_exits_128_plus_n(sig: signal.Signals, code: int) -> None:
+    """A stop signal during wait-db ends it at once with 128+N."""
+    env = clean_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x", BOOTSTRAP_WAIT_TIMEOUT="300")
+    with Spawned(bootstrap_cmd("wait-db"), env) as proc:
+        proc.wait_for_event("database_connect_retried")
+        proc.proc.send_signal(sig)
+        assert code == proc.wait(20)
+        interrupted = [e for e in proc.events() if e["event"] == "bootstrap_interrupted"]
+        assert sig.name == interrupted[0]["signal"]
