@@ -20,8 +20,8 @@ import threading
 MASK = "***"
 
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
-# Looser, for registering values only: "user:password@" even in a malformed URL.
-_USERINFO = re.compile(r"(?:^|[/\s\"'])[^\s:/@\"']*:(?P<pw>[^@\s]+)@")
+# Looser: "user:password@" even in a malformed URL ("postgresql//u:pw@db").
+_USERINFO = re.compile(r"(?P<head>(?:^|[/\s\"'])[^\s:/@\"']*:)(?P<pw>[^@\s/\"']+)(?P<at>@)")
 _KV_PASSWORD = re.compile(
     r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE
 )
@@ -97,8 +97,9 @@ def redact(text: str) -> str:
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)
-    if "://" in text:
+    if "@" in text:
         text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + m.group("at"), text)
+        text = _USERINFO.sub(lambda m: m.group("head") + MASK + m.group("at"), text)
     if "assword" in text or "ASSWORD" in text:
         text = _KV_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
     return text

@@ -127,3 +127,23 @@ def test_signal_while_waiting_exits_128_plus_n(sig: signal.Signals, code: int) -
         assert code == proc.wait(20)
         interrupted = [e for e in proc.events() if e["event"] == "bootstrap_interrupted"]
         assert sig.name == interrupted[0]["signal"]
+
+
+def test_too_many_clients_is_waited_out(clusters: list) -> None:
+    """A full server ('too many clients') is transient: wait-db succeeds once a slot frees up."""
+    import psycopg
+
+    cluster = Cluster(settings=("max_connections=2", "superuser_reserved_connections=0"))
+    clusters.append(cluster)
+    cluster.start()
+    cluster.wait_ready()
+    held = [psycopg.connect(cluster.dsn()) for _ in range(2)]
+    try:
+        with Spawned(bootstrap_cmd("wait-db"), clean_env(DATABASE_URL=cluster.dsn())) as proc:
+            retried = proc.wait_for_event("database_connect_retried")
+            assert "too_many_connections" == retried["error_type"]
+            held.pop().close()
+            assert 0 == proc.wait(60)
+    finally:
+        for conn in held:
+            conn.close()
