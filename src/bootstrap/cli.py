@@ -338,6 +338,43 @@ def verify_cmd(**flags: Any) -> None:
     _action("verify", flags, body)
 
 
+@cli.command(name="rollback")
+@config_options
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Undo this many of the newest applied versions.")
+@click.option("--to", "to_version", type=click.IntRange(min=0), default=None,
+              help="Undo every applied version above VERSION (0: everything).", metavar="VERSION")
+def rollback_cmd(steps: int | None, to_version: int | None, **flags: Any) -> None:
+    """
+    Undo applied migrations with their .down.sql partners, newest first.
+
+    Each down file runs in one transaction together with the removal of its
+    ledger row. Counts versioned migrations only (repeatables stay). Refuses
+    before changing anything when a partner in range is missing or --steps
+    exceeds what is applied.
+
+    Example:
+
+        bootstrap rollback --steps 1
+        bootstrap rollback --to 0
+    """
+    if (steps is None) == (to_version is None):
+        raise click.UsageError("give exactly one of --steps N or --to VERSION")
+
+    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+        from .migrations import discover_migrations
+        from .runner import rollback, wait_for_database
+
+        migrations = discover_migrations(settings.sql_dir)
+        db = wait_for_database(settings, log)
+        try:
+            rollback(settings, log, db, outcome, steps=steps, to=to_version, migrations=migrations)
+        finally:
+            _close(db)
+
+    _action("rollback", flags, body)
+
+
 @cli.command(
     name="run",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},

@@ -12,7 +12,7 @@ import hashlib
 import random
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -510,7 +510,7 @@ class Database:
         with self.conn.pipeline():
             self._session_settings()
 
-    def _finish(self, parsed: ParsedMigration, duration_ms: int, *, commit: bool) -> None:
+    def _finish(self, ledger_action: Callable[[int], None], duration_ms: int, *, commit: bool) -> None:
         """
         One round trip after a file's SQL: undo the session state it set (role,
         search_path, settings) so neither the ledger row nor the next file
@@ -521,7 +521,7 @@ class Database:
             self.conn.execute("RESET SESSION AUTHORIZATION")
             self.conn.execute("RESET ALL")
             self._session_settings()
-            self._record(parsed, duration_ms)
+            ledger_action(duration_ms)
             if commit:
                 self.conn.execute("COMMIT")
 
@@ -547,6 +547,12 @@ class Database:
                 f"unexpected result status {pq.ExecStatus(result.status).name} (COPY is not supported)"
             )
         return done, None
+
+    def _forget(self, parsed: ParsedMigration, _duration_ms: int) -> None:
+        """Queue the removal of a rolled-back version's ledger row (inside a pipeline)."""
+        self.conn.execute(
+            sql.SQL("DELETE FROM {} WHERE version = %s").format(self.ledger), [parsed.migration.version]
+        )
 
     def _record(self, parsed: ParsedMigration, duration_ms: int) -> None:
         """Queue the ledger row (inside a pipeline)."""
@@ -591,12 +597,25 @@ class Database:
         Raises:
             MigrationFailedError: the file failed; what was kept is said.
         """
+        return self._run_file(parsed, lambda ms: self._record(parsed, ms))
+
+    def unapply(self, down: ParsedMigration) -> int:
+        """
+        Run a `.down.sql` file and remove its version's ledger row, in one
+        transaction (or after its last statement for a no-transaction file).
+
+        Returns:
+            Duration in milliseconds.
+        """
+        return self._run_file(down, lambda ms: self._forget(down, ms))
+
+    def _run_file(self, parsed: ParsedMigration, ledger_action: Callable[[int], None]) -> int:
         m = parsed.migration
         with self._notices_about(migration=m.name):
             try:
                 if m.transactional:
-                    return self._apply_transactional(parsed)
-                return self._apply_statements(parsed)
+                    return self._apply_transactional(parsed, ledger_action)
+                return self._apply_statements(parsed, ledger_action)
             except BaseException:
                 # Interrupted (signal) or failed: never leave a transaction open.
                 self._rollback_quietly()
@@ -619,7 +638,7 @@ class Database:
         time.sleep(delay)
         return True
 
-    def _apply_transactional(self, parsed: ParsedMigration) -> int:
+    def _apply_transactional(self, parsed: ParsedMigration, ledger_action: Callable[[int], None]) -> int:
         m = parsed.migration
         attempt = 0
         while True:
@@ -630,7 +649,7 @@ class Database:
                 done, error = self._run_script(parsed.text)
                 if error is None:
                     duration_ms = round((time.monotonic() - started) * 1000)
-                    self._finish(parsed, duration_ms, commit=True)
+                    self._finish(ledger_action, duration_ms, commit=True)
                     return duration_ms
             except pgerrors.UniqueViolation as exc:
                 self._rollback_quietly()
@@ -646,7 +665,7 @@ class Database:
                 continue
             raise self._failure(parsed, done, error, kept=None)
 
-    def _apply_statements(self, parsed: ParsedMigration) -> int:
+    def _apply_statements(self, parsed: ParsedMigration, ledger_action: Callable[[int], None]) -> int:
         m = parsed.migration
         statements = parsed.script.code_statements
         started = time.monotonic()
@@ -672,12 +691,12 @@ class Database:
             self._rollback_quietly()
             raise MigrationFailedError(
                 f"{m.path}: the file left a transaction open (BEGIN without COMMIT); "
-                "that transaction was rolled back and the file was not recorded",
+                "that transaction was rolled back and the ledger was not changed",
                 file=str(m.path),
             )
         duration_ms = round((time.monotonic() - started) * 1000)
         try:
-            self._finish(parsed, duration_ms, commit=False)
+            self._finish(ledger_action, duration_ms, commit=False)
         except psycopg.OperationalError as exc:
             raise self._connection_lost(parsed, exc, kept=len(statements)) from None
         return duration_ms
@@ -801,12 +820,12 @@ def _kept_phrase(script: Script, kept: int) -> str:
     code = script.code_statements
     total = len(code)
     if kept == 0:
-        return f"no statement of its {total} ran; nothing was kept and it was not recorded"
+        return f"no statement of its {total} ran; nothing was kept and the ledger was not changed"
     first_line = line_col(script.text, code[0].code_start)[0]
     last_line = line_col(script.text, code[kept - 1].end - 1)[0]
     return (
         f"statements 1-{kept} of {total} (lines {first_line}-{last_line}) ran and were kept, "
-        f"statement {kept + 1} failed, {total - kept - 1} did not run; the file was not recorded. "
+        f"statement {kept + 1} failed, {total - kept - 1} did not run; the ledger was not changed. "
         "Make it safe to re-run (IF NOT EXISTS), fix it, and run migrate again"
     )
 

@@ -7,22 +7,24 @@ connection opened to wait is the one that migrates (one connection per run).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .db import Database
-from .errors import ConfigError, VerifyFailedError
+from .errors import ConfigError, IntegrityError, UsageError, VerifyFailedError
 from .migrations import (
     Kind,
     Migration,
+    ParsedMigration,
     discover_migrations,
     discover_verify_scripts,
     parse_file,
     parse_migration,
 )
-from .plan import Plan, build_plan, evaluate
+from .plan import AppliedMigration, Plan, build_plan, evaluate
 from .settings import Settings
 
 Log = Any
@@ -143,3 +145,94 @@ def verify(log: Log, db: Database, scripts: list[tuple[str, str]], outcome: Outc
         )
     log.info("verify_completed", scripts=len(scripts),
              duration_ms=round((time.monotonic() - started) * 1000))
+
+
+def plan_rollback(
+    migrations: list[Migration], applied: list[AppliedMigration], *, steps: int | None, to: int | None
+) -> list[ParsedMigration]:
+    """
+    Choose the versions to undo (newest first) and read their `.down.sql` partners.
+
+    Args:
+        migrations: discovered files.
+        applied: ledger rows.
+        steps: undo this many of the newest applied versions.
+        to: undo every applied version above this one (0: everything).
+
+    Returns:
+        The down files to run, newest version first.
+
+    Raises:
+        UsageError: more steps than applied versions.
+        IntegrityError: an applied file in range changed or is missing.
+        ConfigError: a partner in range is missing or cannot be parsed.
+    """
+    versions = sorted((r for r in applied if r.kind is Kind.VERSIONED and r.version is not None),
+                      key=lambda r: r.version or 0, reverse=True)
+    if steps is not None:
+        if steps > len(versions):
+            raise UsageError(
+                f"--steps {steps}, but only {len(versions)} versioned migration"
+                f"{'s are' if len(versions) != 1 else ' is'} applied; nothing was rolled back",
+                applied=len(versions),
+            )
+        chosen = versions[:steps]
+    else:
+        assert to is not None
+        chosen = [r for r in versions if (r.version or 0) > to]
+    files = {m.version: m for m in migrations if m.kind is Kind.VERSIONED}
+    problems = []
+    missing_partners = []
+    for row in chosen:
+        migration = files.get(row.version)
+        if migration is None:
+            problems.append(f"{row.name} (version {row.version}) is applied but its file is missing")
+        elif migration.checksum != row.checksum:
+            problems.append(f"{migration.name} (version {row.version}) changed after it was applied")
+        elif migration.down_path is None:
+            missing_partners.append(f"{migration.name} has no {migration.path.stem}.down.sql")
+    if problems:
+        raise IntegrityError("refusing to roll back, nothing was changed: " + "; ".join(problems),
+                             problems=problems)
+    if missing_partners:
+        raise ConfigError("refusing to roll back, nothing was changed: " + "; ".join(missing_partners),
+                          missing=missing_partners)
+    downs = []
+    for row in chosen:
+        migration = files[row.version]
+        assert migration.down_path is not None
+        read, script = parse_file(migration.down_path)
+        downs.append(ParsedMigration(
+            migration=dataclasses.replace(migration, path=migration.down_path, name=migration.down_path.name,
+                                          checksum=read.checksum, transactional=read.transactional),
+            script=script,
+        ))
+    return downs
+
+
+def rollback(settings: Settings, log: Log, db: Database, outcome: Outcome, *,
+             steps: int | None, to: int | None, migrations: list[Migration] | None = None) -> None:
+    """
+    Undo applied versions newest first with their `.down.sql` partners, each in
+    a transaction with the removal of its ledger row, under the migration lock.
+    Every partner is found and parsed before the first one runs.
+    """
+    if migrations is None:
+        migrations = discover_migrations(settings.sql_dir)
+    db.acquire_lock()
+    try:
+        applied = db.read_ledger_if_exists()
+        downs = plan_rollback(migrations, applied, steps=steps, to=to)
+        rolled = outcome.extra.setdefault("migrations_rolled_back", 0)
+        if not downs:
+            log.info("rollback_nothing_to_do", to=to)
+        else:
+            db.use_migration_settings()
+        for down in downs:
+            duration_ms = db.unapply(down)
+            rolled += 1
+            outcome.extra["migrations_rolled_back"] = rolled
+            log.info("migration_rolled_back", migration=down.migration.name, version=down.migration.version,
+                     duration_ms=duration_ms)
+    finally:
+        db.release_lock()
