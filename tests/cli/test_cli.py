@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from bootstrap import cli
 from bootstrap.errors import ExitCode
 from tests.helpers import clean_env, write
 
-COMMANDS = ["wait-db", "migrate", "status", "verify", "run"]
+COMMANDS = ["wait-db", "migrate", "status", "verify", "rollback", "run"]
 
 
 def invoke(args: list[str], env: dict[str, str] | None = None, obj: dict | None = None):
@@ -34,7 +35,7 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 @pytest.mark.parametrize(
     ("command", "expected"),
     [("wait-db", ExitCode.UNAVAILABLE), ("migrate", ExitCode.CONFIG), ("status", ExitCode.CONFIG),
-     ("verify", ExitCode.CONFIG), ("run", ExitCode.CONFIG)],
+     ("verify", ExitCode.CONFIG), ("rollback", ExitCode.CONFIG), ("run", ExitCode.CONFIG)],
 )
 def test_flags_are_accepted_after_the_command(command: str, expected: ExitCode, tmp_path: Path) -> None:
     """Every flag parses after the command's name; here a missing directory or a closed port is reported."""
@@ -46,6 +47,8 @@ def test_flags_are_accepted_after_the_command(command: str, expected: ExitCode, 
             "--ddl-lock-timeout", "2s", "--statement-timeout", "1min"]
     if command == "run":
         args += ["--", "true"]
+    if command == "rollback":
+        args += ["--steps", "1"]
     result = invoke(args)
     assert expected == result.exit_code, result.stderr
     assert ("absent" if expected == ExitCode.CONFIG else "Connection refused") in result.stderr
@@ -121,3 +124,30 @@ def test_clean_env_helper_drops_connection_variables(monkeypatch: pytest.MonkeyP
     """Tests run without the developer's DATABASE_URL leaking in."""
     monkeypatch.setenv("DATABASE_URL", "postgresql://x")
     assert "DATABASE_URL" not in clean_env()
+
+
+@pytest.mark.parametrize("args", [["rollback"], ["rollback", "--steps", "1", "--to", "0"],
+                                  ["rollback", "--steps", "0"], ["rollback", "--to", "-1"]],
+                         ids=["neither", "both", "zero-steps", "negative-to"])
+def test_rollback_needs_exactly_one_target(args: list[str]) -> None:
+    """rollback takes --steps N (N >= 1) or --to VERSION (>= 0), not both, not neither."""
+    assert ExitCode.USAGE == invoke(args).exit_code
+
+
+def test_rollback_exit_codes(fresh_url: str, sql_dir: Path) -> None:
+    """Too many steps exits 2, a missing partner 3, a failing down file 5; each changes nothing."""
+    write(sql_dir, "1_a.sql", "CREATE TABLE a (id int);")
+    write(sql_dir, "1_a.down.sql", "DROP TABLE a;")
+    write(sql_dir, "2_b.sql", "CREATE TABLE b (id int);")
+    env = {"DATABASE_URL": fresh_url, "BOOTSTRAP_SQL_DIR": str(sql_dir)}
+    assert ExitCode.OK == invoke(["migrate"], env).exit_code
+    assert ExitCode.USAGE == invoke(["rollback", "--steps", "3"], env).exit_code
+    result = invoke(["rollback", "--to", "0"], env)
+    assert ExitCode.CONFIG == result.exit_code
+    assert "2_b.sql has no 2_b.down.sql" in result.stderr
+    write(sql_dir, "2_b.down.sql", "DROP TABLE nope;")
+    result = invoke(["rollback", "--steps", "1"], env)
+    assert ExitCode.MIGRATION_FAILED == result.exit_code
+    error = json.loads(result.stderr.splitlines()[-1])["error"]
+    assert '2_b.down.sql:1:1: table "nope" does not exist' in error
+    assert ExitCode.OK == invoke(["status", "--exit-code"], env).exit_code

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import structlog
 
-from bootstrap.db import Database
 from bootstrap.errors import ConfigError, MigrationFailedError, UsageError, VerifyFailedError
 from bootstrap.runner import Outcome, load_verify_scripts, rollback, verify
 from tests.helpers import REPO, ledger, table_exists
@@ -333,7 +331,3 @@ def test_verify_failure_keeps_the_app_from_starting(fresh_url: str, shipped_sql:
     assert "" == result.stdout
     assert "index idx_integration_configs_type is missing" in result.stderr
 
-
-def test_database_connect_helper_unused() -> None:
-    """The module imports the database layer (kept for type clarity)."""
-    assert Database is not None and structlog is not None
