@@ -6,10 +6,12 @@ The container ENTRYPOINT.
     docker run IMAGE wait-db            -> bootstrap wait-db
     docker run IMAGE --help             -> bootstrap --help
     docker run IMAGE node server.js     -> bootstrap run -- node server.js
+    docker run IMAGE -- node server.js  -> bootstrap run -- node server.js
+    docker run IMAGE --no-migrate node server.js -> bootstrap run --no-migrate node server.js
 
-When the first argument is a bootstrap command (or a bootstrap option such
-as --help), it runs that; otherwise every argument is the app, started with
-`run --`: wait, migrate, verify, then exec the app with the same PID.
+When the first argument is a bootstrap command (or --help/--version), it runs
+that; otherwise every argument is the app, started with `run`: wait, migrate,
+verify, then exec the app with the same PID.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 COMMANDS = frozenset(
     {"wait-db", "migrate", "run", "status", "verify", "rollback", "baseline", "repair", "new", "adopt"}
 )
+TOP_LEVEL_OPTIONS = frozenset({"-h", "--help", "-V", "--version"})
 
 
 def dispatch(args: list[str]) -> list[str]:
@@ -30,12 +33,20 @@ def dispatch(args: list[str]) -> list[str]:
         args: what follows the ENTRYPOINT (the image's CMD, or `docker run` arguments).
 
     Returns:
-        The argument list for the bootstrap CLI.
+        The argument list for the bootstrap CLI:
+        `migrate ...` -> as is; `--help`/`--version` -> as is;
+        `-- CMD ...` -> `run -- CMD ...`; `--no-migrate CMD ...` -> `run --no-migrate CMD ...`;
+        `CMD ...` -> `run -- CMD ...`; nothing -> `run` (a usage error: no app to run).
     """
     if not args:
-        return ["--help"]
-    if args[0] in COMMANDS or args[0].startswith("-"):
+        return ["run"]
+    first = args[0]
+    if first in COMMANDS or first in TOP_LEVEL_OPTIONS:
         return args
+    if first == "--":
+        return ["run", *args]
+    if first.startswith("-"):
+        return ["run", *args]  # run's own flags, then the app
     return ["run", "--", *args]
 
 

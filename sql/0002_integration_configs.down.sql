@@ -1,10 +1,11 @@
 -- Undo 0002: refuses while financial.integration_configs holds rows (export or
--- delete them first). Drops the table only if 0002 created it, and the function
--- only when no other trigger uses it. Touches nothing outside schema financial.
+-- delete them first). Drops the table only if 0002 created it, and its functions
+-- only when no other trigger uses them. Touches nothing outside schema financial.
 DO $down$
 DECLARE
     rel regclass := to_regclass('financial.integration_configs');
     fn  regprocedure := to_regprocedure('financial.update_updated_at_column()');
+    global_fn regprocedure := to_regprocedure('financial.set_integration_configs_is_global()');
 BEGIN
     IF rel IS NOT NULL THEN
         IF EXISTS (SELECT FROM financial.integration_configs) THEN
@@ -17,6 +18,7 @@ BEGIN
             DROP TABLE financial.integration_configs;
         ELSE
             DROP TRIGGER IF EXISTS update_integration_configs_updated_at ON financial.integration_configs;
+            DROP TRIGGER IF EXISTS set_integration_configs_is_global ON financial.integration_configs;
             DROP INDEX IF EXISTS financial.idx_integration_configs_type,
                                  financial.idx_integration_configs_unique,
                                  financial.idx_integration_configs_global_unique;
@@ -30,6 +32,9 @@ BEGIN
         ELSE
             DROP FUNCTION financial.update_updated_at_column();
         END IF;
+    END IF;
+    IF global_fn IS NOT NULL AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgfoid = global_fn) THEN
+        DROP FUNCTION financial.set_integration_configs_is_global();
     END IF;
 END
 $down$;

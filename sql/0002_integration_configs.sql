@@ -6,11 +6,12 @@
 --   * missing columns are added with their defaults (created_at/updated_at: now());
 --   * NULLs in columns that become NOT NULL get the default (false, '{}', timestamps);
 --   * is_global is set from user_id where the two disagree (user_id is authoritative);
---   * user_id stored as text holding UUIDs becomes uuid; json metadata becomes jsonb;
+--   * user_id stored as text holding only UUIDs becomes uuid; json metadata becomes jsonb;
 --     timestamps without time zone become timestamptz, read as UTC.
+-- An existing user_id of another key type (integer ids, free-form text) is kept.
 -- What cannot be fixed without guessing (rows without integration_type/config_key,
--- duplicate keys, a user_id that is not a UUID) stops the file with an error that
--- says which rows to fix; nothing of the file is kept then.
+-- duplicate keys) stops the file with an error that says which rows to fix;
+-- nothing of the file is kept then.
 
 DO $reconcile$
 DECLARE
@@ -78,19 +79,22 @@ BEGIN
            AND col.type <> 'text' AND col.type ~ '^(character varying|character|varchar)' THEN
             EXECUTE format('ALTER TABLE financial.integration_configs ALTER COLUMN %I TYPE text', col.name);
         ELSIF col.name = 'user_id' AND col.type <> 'uuid' THEN
-            IF col.type !~ '^(text|character varying|character)' THEN
-                RAISE EXCEPTION 'financial.integration_configs.user_id is %, expected uuid', col.type
-                    USING HINT = 'convert it by hand; bootstrap only converts text holding UUIDs';
+            -- uuid is the type of new databases. Text holding only UUIDs is converted;
+            -- any other key type (integer ids, free-form text) is kept as it is: the
+            -- rows are the gateway's, and the foreign key adapts to the type.
+            IF col.type ~ '^(text|character varying|character)' THEN
+                SELECT count(*) INTO n FROM financial.integration_configs
+                 WHERE user_id IS NOT NULL
+                   AND user_id::text !~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$';
+                IF n = 0 THEN
+                    ALTER TABLE financial.integration_configs ALTER COLUMN user_id TYPE uuid USING user_id::uuid;
+                    RAISE NOTICE 'financial.integration_configs: user_id converted from % to uuid', col.type;
+                ELSE
+                    RAISE NOTICE 'financial.integration_configs: user_id kept as % (% rows are not UUIDs)', col.type, n;
+                END IF;
+            ELSE
+                RAISE NOTICE 'financial.integration_configs: user_id kept as % (new databases use uuid)', col.type;
             END IF;
-            SELECT count(*) INTO n FROM financial.integration_configs
-             WHERE user_id IS NOT NULL
-               AND user_id::text !~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$';
-            IF n > 0 THEN
-                RAISE EXCEPTION 'financial.integration_configs.user_id is %, and % rows do not hold a UUID', col.type, n
-                    USING HINT = 'fix those rows (SELECT id, user_id FROM financial.integration_configs), then run migrate again';
-            END IF;
-            ALTER TABLE financial.integration_configs ALTER COLUMN user_id TYPE uuid USING user_id::uuid;
-            RAISE NOTICE 'financial.integration_configs: user_id converted from % to uuid', col.type;
         ELSIF col.name = 'metadata' AND col.type <> 'jsonb' THEN
             EXECUTE 'ALTER TABLE financial.integration_configs ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb';
             RAISE NOTICE 'financial.integration_configs: metadata converted from % to jsonb', col.type;
@@ -166,7 +170,25 @@ BEGIN
 END
 $fn$;
 
--- Recreated every time, so an older trigger calling another function is replaced.
+-- A row without a user is global: is_global follows user_id IS NULL on every
+-- write, so a global row may be written without naming is_global. A write that
+-- contradicts it (a user_id with is_global = true) is still refused by the CHECK.
+CREATE OR REPLACE FUNCTION financial.set_integration_configs_is_global()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    IF NEW.user_id IS NULL THEN
+        NEW.is_global := true;
+    ELSIF NEW.is_global IS NULL THEN
+        NEW.is_global := false;
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+-- Both triggers are recreated every time, so an older trigger calling another
+-- function (public.update_updated_at_column(), say) is replaced.
 DO $trigger$
 BEGIN
     IF EXISTS (SELECT FROM pg_trigger
@@ -177,6 +199,14 @@ BEGIN
     CREATE TRIGGER update_integration_configs_updated_at
         BEFORE UPDATE ON financial.integration_configs
         FOR EACH ROW EXECUTE FUNCTION financial.update_updated_at_column();
+    IF EXISTS (SELECT FROM pg_trigger
+                WHERE tgrelid = 'financial.integration_configs'::regclass
+                  AND tgname = 'set_integration_configs_is_global') THEN
+        DROP TRIGGER set_integration_configs_is_global ON financial.integration_configs;
+    END IF;
+    CREATE TRIGGER set_integration_configs_is_global
+        BEFORE INSERT OR UPDATE OF user_id, is_global ON financial.integration_configs
+        FOR EACH ROW EXECUTE FUNCTION financial.set_integration_configs_is_global();
 END
 $trigger$;
 

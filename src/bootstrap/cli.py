@@ -34,6 +34,7 @@ from .settings import (
     LOG_LEVELS,
     OPTIONS,
     app_environ,
+    command_flags,
     load_settings,
     parse_choice,
     parse_duration,
@@ -91,29 +92,34 @@ _TYPES: dict[str, Any] = {
 }
 
 
-def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add every configuration flag (each with its variable, see `settings.OPTIONS`)."""
-    for option in reversed(OPTIONS):
-        func = click.option(
-            option.flag,
-            option.key,
-            type=_TYPES.get(option.key, str),
-            default=None,
-            metavar=option.key.split("_")[-1].upper() if option.key not in _TYPES else None,
-            help=f"{option.help} [env: {option.env}; default: {option.default}]",
-        )(func)
-    return func
+def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add every flag `command` takes, each with its variable (see `settings.OPTIONS`)."""
 
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(OPTIONS):
+            if option.commands and command not in option.commands:
+                continue
+            help_text = f"{option.help} [env: {option.env}"
+            help_text += "]" if option.kind != "str" else f"; default: {option.default}]"
+            if option.kind == "bool":
+                func = click.option(option.flag, option.key, is_flag=True, default=None,
+                                    help=help_text)(func)
+            elif option.kind == "int":
+                func = click.option(option.flag, option.key, default=None, help=help_text,
+                                    type=click.IntRange(min=1 if option.key == "steps" else 0),
+                                    metavar="N" if option.key == "steps" else "VERSION")(func)
+            else:
+                func = click.option(
+                    option.flag,
+                    option.key,
+                    type=_TYPES.get(option.key, str),
+                    default=None,
+                    metavar=option.key.split("_")[-1].upper() if option.key not in _TYPES else None,
+                    help=help_text,
+                )(func)
+        return func
 
-def out_of_order_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`--out-of-order`: apply pending versions older than the newest applied one."""
-    return click.option(
-        "--out-of-order",
-        "out_of_order",
-        is_flag=True,
-        default=None,
-        help="Apply pending versions older than the newest applied one instead of refusing.",
-    )(func)
+    return decorate
 
 
 def _early_logging(flags: Mapping[str, Any]) -> tuple[str, str]:
@@ -131,7 +137,7 @@ def _early_logging(flags: Mapping[str, Any]) -> tuple[str, str]:
 def _action(
     command: str,
     flags: Mapping[str, Any],
-    body: Callable[[Settings, Any, Outcome], Callable[[], Any] | None],
+    body: Callable[[Settings, Any, Outcome, dict[str, Any]], Callable[[], Any] | None],
 ) -> NoReturn:
     """
     Run one command: settings, logging, the work, one summary line, the exit code.
@@ -157,7 +163,7 @@ def _action(
         settings = load_settings(flags)
         configure_logging(settings.log_format, settings.log_level)
         log = get_logger()
-        then = body(settings, log, outcome)
+        then = body(settings, log, outcome, command_flags(command, flags, settings.environ))
         log.info("bootstrap_completed", command=command, duration_ms=elapsed_ms(), **outcome.as_log())
         if then is not None:
             then()
@@ -219,7 +225,7 @@ def cli() -> None:
 
 
 @cli.command(name="wait-db")
-@config_options
+@config_options("wait-db")
 def wait_db(**flags: Any) -> None:
     """
     Wait until the database answers `SELECT 1`.
@@ -234,7 +240,7 @@ def wait_db(**flags: Any) -> None:
         bootstrap wait-db --timeout 30
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
         from .runner import wait_for_database
 
         wait_for_database(settings, log).close()
@@ -243,8 +249,7 @@ def wait_db(**flags: Any) -> None:
 
 
 @cli.command(name="migrate")
-@config_options
-@out_of_order_option
+@config_options("migrate")
 def migrate_cmd(**flags: Any) -> None:
     """
     Apply pending migrations from the sql directory, exactly once.
@@ -259,7 +264,7 @@ def migrate_cmd(**flags: Any) -> None:
         BOOTSTRAP_SCHEMAS=financial bootstrap migrate --sql-dir db/sql
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
         from .migrations import discover_migrations
         from .runner import migrate, wait_for_database
 
@@ -274,12 +279,8 @@ def migrate_cmd(**flags: Any) -> None:
 
 
 @cli.command(name="status")
-@config_options
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
-@click.option("--exit-code", "exit_code", is_flag=True,
-              help="Exit 8 when anything is pending, changed or missing.")
-@out_of_order_option
-def status_cmd(as_json: bool, exit_code: bool, **flags: Any) -> None:
+@config_options("status")
+def status_cmd(**flags: Any) -> None:
     """
     Show each migration's state: applied, pending, changed or missing.
 
@@ -290,7 +291,7 @@ def status_cmd(as_json: bool, exit_code: bool, **flags: Any) -> None:
         bootstrap status --json | jq '.migrations[] | select(.state != "applied")'
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
         from .migrations import discover_migrations
         from .runner import status, wait_for_database
 
@@ -300,16 +301,16 @@ def status_cmd(as_json: bool, exit_code: bool, **flags: Any) -> None:
             plan = status(settings, log, db, migrations)
         finally:
             _close(db)
-        _print_status(plan, as_json)
+        _print_status(plan, opts["as_json"])
         outcome.extra.update(plan.counts())
-        if exit_code and not plan.up_to_date:
+        if opts["exit_code"] and not plan.up_to_date:
             raise NotUpToDateError("not up to date", **plan.counts())
 
     _action("status", flags, body)
 
 
 @cli.command(name="verify")
-@config_options
+@config_options("verify")
 def verify_cmd(**flags: Any) -> None:
     """
     Run the verify scripts (sql/verify/*.sql) and change nothing.
@@ -322,7 +323,7 @@ def verify_cmd(**flags: Any) -> None:
         bootstrap verify
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
         from .runner import load_verify_scripts, verify, wait_for_database
 
         scripts = load_verify_scripts(settings.sql_dir, required=True)
@@ -339,32 +340,30 @@ def verify_cmd(**flags: Any) -> None:
 
 
 @cli.command(name="rollback")
-@config_options
-@click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Undo this many of the newest applied versions.")
-@click.option("--to", "to_version", type=click.IntRange(min=0), default=None,
-              help="Undo every applied version above VERSION (0: everything).", metavar="VERSION")
-def rollback_cmd(steps: int | None, to_version: int | None, **flags: Any) -> None:
+@config_options("rollback")
+def rollback_cmd(**flags: Any) -> None:
     """
     Undo applied migrations with their .down.sql partners, newest first.
 
-    Each down file runs in one transaction together with the removal of its
-    ledger row. Counts versioned migrations only (repeatables stay). Refuses
-    before changing anything when a partner in range is missing or --steps
-    exceeds what is applied.
+    Each down file runs together with the removal of its ledger row; when every
+    down file in range is transactional, the whole rollback is one transaction
+    (a refusing file leaves everything applied). Counts versioned migrations
+    only. Refuses before changing anything when a partner in range is missing
+    or --steps exceeds what is applied.
 
     Example:
 
         bootstrap rollback --steps 1
         bootstrap rollback --to 0
     """
-    if (steps is None) == (to_version is None):
-        raise click.UsageError("give exactly one of --steps N or --to VERSION")
 
-    def body(settings: Settings, log: Any, outcome: Outcome) -> None:
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
         from .migrations import discover_migrations
         from .runner import rollback, wait_for_database
 
+        steps, to_version = opts["steps"], opts["to_version"]
+        if (steps is None) == (to_version is None):
+            raise UsageError("give exactly one of --steps N or --to VERSION")
         migrations = discover_migrations(settings.sql_dir)
         db = wait_for_database(settings, log)
         try:
@@ -375,26 +374,18 @@ def rollback_cmd(steps: int | None, to_version: int | None, **flags: Any) -> Non
     _action("rollback", flags, body)
 
 
-@cli.command(
-    name="run",
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-)
-@config_options
-@out_of_order_option
-@click.option("--no-wait", "no_wait", is_flag=True, help="Do not wait for the database (one attempt).")
-@click.option("--no-migrate", "no_migrate", is_flag=True,
-              help="Do not migrate (replicas that must not migrate).")
-@click.option("--no-verify", "no_verify", is_flag=True, help="Do not run the verify scripts.")
+@cli.command(name="run", context_settings={"allow_interspersed_args": False})
+@config_options("run")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run_cmd(command: tuple[str, ...], no_wait: bool, no_migrate: bool, no_verify: bool,
-            **flags: Any) -> None:
+def run_cmd(command: tuple[str, ...], **flags: Any) -> None:
     """
     Wait, migrate, verify, then exec COMMAND: the app keeps the PID, gets the
     signals and owns the exit status.
 
     BOOTSTRAP_DATABASE_URL (and its _FILE) are removed from the app's
     environment. A command that is not found exits 127, one that is not
-    executable 126.
+    executable 126. With --no-wait --no-migrate and no verify scripts (or
+    --no-verify), the database is not contacted at all.
 
     Example:
 
@@ -406,7 +397,7 @@ def run_cmd(command: tuple[str, ...], no_wait: bool, no_migrate: bool, no_verify
     ctx = click.get_current_context()
     exec_fn: ExecFn | None = (ctx.obj or {}).get("exec") if isinstance(ctx.obj, dict) else None
 
-    def body(settings: Settings, log: Any, outcome: Outcome) -> Callable[[], Any]:
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> Callable[[], Any]:
         from .handoff import exec_app, resolve_command
 
         if not argv:
@@ -416,16 +407,17 @@ def run_cmd(command: tuple[str, ...], no_wait: bool, no_migrate: bool, no_verify
         from .migrations import discover_migrations
         from .runner import load_verify_scripts, migrate, verify, wait_for_database
 
-        migrations = None if no_migrate else discover_migrations(settings.sql_dir)
-        scripts = [] if no_verify else load_verify_scripts(settings.sql_dir)
-        db = wait_for_database(settings, log, wait=not no_wait)
-        try:
-            if migrations is not None:
-                migrate(settings, log, db, outcome, migrations)
-            if scripts:
-                verify(log, db, scripts, outcome)
-        finally:
-            _close(db)
+        migrations = None if opts["no_migrate"] else discover_migrations(settings.sql_dir)
+        scripts = [] if opts["no_verify"] else load_verify_scripts(settings.sql_dir)
+        if migrations is not None or scripts or not opts["no_wait"]:
+            db = wait_for_database(settings, log, wait=not opts["no_wait"])
+            try:
+                if migrations is not None:
+                    migrate(settings, log, db, outcome, migrations)
+                if scripts:
+                    verify(log, db, scripts, outcome)
+            finally:
+                _close(db)
 
         def handoff() -> None:
             log.info("app_exec_started", app=argv[0], arg_count=len(argv) - 1, pid=os.getpid())
@@ -479,17 +471,45 @@ def _print_status(plan: Any, as_json: bool) -> None:
     )
 
 
+def _report_usage_error(exc: click.ClickException, args: Sequence[str]) -> None:
+    """
+    Show a usage error: click's text on a console, one `bootstrap_failed`
+    JSON line when logs are JSON (so every stderr line stays parseable).
+    """
+    fmt = os.environ.get("BOOTSTRAP_LOG_FORMAT", "auto")
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--log-format" and i + 1 < len(args):
+            fmt = args[i + 1]
+        elif arg.startswith("--log-format="):
+            fmt = arg.split("=", 1)[1]
+    from .logs import configure_logging, get_logger, resolve_format
+
+    try:
+        fmt = resolve_format(parse_choice(fmt, LOG_FORMATS), sys.stderr)
+    except ValueError:
+        fmt = resolve_format("auto", sys.stderr)
+    if fmt != "json":
+        exc.show()
+        return
+    configure_logging("json")
+    usage = exc.ctx.get_usage() if getattr(exc, "ctx", None) is not None else ""  # type: ignore[union-attr]
+    get_logger().error("bootstrap_failed", error=exc.format_message(), exit_code=exc.exit_code,
+                       usage=usage.replace("\n", " ").strip() or None)
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console-script entry point: run the CLI and exit with its code."""
     install_signal_handlers()
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="bootstrap",
-                      standalone_mode=False)
+        rv = cli.main(args=args, prog_name="bootstrap", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        _report_usage_error(exc, args)
         code = exc.exit_code
     except click.exceptions.Abort:
         code = int(ExitCode.INTERNAL)

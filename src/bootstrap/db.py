@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from . import __version__, redact
 from .errors import (
+    BootstrapError,
     ConfigError,
     DatabaseUnavailableError,
     IntegrityError,
@@ -99,6 +100,15 @@ _PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
     ("invalid ", "config"),
     ("missing \"=\"", "config"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a read-only look at the database found."""
+
+    ledger_exists: bool
+    schemas: set[str]
+    applied: list[AppliedMigration]
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +259,9 @@ class Database:
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Transient),
-            wait=wait_backoff(WAIT_INITIAL_S, WAIT_MAX_S),
-            stop=tenacity.stop_before_delay(timeout) if timeout > 0 else tenacity.stop_after_attempt(1),
+            # The last pause ends at the deadline, so the last attempt is made at --timeout.
+            wait=_until(deadline, wait_backoff(WAIT_INITIAL_S, WAIT_MAX_S)),
+            stop=tenacity.stop_after_delay(timeout) if timeout > 0 else tenacity.stop_after_attempt(1),
             before_sleep=before_sleep,
             sleep=time.sleep,
             reraise=True,
@@ -259,10 +270,12 @@ class Database:
             conn = retrying(attempt)
         except _Transient:
             assert last is not None
+            waited = time.monotonic() - started
             raise DatabaseUnavailableError(
-                f"database not available after {time.monotonic() - started:.1f}s "
+                f"database not available after {waited:.1f}s "
                 f"({attempts} attempt{'s' if attempts != 1 else ''}): {last.message}",
                 attempts=attempts,
+                waited_ms=round(waited * 1000),
                 error_type=last.kind,
                 **target,
             ) from None
@@ -282,6 +295,19 @@ class Database:
     def close(self) -> None:
         """Close the connection; the server releases the session's advisory lock."""
         self.conn.close()
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Report a connection lost outside a migration file as the database being unavailable (exit 4)."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            reason = redact.redact((exc.diag.message_primary if exc.diag else None) or str(exc)).strip()
+            raise DatabaseUnavailableError(
+                f"lost the connection to the database: {reason}; nothing is half-applied, run again "
+                "once the database is back",
+                sqlstate=exc.sqlstate,
+            ) from None
 
     def _on_notice(self, diag: pgerrors.Diagnostic) -> None:
         severity = (diag.severity_nonlocalized or diag.severity or "NOTICE").upper()
@@ -387,16 +413,51 @@ class Database:
 
     def inspect(self) -> tuple[bool, set[str]]:
         """Whether the ledger exists, and which configured schemas exist."""
+        with self.conn.cursor() as cur:
+            self._inspect_query_on(cur)
+            row = cur.fetchone()
+        assert row is not None
+        return bool(row[0]), set(row[1])
+
+    def _inspect_query_on(self, cur: psycopg.Cursor[Any]) -> None:
         wanted = [*self.settings.schemas, self.settings.ledger_schema]
-        row = self.conn.execute(
+        cur.execute(
             """
             SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL,
                    ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s))
             """,
             [self.settings.ledger_schema, self.settings.ledger_table, wanted],
-        ).fetchone()
+        )
+
+    def snapshot(self) -> Snapshot:
+        """
+        What is there, in one round trip and without writing or locking: whether
+        the ledger exists, which schemas exist, and the ledger's rows.
+
+        Raises:
+            ConfigError: the ledger table exists but is not a bootstrap ledger.
+        """
+        inspect_cur = self.conn.cursor()
+        ledger_cur = self.conn.cursor()
+        missing_ledger = False
+        try:
+            with self.conn.pipeline():
+                self._inspect_query_on(inspect_cur)
+                ledger_cur.execute(self._ledger_query())
+        except pgerrors.UndefinedTable:
+            missing_ledger = True
+        except (pgerrors.UndefinedColumn, pgerrors.DatatypeMismatch) as exc:
+            raise self._foreign_ledger(exc) from None
+        row = inspect_cur.fetchone()
         assert row is not None
-        return bool(row[0]), set(row[1])
+        ledger_exists, schemas = bool(row[0]), set(row[1])
+        applied = [] if missing_ledger or not ledger_exists else self._rows(ledger_cur.fetchall())
+        return Snapshot(ledger_exists=ledger_exists and not missing_ledger, schemas=schemas, applied=applied)
+
+    def needs_preparing(self, snap: Snapshot) -> bool:
+        """Whether schemas or the ledger are missing."""
+        wanted = {*self.settings.schemas, self.settings.ledger_schema}
+        return not snap.ledger_exists or not wanted <= snap.schemas
 
     def prepare(self) -> bool:
         """
@@ -404,17 +465,28 @@ class Database:
 
         Returns:
             True when the ledger already existed.
+
+        Raises:
+            ConfigError: the role may not create them.
         """
         ledger_exists, existing = self.inspect()
-        for schema in dict.fromkeys([*self.settings.schemas, self.settings.ledger_schema]):
-            if schema in existing:
-                continue
-            self.conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
-            )
-            self.log.info("schema_created", schema=schema)
-        if not ledger_exists:
-            self.create_ledger()
+        try:
+            for schema in dict.fromkeys([*self.settings.schemas, self.settings.ledger_schema]):
+                if schema in existing:
+                    continue
+                self.conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+                )
+                self.log.info("schema_created", schema=schema)
+            if not ledger_exists:
+                self.create_ledger()
+        except pgerrors.InsufficientPrivilege as exc:
+            raise ConfigError(
+                f"role {self.conn.info.user} may not create what bootstrap needs: "
+                f"{redact.redact(exc.diag.message_primary or str(exc))}; grant it CREATE on the "
+                "database (schemas) and on the ledger's schema, or create them beforehand",
+                sqlstate=exc.sqlstate,
+            ) from None
         return ledger_exists
 
     def create_ledger(self) -> None:
@@ -456,6 +528,28 @@ class Database:
             )
         self.log.info("ledger_created", ledger=self.settings.ledger_name)
 
+    def _ledger_query(self) -> sql.Composed:
+        return sql.SQL(
+            "SELECT version, name, kind, checksum, applied_at, source FROM {} "
+            "ORDER BY version NULLS LAST, name"
+        ).format(self.ledger)
+
+    def _foreign_ledger(self, exc: psycopg.Error) -> ConfigError:
+        return ConfigError(
+            f"ledger table {self.settings.ledger_name} exists but is not a bootstrap ledger "
+            f"({exc.diag.message_primary}); choose another BOOTSTRAP_LEDGER_TABLE",
+            variable="BOOTSTRAP_LEDGER_TABLE",
+        )
+
+    @staticmethod
+    def _rows(rows: list[Any]) -> list[AppliedMigration]:
+        return [
+            AppliedMigration(
+                version=r[0], name=r[1], kind=Kind(r[2]), checksum=r[3], applied_at=r[4], source=r[5]
+            )
+            for r in rows
+        ]
+
     def read_ledger(self) -> list[AppliedMigration]:
         """
         All ledger rows, in one round trip.
@@ -464,29 +558,14 @@ class Database:
             ConfigError: the table exists but is not a bootstrap ledger.
         """
         try:
-            rows = self.conn.execute(
-                sql.SQL(
-                    "SELECT version, name, kind, checksum, applied_at, source FROM {} "
-                    "ORDER BY version NULLS LAST, name"
-                ).format(self.ledger)
-            ).fetchall()
+            rows = self.conn.execute(self._ledger_query()).fetchall()
         except (pgerrors.UndefinedColumn, pgerrors.DatatypeMismatch) as exc:
-            raise ConfigError(
-                f"ledger table {self.settings.ledger_name} exists but is not a bootstrap ledger "
-                f"({exc.diag.message_primary}); choose another BOOTSTRAP_LEDGER_TABLE",
-                variable="BOOTSTRAP_LEDGER_TABLE",
-            ) from None
-        return [
-            AppliedMigration(
-                version=r[0], name=r[1], kind=Kind(r[2]), checksum=r[3], applied_at=r[4], source=r[5]
-            )
-            for r in rows
-        ]
+            raise self._foreign_ledger(exc) from None
+        return self._rows(rows)
 
     def read_ledger_if_exists(self) -> list[AppliedMigration]:
         """The ledger rows, or none when the ledger does not exist yet (read-only)."""
-        ledger_exists, _ = self.inspect()
-        return self.read_ledger() if ledger_exists else []
+        return self.snapshot().applied
 
     # -- applying -------------------------------------------------------------------
 
@@ -609,6 +688,57 @@ class Database:
         """
         return self._run_file(down, lambda ms: self._forget(down, ms))
 
+    def unapply_all(self, downs: list[ParsedMigration]) -> list[int]:
+        """
+        Run several `.down.sql` files (newest first) and remove their ledger rows
+        in ONE transaction, so a refusing down file leaves every version applied.
+        Only when every file is transactional; otherwise each runs on its own.
+
+        Returns:
+            Each file's duration in milliseconds.
+
+        Raises:
+            MigrationFailedError: a down file failed; nothing was rolled back.
+        """
+        if not all(d.migration.transactional for d in downs):
+            return [self.unapply(d) for d in downs]
+        attempt = 0
+        while True:
+            attempt += 1
+            durations: list[int] = []
+            failure: tuple[ParsedMigration, int, psycopg.Error] | None = None
+            try:
+                self.conn.execute("BEGIN")
+                for down in downs:
+                    started = time.monotonic()
+                    with self._notices_about(migration=down.migration.name):
+                        done, error = self._run_script(down.text)
+                    if error is not None:
+                        failure = (down, done, error)
+                        break
+                    duration_ms = round((time.monotonic() - started) * 1000)
+                    self._finish(lambda ms, d=down: self._forget(d, ms), duration_ms, commit=False)  # type: ignore[misc]
+                    durations.append(duration_ms)
+                if failure is None:
+                    self.conn.execute("COMMIT")
+                    return durations
+            except psycopg.OperationalError as exc:
+                raise self._connection_lost(downs[len(durations)], exc) from None
+            except psycopg.Error as exc:
+                self._rollback_quietly()
+                raise self._commit_failure(downs[min(len(durations), len(downs) - 1)], exc) from None
+            except BaseException:
+                self._rollback_quietly()
+                raise
+            self._rollback_quietly()
+            down, done, error = failure
+            if error.sqlstate in RETRYABLE_SQLSTATES and self._retry_pause(down, attempt, error):
+                continue
+            raise self._failure(
+                down, done, error, kept=None,
+                outcome="the rollback ran in one transaction, so nothing was rolled back",
+            )
+
     def _run_file(self, parsed: ParsedMigration, ledger_action: Callable[[int], None]) -> int:
         m = parsed.migration
         with self._notices_about(migration=m.name):
@@ -651,15 +781,12 @@ class Database:
                     duration_ms = round((time.monotonic() - started) * 1000)
                     self._finish(ledger_action, duration_ms, commit=True)
                     return duration_ms
-            except pgerrors.UniqueViolation as exc:
-                self._rollback_quietly()
-                raise IntegrityError(
-                    f"{m.path}: version {m.version} was recorded by another runner while this "
-                    "one applied it; rolled back (is the ledger shared with a runner that ignores the lock?)",
-                    file=str(m.path),
-                ) from exc
             except psycopg.OperationalError as exc:
                 raise self._connection_lost(parsed, exc) from None
+            except psycopg.Error as exc:
+                # Raised by the ledger row or at COMMIT (deferred constraints).
+                self._rollback_quietly()
+                raise self._commit_failure(parsed, exc) from None
             self._rollback_quietly()
             if error.sqlstate in RETRYABLE_SQLSTATES and self._retry_pause(parsed, attempt, error):
                 continue
@@ -699,7 +826,28 @@ class Database:
             self._finish(ledger_action, duration_ms, commit=False)
         except psycopg.OperationalError as exc:
             raise self._connection_lost(parsed, exc, kept=len(statements)) from None
+        except psycopg.Error as exc:
+            raise self._commit_failure(parsed, exc) from None
         return duration_ms
+
+    def _commit_failure(self, parsed: ParsedMigration, exc: psycopg.Error) -> BootstrapError:
+        """The file ran, but recording it (or its COMMIT) failed."""
+        m = parsed.migration
+        if isinstance(exc, pgerrors.UniqueViolation) and exc.diag.table_name == self.settings.ledger_table:
+            return IntegrityError(
+                f"{m.path}: version {m.version} was recorded by another runner while this one applied it; "
+                "rolled back (is the ledger shared with a runner that ignores the lock?)",
+                file=str(m.path),
+            )
+        message = redact.redact(exc.diag.message_primary or str(exc).split("\n")[0])
+        detail = f"; detail: {redact.redact(exc.diag.message_detail)}" if exc.diag.message_detail else ""
+        outcome = ("the file was rolled back; nothing of it was kept" if m.transactional
+                   else "its statements ran and were kept, but the ledger was not changed")
+        return MigrationFailedError(
+            f"{m.path}: {message} (SQLSTATE {exc.sqlstate}) at COMMIT{detail}; {outcome}",
+            file=str(m.path),
+            sqlstate=exc.sqlstate,
+        )
 
     def _rollback_quietly(self) -> None:
         try:
@@ -732,6 +880,7 @@ class Database:
         *,
         kept: int | None,
         base: Statement | None = None,
+        outcome: str | None = None,
     ) -> MigrationFailedError:
         """Build the error for a failed file: where, what, and what was kept."""
         m = parsed.migration
@@ -767,11 +916,12 @@ class Database:
                 f"still locked after {DDL_RETRY_ATTEMPTS} attempts; a long transaction holds the "
                 "table (raise --ddl-lock-timeout, or run when traffic is low)"
             )
-        outcome = (
-            "the file was rolled back; nothing of it was kept"
-            if kept is None
-            else _kept_phrase(script, kept)
-        )
+        if outcome is None:
+            outcome = (
+                "the file was rolled back; nothing of it was kept"
+                if kept is None
+                else _kept_phrase(script, kept)
+            )
         text = f"{where}: {message} (SQLSTATE {error.sqlstate})"
         if extras:
             text += "; " + "; ".join(extras)
@@ -846,6 +996,17 @@ def advisory_key(schema: str, table: str) -> int:
 def wait_backoff(initial: float, maximum: float) -> tenacity.wait.wait_base:
     """Exponential backoff with jitter: about `initial`, doubling, capped at `maximum`."""
     return _JitteredExponential(initial, maximum)
+
+
+class _until(tenacity.wait.wait_base):  # noqa: N801 - reads as a phrase: wait=_until(deadline, ...)
+    """Cap another wait strategy so no pause runs past `deadline` (monotonic seconds)."""
+
+    def __init__(self, deadline: float, inner: tenacity.wait.wait_base) -> None:
+        self.deadline = deadline
+        self.inner = inner
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        return max(0.0, min(self.inner(retry_state), self.deadline - time.monotonic()))
 
 
 class _JitteredExponential(tenacity.wait.wait_base):

@@ -113,7 +113,13 @@ def exec_app(argv: Sequence[str], environ: Mapping[str, str]) -> NoReturn:
             pass
     restore_signal_defaults()
     try:
-        os.execve(path, list(argv), dict(environ))
+        try:
+            os.execve(path, list(argv), dict(environ))
+        except OSError as exc:
+            if exc.errno != errno.ENOEXEC:
+                raise
+            # An executable text file without "#!": shells run it with sh (POSIX).
+            os.execve("/bin/sh", ["/bin/sh", path, *argv[1:]], dict(environ))
     except OSError as exc:
         install_signal_handlers()
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):

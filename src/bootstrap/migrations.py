@@ -32,6 +32,7 @@ _REPEATABLE = re.compile(r"^R__(?P<description>[^/]+)\.sql$")
 _FLYWAY = re.compile(r"^[VUR](?P<version>[0-9._]*)__(?P<description>.+)\.sql$", re.I)
 _DIRECTIVE = re.compile(r"^--\s*bootstrap\s*:(?P<rest>.*)$")
 _TRANSACTION_CONTROL = {
+    "prepare": "PREPARE TRANSACTION",
     "begin": "BEGIN",
     "start": "START TRANSACTION",
     "commit": "COMMIT",
@@ -233,12 +234,6 @@ def _name_error(path: Path) -> ConfigError:
 
 def _parse_version(path: Path, digits: str) -> int:
     version = int(digits)
-    if version == 0:
-        raise ConfigError(
-            f"{_where(path)}: version 0 is reserved (rollback --to 0 means 'nothing applied'); "
-            "versions start at 1",
-            file=str(path),
-        )
     if version > MAX_VERSION:
         raise ConfigError(
             f"{_where(path)}: version {digits} does not fit in 63 bits; use at most 18 digits",
@@ -413,6 +408,13 @@ def parse_file(path: Path) -> tuple[SqlFile, Script]:
             )
         if read.transactional and _is_transaction_control(words):
             line, _ = line_col(read.text, statement.code_start)
+            if path.parent.name == VERIFY_DIR:
+                raise ConfigError(
+                    f"{_where(path)}:{line}: {_TRANSACTION_CONTROL[words[0]]} in a verify script; verify "
+                    "scripts run inside one transaction that bootstrap always rolls back. Remove it",
+                    file=str(path),
+                    line=line,
+                )
             raise ConfigError(
                 f"{_where(path)}:{line}: {_TRANSACTION_CONTROL[words[0]]} in a transactional file; "
                 "bootstrap already runs each file in one transaction together with its ledger row. "
@@ -442,6 +444,8 @@ def parse_migration(migration: Migration) -> ParsedMigration:
 def _is_transaction_control(words: tuple[str, ...]) -> bool:
     if not words or words[0] not in _TRANSACTION_CONTROL:
         return False
+    if words[0] == "prepare":  # PREPARE name AS ... is a prepared statement, not a transaction
+        return len(words) > 1 and words[1] == "transaction"
     # ROLLBACK TO SAVEPOINT and ROLLBACK PREPARED are not the end of our transaction...
     # but ROLLBACK PREPARED cannot run in one either, and COMMIT PREPARED neither.
     return not (words[0] == "rollback" and len(words) > 1 and words[1] == "to")

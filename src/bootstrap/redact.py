@@ -61,6 +61,20 @@ def register_url_secrets(url: str | None) -> None:
     """
     if not url:
         return
+    scheme = url.find("://")
+    if scheme >= 0:
+        # Whatever sits between "user:" and an "@" is a password, even with spaces or
+        # unencoded characters that make the URL invalid (and echoed by its parse error).
+        rest = url[scheme + 3 :]
+        colon = rest.find(":")
+        if 0 <= colon < len(rest):
+            for at in (rest.find("@", colon), rest.rfind("@")):
+                if at > colon + 1:
+                    candidate = rest[colon + 1 : at]
+                    register_secret(candidate)
+                    for piece in candidate.split():
+                        if len(piece) >= 4:
+                            register_secret(piece)
     for match in [*_URL_PASSWORD.finditer(url), *_USERINFO.finditer(url)]:
         password = match.group("pw")
         register_secret(password)

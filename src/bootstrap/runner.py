@@ -60,7 +60,13 @@ def wait_for_database(settings: Settings, log: Log, *, wait: bool = True) -> Dat
 def migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
             migrations: list[Migration] | None = None) -> None:
     """
-    Lock, create schemas and the ledger, check the plan, apply what is pending.
+    Check, then lock, create schemas and the ledger, and apply what is pending.
+
+    Before anything is written, one read-only round trip fetches the ledger:
+    integrity problems are refused and every file about to run is split and
+    checked. When nothing is pending (the common container start), that read is
+    all: no lock is taken. Otherwise, under the lock, the ledger is read again
+    (another runner may have applied files meanwhile) and the rest applied.
 
     Args:
         settings: the settings.
@@ -72,18 +78,29 @@ def migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
     if migrations is None:
         migrations = discover_migrations(settings.sql_dir)
     outcome.migrated = True
+    with db.guard():
+        _migrate(settings, log, db, outcome, migrations)
+
+
+def _migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
+             migrations: list[Migration]) -> None:
+    snap = db.snapshot()
+    plan = build_plan(migrations, snap.applied, out_of_order=settings.out_of_order)
+    parsed = {item.migration.key: item for item in _parse_all(plan)}
+    if not parsed and not db.needs_preparing(snap):
+        log.info("migrations_up_to_date", applied=len(snap.applied))
+        return
     db.acquire_lock()
     try:
         db.prepare()
         applied = db.read_ledger()
         plan = build_plan(migrations, applied, out_of_order=settings.out_of_order)
-        # Every file about to run is split and checked before the first one runs.
-        parsed = [parse_migration(m) for m in (*plan.pending, *plan.repeatables)]
-        if not parsed:
+        todo = [parsed.get(m.key) or parse_migration(m) for m in (*plan.pending, *plan.repeatables)]
+        if not todo:
             log.info("migrations_up_to_date", applied=len(applied))
-        else:
-            db.use_migration_settings()
-        for item in parsed:
+            return
+        db.use_migration_settings()
+        for item in todo:
             m = item.migration
             duration_ms = db.apply(item)
             if m.kind is Kind.VERSIONED:
@@ -98,12 +115,19 @@ def migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
         db.release_lock()
 
 
+def _parse_all(plan: Plan) -> list[ParsedMigration]:
+    """Split and check every file the plan would run (before anything is written)."""
+    return [parse_migration(m) for m in (*plan.pending, *plan.repeatables)]
+
+
 def status(settings: Settings, log: Log, db: Database,
            migrations: list[Migration] | None = None) -> Plan:
     """The state of every migration; reads only, takes no lock."""
     if migrations is None:
         migrations = discover_migrations(settings.sql_dir)
-    return evaluate(migrations, db.read_ledger_if_exists(), out_of_order=settings.out_of_order)
+    with db.guard():
+        applied = db.snapshot().applied
+    return evaluate(migrations, applied, out_of_order=settings.out_of_order)
 
 
 def load_verify_scripts(sql_dir: Path, *, required: bool = False) -> list[tuple[str, str]]:
@@ -122,7 +146,13 @@ def load_verify_scripts(sql_dir: Path, *, required: bool = False) -> list[tuple[
         )
     scripts = []
     for path in discover_verify_scripts(sql_dir):
-        read, _script = parse_file(path)
+        read, script = parse_file(path)
+        if not read.transactional:
+            raise ConfigError(
+                f"{path}: verify scripts always run inside bootstrap's transaction, which is rolled "
+                "back; remove the '-- bootstrap:no-transaction' line",
+                file=str(path),
+            )
         scripts.append((path.name, read.text))
     return scripts
 
@@ -135,7 +165,8 @@ def verify(log: Log, db: Database, scripts: list[tuple[str, str]], outcome: Outc
         VerifyFailedError: one or more scripts raised an error; each is named.
     """
     started = time.monotonic()
-    failures = db.verify(scripts)
+    with db.guard():
+        failures = db.verify(scripts)
     outcome.verified = len(scripts)
     if failures:
         raise VerifyFailedError(
@@ -219,19 +250,24 @@ def rollback(settings: Settings, log: Log, db: Database, outcome: Outcome, *,
     """
     if migrations is None:
         migrations = discover_migrations(settings.sql_dir)
+    with db.guard():
+        _rollback(log, db, outcome, steps=steps, to=to, migrations=migrations)
+
+
+def _rollback(log: Log, db: Database, outcome: Outcome, *, steps: int | None, to: int | None,
+              migrations: list[Migration]) -> None:
     db.acquire_lock()
     try:
         applied = db.read_ledger_if_exists()
         downs = plan_rollback(migrations, applied, steps=steps, to=to)
-        rolled = outcome.extra.setdefault("migrations_rolled_back", 0)
+        outcome.extra["migrations_rolled_back"] = 0
         if not downs:
             log.info("rollback_nothing_to_do", to=to)
-        else:
-            db.use_migration_settings()
-        for down in downs:
-            duration_ms = db.unapply(down)
-            rolled += 1
-            outcome.extra["migrations_rolled_back"] = rolled
+            return
+        db.use_migration_settings()
+        durations = db.unapply_all(downs)
+        outcome.extra["migrations_rolled_back"] = len(durations)
+        for down, duration_ms in zip(downs, durations, strict=True):
             log.info("migration_rolled_back", migration=down.migration.name, version=down.migration.version,
                      duration_ms=duration_ms)
     finally:

@@ -38,6 +38,8 @@ class Option:
     env: str
     default: str
     help: str
+    kind: str = "str"  # str, bool or int
+    commands: tuple[str, ...] = ()  # the commands that take it; () = every command
 
 
 # The one table of configuration; the CLI, the README and the tests read it.
@@ -113,6 +115,30 @@ OPTIONS: tuple[Option, ...] = (
         "info",
         "debug, info, warning or error.",
     ),
+    Option(
+        "out_of_order",
+        "--out-of-order",
+        "BOOTSTRAP_OUT_OF_ORDER",
+        "false",
+        "Apply pending versions older than the newest applied one instead of refusing.",
+        kind="bool",
+        commands=("migrate", "run", "status"),
+    ),
+    Option("no_wait", "--no-wait", "BOOTSTRAP_NO_WAIT", "false",
+           "Do not wait for the database (one attempt).", kind="bool", commands=("run",)),
+    Option("no_migrate", "--no-migrate", "BOOTSTRAP_NO_MIGRATE", "false",
+           "Do not migrate (replicas that must not migrate).", kind="bool", commands=("run",)),
+    Option("no_verify", "--no-verify", "BOOTSTRAP_NO_VERIFY", "false",
+           "Do not run the verify scripts.", kind="bool", commands=("run",)),
+    Option("as_json", "--json", "BOOTSTRAP_STATUS_JSON", "false",
+           "Print one JSON document to stdout.", kind="bool", commands=("status",)),
+    Option("exit_code", "--exit-code", "BOOTSTRAP_STATUS_EXIT_CODE", "false",
+           "Exit 8 when anything is pending, changed or missing.", kind="bool", commands=("status",)),
+    Option("steps", "--steps", "BOOTSTRAP_ROLLBACK_STEPS", "none",
+           "Undo this many of the newest applied versions.", kind="int", commands=("rollback",)),
+    Option("to_version", "--to", "BOOTSTRAP_ROLLBACK_TO", "none",
+           "Undo every applied version above VERSION (0: everything).", kind="int",
+           commands=("rollback",)),
 )
 OPTION_BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -189,6 +215,8 @@ def parse_schemas(text: str) -> tuple[str, ...]:
     """
     names: list[str] = []
     for part in text.split(","):
+        if not part.strip():
+            continue  # "a,b," and "a,,b": an empty item is a typo, not a schema
         name = parse_identifier(part.strip(), "schema")
         if name not in names:
             names.append(name)
@@ -208,6 +236,63 @@ def parse_ledger_table(text: str) -> tuple[str, str]:
     if len(parts) == 2:
         return parse_identifier(parts[0], "schema"), parse_identifier(parts[1], "table")
     raise ValueError(f"{text!r} is not a table name (use table or schema.table)")
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def parse_bool(text: str) -> bool:
+    """`1/true/yes/on` or `0/false/no/off` (any case)."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use true or false)")
+
+
+def parse_count(text: str, minimum: int) -> int:
+    """A whole number no smaller than `minimum`."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{value} is below the minimum {minimum}")
+    return value
+
+
+def command_flags(
+    command: str, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """
+    The command-specific flags (`--no-migrate`, `--steps`...), each falling back
+    to its variable.
+
+    Raises:
+        ConfigError: a variable holds an invalid value (naming it).
+    """
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.kind == "str" or command not in option.commands:
+            continue
+        value = flags.get(option.key)
+        if value is None:
+            raw = environ.get(option.env)
+            if raw is not None and raw.strip():
+                try:
+                    if option.kind == "bool":
+                        value = parse_bool(raw)
+                    else:
+                        value = parse_count(raw, 1 if option.key == "steps" else 0)
+                except ValueError as exc:
+                    raise ConfigError(f"{option.env}: {exc}", variable=option.env) from None
+        if value is None and option.kind == "bool":
+            value = False
+        out[option.key] = value
+    return out
 
 
 def parse_choice(text: str, choices: tuple[str, ...]) -> str:
@@ -453,7 +538,7 @@ def load_settings(
         ),
         log_format=_parsed(flags, environ, "log_format", lambda v: parse_choice(v, LOG_FORMATS), "auto"),
         log_level=_parsed(flags, environ, "log_level", lambda v: parse_choice(v, LOG_LEVELS), "info"),
-        out_of_order=bool(flags.get("out_of_order")),
+        out_of_order=bool(command_flags("migrate", flags, environ)["out_of_order"]),
         environ=environ,
     )
 

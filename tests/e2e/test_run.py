@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -146,3 +147,53 @@ def test_poll_helper_is_used_not_sleep() -> None:
     """The suite's polling helper returns the first truthy value."""
     values = iter([0, 0, 3])
     assert 3 == poll(lambda: next(values), timeout=5)
+
+
+def test_replica_without_wait_migrate_or_verify_needs_no_database(sql_dir: Path) -> None:
+    """`run --no-wait --no-migrate --no-verify` execs without contacting the database at all."""
+    from pgcluster import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    result = run_cli(["run", "--no-wait", "--no-migrate", "--no-verify", "--", "echo", "up"], env_for(url, sql_dir))
+    assert (0, "up\n") == (result.returncode, result.stdout)
+    env = env_for(url, sql_dir, BOOTSTRAP_NO_WAIT="1", BOOTSTRAP_NO_MIGRATE="true", BOOTSTRAP_NO_VERIFY="yes")
+    assert (0, "up\n") == (run_cli(["run", "--", "echo", "up"], env).returncode, "up\n")
+
+
+def test_mistyped_run_option_is_a_usage_error(fresh_url: str, sql_dir: Path) -> None:
+    """`run --no-wiat -- app` is refused (exit 2), not run as a command called --no-wiat."""
+    result = run_cli(["run", "--no-wiat", "--", "true"], env_for(fresh_url, sql_dir))
+    assert 2 == result.returncode
+    error = json.loads(result.stderr.strip().splitlines()[-1])
+    assert "bootstrap_failed" == error["event"] and "--no-wiat" in error["error"]
+
+
+def test_usage_errors_are_json_lines_off_a_tty(fresh_url: str, sql_dir: Path) -> None:
+    """Off a TTY every stderr line is JSON, usage errors included."""
+    for args in (["rollback"], ["status", "--timeout", "soon"], ["nonsense"]):
+        result = run_cli(args, env_for(fresh_url, sql_dir))
+        assert 2 == result.returncode
+        assert ["bootstrap_failed"] == [json.loads(line)["event"] for line in result.stderr.splitlines()]
+
+
+def test_script_without_shebang_runs_with_sh(fresh_url: str, sql_dir: Path, tmp_path: Path) -> None:
+    """An executable text file without #! runs under /bin/sh, as shells do."""
+    script = write(tmp_path, "app", "echo from-sh $0\n")
+    script.chmod(0o755)
+    result = run_cli(["run", "--no-migrate", "--", str(script)], env_for(fresh_url, sql_dir))
+    assert (0, f"from-sh {script}\n") == (result.returncode, result.stdout)
+
+
+def test_entrypoint_dispatch_table() -> None:
+    """entrypoint.py: bootstrap commands and --help/--version pass through; anything else is the app."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    try:
+        from entrypoint import dispatch
+    finally:
+        sys.path.pop(0)
+    assert ["migrate", "--log-level", "debug"] == dispatch(["migrate", "--log-level", "debug"])
+    assert ["--version"] == dispatch(["--version"])
+    assert ["run", "--", "node", "server.js"] == dispatch(["node", "server.js"])
+    assert ["run", "--", "node", "server.js"] == dispatch(["--", "node", "server.js"])
+    assert ["run", "--no-migrate", "node", "server.js"] == dispatch(["--no-migrate", "node", "server.js"])
+    assert ["run"] == dispatch([])

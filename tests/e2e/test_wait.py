@@ -147,3 +147,11 @@ def test_too_many_clients_is_waited_out(clusters: list) -> None:
     finally:
         for conn in held:
             conn.close()
+
+
+def test_waits_the_whole_timeout() -> None:
+    """wait-db makes its last attempt at --timeout, not a pause earlier."""
+    env = clean_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x", BOOTSTRAP_WAIT_TIMEOUT="1.5")
+    result = run_cli(["wait-db"], env)
+    assert 4 == result.returncode
+    assert last_error(result.stderr)["waited_ms"] >= 1500

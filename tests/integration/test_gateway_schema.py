@@ -86,6 +86,20 @@ OLDER_SHAPES = {
             (NULL, 'twilio', 'sid', 'AC123'),
             ('44444444-4444-4444-8444-444444444444', 'twilio', 'sid', 'AC456');
     """,
+    "integer-user-id-uuid-primary-key": """
+        CREATE SCHEMA financial;
+        CREATE TABLE financial.integration_configs (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            user_id integer,
+            integration_type text NOT NULL,
+            config_key text NOT NULL,
+            config_value text,
+            is_global boolean DEFAULT false
+        );
+        INSERT INTO financial.integration_configs (user_id, integration_type, config_key, config_value, is_global) VALUES
+            (NULL, 'stripe', 'api_url', 'https://api.stripe.test', true),
+            (42, 'stripe', 'api_url', 'https://user.stripe.test', false);
+    """,
 }
 
 COMPLETE = """
@@ -174,16 +188,45 @@ def test_older_shape_keeps_its_timestamps(runner, shipped_sql: Path, db: psycopg
     assert any("added column is_global" in m for m in notices)
 
 
-def test_user_id_that_is_not_a_uuid_stops_with_a_clear_error(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
-    """Data that cannot be converted without guessing stops the file, which keeps nothing."""
+def test_user_id_of_another_type_is_kept(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
+    """Text user ids that are not all UUIDs stay text (nothing is guessed), and verify still passes."""
     db.execute(OLDER_SHAPES["no-primary-key-text-user-id"])
     db.execute(f"INSERT INTO {TABLE} VALUES ('user-42', 'twilio', 'token', 'x')")
-    with pytest.raises(MigrationFailedError, match="user_id is text, and 1 rows do not hold a UUID"):
-        runner.migrate()
+    runner.migrate()
     assert "text" == db.execute(
         "SELECT data_type FROM information_schema.columns WHERE table_schema = 'financial'"
         " AND table_name = 'integration_configs' AND column_name = 'user_id'").fetchone()[0]
     assert 3 == db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+    run_verify(runner)
+
+
+def test_text_uuids_become_uuid(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
+    """Text user ids that are all UUIDs are converted to uuid, losslessly."""
+    db.execute(OLDER_SHAPES["no-primary-key-text-user-id"])
+    runner.migrate()
+    assert [("uuid",)] == db.execute(
+        "SELECT data_type FROM information_schema.columns WHERE table_schema = 'financial'"
+        " AND table_name = 'integration_configs' AND column_name = 'user_id'").fetchall()
+
+
+def test_integer_users_key_matches_an_integer_user_id(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
+    """An older integer user_id gets its foreign key to an integer users.id."""
+    db.execute("CREATE TABLE users (id integer PRIMARY KEY); INSERT INTO users VALUES (42)")
+    db.execute(OLDER_SHAPES["integer-user-id-uuid-primary-key"])
+    runner.migrate()
+    assert [(True,)] == db.execute(
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'integration_configs_user_id_fkey'").fetchall()
+    run_verify(runner)
+
+
+def test_global_rows_need_not_name_is_global(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
+    """A row written without user_id is global; a user row claiming to be global is refused."""
+    runner.migrate()
+    db.execute(f"INSERT INTO {TABLE} (integration_type, config_key, config_value) VALUES ('s', 'k', 'v')")
+    assert (True,) == db.execute(f"SELECT is_global FROM {TABLE}").fetchone()
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute(f"INSERT INTO {TABLE} (user_id, integration_type, config_key, is_global)"
+                   " VALUES ('55555555-5555-4555-8555-555555555555', 's', 'k', true)")
 
 
 def test_duplicates_stop_with_the_keys_named(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
@@ -207,7 +250,8 @@ def test_users_with_uuid_key_get_a_foreign_key(runner, shipped_sql: Path, db: ps
 
 
 @pytest.mark.parametrize(("users_ddl", "reason"), [
-    ("CREATE TABLE users (id integer PRIMARY KEY)", "users.id is integer, financial.integration_configs.user_id is uuid: no foreign key"),
+    ("CREATE TABLE users (id integer PRIMARY KEY)",
+     "users.id is integer, financial.integration_configs.user_id is uuid: no foreign key"),
     ("CREATE TABLE users (email text)",
      "users has no single-column primary key: financial.integration_configs.user_id gets no foreign key"),
 ], ids=["integer-key", "no-key"])
@@ -283,13 +327,17 @@ def test_rollback_steps_one(runner, shipped_sql: Path, db: psycopg.Connection) -
 
 
 def test_rollback_refuses_to_drop_a_table_with_rows(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
-    """The down file refuses while the table holds rows; the rows and its ledger row stay."""
+    """The down file refuses while the table holds rows; the whole rollback is undone, nothing changes."""
+    db.execute("CREATE TABLE users (id uuid PRIMARY KEY)")
     runner.migrate()
     db.execute(f"INSERT INTO {TABLE} (integration_type, config_key, is_global) VALUES ('x', 'y', true)")
-    with pytest.raises(MigrationFailedError, match="refusing to drop financial.integration_configs: it holds 1 rows"):
+    with pytest.raises(MigrationFailedError) as info:
         do_rollback(runner, steps=None, to=0)
-    assert [1, 2] == [r[0] for r in ledger(db)]
+    assert "refusing to drop financial.integration_configs: it holds 1 rows" in str(info.value)
+    assert "nothing was rolled back" in str(info.value)
+    assert [1, 2, 3] == [r[0] for r in ledger(db)]
     assert 1 == db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+    assert 1 == db.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'integration_configs_user_id_fkey'").fetchone()[0]
 
 
 def test_rollback_refuses_when_a_partner_is_missing(runner, shipped_sql: Path, db: psycopg.Connection) -> None:

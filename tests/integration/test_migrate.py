@@ -68,7 +68,7 @@ def test_second_run_changes_nothing(runner, sql_dir: Path, db: psycopg.Connectio
     outcome = runner.migrate()
     assert ([], []) == (outcome.applied, outcome.repeatables)
     assert before == db.execute("SELECT * FROM bootstrap_migrations ORDER BY id").fetchall()
-    assert "migrations_up_to_date" in runner.names()
+    assert ["database_ready", "migrations_up_to_date"] == runner.names()  # one read, no lock, no write
 
 
 def test_changed_file_is_refused(runner, sql_dir: Path, db: psycopg.Connection) -> None:
@@ -113,14 +113,16 @@ def test_out_of_order_is_refused_unless_allowed(runner, sql_dir: Path, db: psyco
     assert table_exists(db, "a")
 
 
-def test_bad_pending_file_stops_before_any_file_runs(runner, sql_dir: Path, db: psycopg.Connection) -> None:
-    """Every pending file is checked before the first one runs."""
+def test_bad_pending_file_stops_before_anything_is_written(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """Every pending file is checked before the database is written to: no schema, no ledger, no file."""
     write(sql_dir, "1_ok.sql", "CREATE TABLE ok (id int);")
     write(sql_dir, "2_bad.sql", "CREATE TABLE b (id int);\nCOMMIT;\n")
     with pytest.raises(ConfigError, match=r"2_bad\.sql:2: COMMIT in a transactional file"):
-        runner.migrate()
+        runner.migrate(BOOTSTRAP_SCHEMAS="extra")
     assert not table_exists(db, "ok")
-    assert [] == ledger(db)
+    assert not table_exists(db, "public.bootstrap_migrations")
+    assert db.execute("SELECT to_regnamespace('extra')").fetchone()[0] is None
+    assert "lock_acquired" not in runner.names()
 
 
 def test_no_transaction_file_runs_create_index_concurrently(runner, sql_dir: Path, db: psycopg.Connection) -> None:
@@ -263,3 +265,43 @@ def test_waits_for_the_lock_then_applies(runner, sql_dir: Path, fresh_db: str, d
         thread.join(30)
     assert [] == errors
     assert table_exists(db, "t")
+
+
+def test_error_at_commit_is_a_failed_migration(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """A deferred constraint failing at COMMIT is exit 5 for that file, which keeps nothing."""
+    write(sql_dir, "1_t.sql", "CREATE TABLE parent (id int PRIMARY KEY);\n"
+          "CREATE TABLE child (p int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);")
+    write(sql_dir, "2_orphan.sql", "CREATE TABLE marker (id int);\nINSERT INTO child VALUES (42);\n")
+    with pytest.raises(MigrationFailedError, match=r"2_orphan\.sql: .*violates foreign key constraint.* at COMMIT"):
+        runner.migrate()
+    assert (False, [(1, "1_t.sql", "versioned")]) == (table_exists(db, "marker"), ledger(db))
+
+
+def test_missing_privilege_is_a_configuration_error(runner, sql_dir: Path, db: psycopg.Connection, fresh_db: str) -> None:
+    """A migrator role that may not create the ledger gets exit 3 saying what to grant."""
+    from psycopg.conninfo import make_conninfo
+
+    db.execute("CREATE ROLE bootstrap_test_weak LOGIN")
+    try:
+        db.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        write(sql_dir, "1_t.sql", "SELECT 1;")
+        runner.dsn = make_conninfo(fresh_db, user="bootstrap_test_weak")
+        with pytest.raises(ConfigError, match="role bootstrap_test_weak may not create what bootstrap needs: "
+                                               "permission denied for schema public"):
+            runner.migrate()
+    finally:
+        db.execute("DROP OWNED BY bootstrap_test_weak; DROP ROLE bootstrap_test_weak")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("BEGIN;\nSELECT 1;\nROLLBACK;\n", "verify/01_check.sql:1: BEGIN in a verify script"),
+    ("-- bootstrap:no-transaction\nCOMMIT;\nCREATE TABLE persisted (id int);\n",
+     "remove the '-- bootstrap:no-transaction' line"),
+], ids=["begin-rollback", "no-transaction"])
+def test_verify_scripts_cannot_escape_the_rollback(sql_dir: Path, content: str, message: str) -> None:
+    """A verify script that would end bootstrap's transaction is refused before it runs (exit 3)."""
+    from bootstrap.runner import load_verify_scripts
+
+    write(sql_dir, "verify/01_check.sql", content)
+    with pytest.raises(ConfigError, match=message):
+        load_verify_scripts(sql_dir)

@@ -28,6 +28,13 @@ def test_versions_compare_as_integers(sql_dir: Path) -> None:
     assert [Kind.VERSIONED] * 4 + [Kind.REPEATABLE] == [m.kind for m in found]
 
 
+def test_version_zero_is_a_version(sql_dir: Path) -> None:
+    """0000_init.sql is version 0, the first of all."""
+    write(sql_dir, "1_b.sql", "SELECT 1;")
+    write(sql_dir, "0000_init.sql", "SELECT 1;")
+    assert [0, 1] == [m.version for m in discover_migrations(sql_dir)]
+
+
 def test_down_partner_is_attached(sql_dir: Path) -> None:
     """A .down.sql file is the rollback partner of its version, not a migration."""
     write(sql_dir, "1_a.sql", "CREATE TABLE a();")
@@ -69,7 +76,6 @@ BAD_NAMES = [
     ("empty-description", "1_.sql", "not a migration file name"),
     ("flyway", "V1__init.sql", "Flyway-style name; bootstrap expects 1_init.sql"),
     ("upper-extension", "1_init.SQL", "extension must be lowercase .sql"),
-    ("version-zero", "0_init.sql", "version 0 is reserved"),
     ("too-big", "99999999999999999999_x.sql", "does not fit in 63 bits"),
     ("repeatable-down", "R__v.down.sql", "repeatable migrations have no rollback file"),
 ]

@@ -30,3 +30,10 @@ def test_registered_values_are_masked_anywhere() -> None:
     assert 'missing "=" after "postgresql//u:***@db/x"' == redact.redact(
         f'missing "=" after "postgresql//u:{SENTINEL}@db/x"')
     assert "error near ***!" == redact.redact(f"error near {SENTINEL}!")
+
+
+def test_password_with_spaces_in_an_invalid_url() -> None:
+    """A password that makes the URL invalid (a space) is still masked when a parse error echoes it."""
+    redact.register_url_secrets("postgresql://postgres:hunter2 secret@db/x")
+    assert "***" in redact.redact('invalid URI: "hunter2 secret"')
+    assert "hunter2" not in redact.redact('invalid URI: "hunter2 secret"')

@@ -68,7 +68,8 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
         ("BOOTSTRAP_WAIT_TIMEOUT", "abc", "BOOTSTRAP_WAIT_TIMEOUT: 'abc' is not a duration"),
         ("BOOTSTRAP_LOCK_TIMEOUT", "-5", "BOOTSTRAP_LOCK_TIMEOUT: '-5' is not a duration"),
         ("BOOTSTRAP_DDL_LOCK_TIMEOUT", "5 parsecs", "BOOTSTRAP_DDL_LOCK_TIMEOUT: '5 parsecs' is not a duration"),
-        ("BOOTSTRAP_SCHEMAS", "financial,,audit", "BOOTSTRAP_SCHEMAS: empty schema name"),
+        ("BOOTSTRAP_SCHEMAS", "financial,fin ance", "BOOTSTRAP_SCHEMAS: schema name 'fin ance' is not a plain"),
+        ("BOOTSTRAP_OUT_OF_ORDER", "maybe", "BOOTSTRAP_OUT_OF_ORDER: 'maybe' is not a boolean"),
         ("BOOTSTRAP_SCHEMAS", "Financial", "BOOTSTRAP_SCHEMAS: schema name 'Financial' is not a plain lowercase identifier"),
         ("BOOTSTRAP_SCHEMAS", "pg_mine", "reserved"),
         ("BOOTSTRAP_SCHEMAS", "a;drop", "not a plain lowercase identifier"),
@@ -101,8 +102,18 @@ def test_no_limit_durations() -> None:
 
 
 def test_schemas_are_parsed_in_order_without_duplicates() -> None:
-    """Spaces are ignored and duplicates dropped."""
-    assert ("financial", "audit") == load_settings({}, {"BOOTSTRAP_SCHEMAS": " financial, audit ,financial"}).schemas
+    """Spaces, empty items and duplicates are ignored."""
+    assert ("financial", "audit") == load_settings({}, {"BOOTSTRAP_SCHEMAS": " financial, audit ,financial,,"}).schemas
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("YES", True), ("on", True),
+                                                 ("0", False), ("false", False), ("no", False), ("off", False)])
+def test_boolean_flags_read_their_variable(value: str, expected: bool) -> None:
+    """Boolean flags have variables too (BOOTSTRAP_NO_MIGRATE=1 for replicas)."""
+    from bootstrap.settings import command_flags
+
+    assert expected == command_flags("run", {}, {"BOOTSTRAP_NO_MIGRATE": value})["no_migrate"]
+    assert command_flags("run", {"no_migrate": True}, {"BOOTSTRAP_NO_MIGRATE": "0"})["no_migrate"] is True
 
 
 @pytest.mark.parametrize(
