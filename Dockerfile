@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1
+# bootstrap as an image's ENTRYPOINT: tini (PID 1) -> entrypoint.py -> bootstrap -> exec your app.
+#
+#   docker build -t bootstrap .
+#   docker run --rm -e DATABASE_URL=... bootstrap migrate
+#   docker run --rm -e DATABASE_URL=... bootstrap wait-db
+#   docker run --rm -e DATABASE_URL=... my-app-image node server.js   (FROM bootstrap, see README)
+#
+# Behind a TLS-intercepting proxy, pass its CA bundle and pip settings as build
+# secrets; they are mounted for one step only and never stored in a layer:
+#   docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt \
+#                --secret id=pipconf,src=/etc/pip.conf --secret id=aptconf,src=/etc/apt/apt.conf.d/proxy .
+
+ARG BASE_IMAGE=python:3.12-slim-bookworm
+
+# --- build: a virtual environment with bootstrap and its dependencies, bytecode compiled
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+RUN python3 -m venv /opt/bootstrap
+COPY pyproject.toml README.md /src/
+COPY src/ /src/src/
+RUN --mount=type=secret,id=ca --mount=type=secret,id=pipconf \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
+    if [ -s /run/secrets/pipconf ]; then export PIP_CONFIG_FILE=/run/secrets/pipconf; fi; \
+    /opt/bootstrap/bin/pip install --no-compile /src \
+    && /opt/bootstrap/bin/python -m compileall -q -j 0 /opt/bootstrap/lib
+
+# --- runtime: the base image, tini, a non-root user, bootstrap and sql/
+FROM ${BASE_IMAGE}
+RUN --mount=type=secret,id=ca --mount=type=secret,id=aptconf \
+    if [ -s /run/secrets/ca ]; then \
+        echo 'Acquire::https::CaInfo "/run/secrets/ca";' > /etc/apt/apt.conf.d/99build-ca; \
+    fi; \
+    if [ -s /run/secrets/aptconf ]; then cp /run/secrets/aptconf /etc/apt/apt.conf.d/99build-host; fi; \
+    apt-get update \
+    && apt-get install -y --no-install-recommends tini=0.19.* \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /etc/apt/apt.conf.d/99build-ca /etc/apt/apt.conf.d/99build-host \
+    && groupadd --system --gid 10001 bootstrap \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
+               --shell /usr/sbin/nologin bootstrap
+COPY --from=build /opt/bootstrap /opt/bootstrap
+COPY entrypoint.py /app/entrypoint.py
+COPY sql/ /app/sql/
+WORKDIR /app
+ENV PATH=/opt/bootstrap/bin:$PATH \
+    BOOTSTRAP_SQL_DIR=/app/sql \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+# tini is PID 1: it forwards signals to the app (which bootstrap execs into) and
+# reaps orphaned children, so an app without a SIGTERM handler still stops.
+ENTRYPOINT ["/usr/bin/tini", "--", "/opt/bootstrap/bin/python", "/app/entrypoint.py"]
+CMD ["--help"]
