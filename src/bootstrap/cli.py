@@ -83,6 +83,7 @@ class ChoiceType(click.ParamType):
 
 
 _TYPES: dict[str, Any] = {
+    "ddl_lock_retries": click.IntRange(min=0),
     "wait_timeout": DurationType(),
     "lock_timeout": DurationType(),
     "ddl_lock_timeout": DurationType(allow_none=True),
@@ -114,7 +115,7 @@ def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
                     option.key,
                     type=_TYPES.get(option.key, str),
                     default=None,
-                    metavar=option.key.split("_")[-1].upper() if option.key not in _TYPES else None,
+                    metavar="N" if option.key == "ddl_lock_retries" else (option.key.split("_")[-1].upper() if option.key not in _TYPES else None),
                     help=help_text,
                 )(func)
         return func

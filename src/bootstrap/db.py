@@ -46,10 +46,9 @@ WAIT_MAX_S = 1.0
 DEFAULT_CONNECT_TIMEOUT_S = 10
 # Polling the migration lock.
 LOCK_POLL_INITIAL_S = 0.05
-LOCK_POLL_MAX_S = 1.0
+LOCK_POLL_MAX_S = 0.5
 LOCK_WAIT_LOG_EVERY_S = 10.0
 # Retrying a file that could not get its locks within --ddl-lock-timeout.
-DDL_RETRY_ATTEMPTS = 6
 DDL_RETRY_INITIAL_S = 0.5
 DDL_RETRY_MAX_S = 8.0
 RETRYABLE_SQLSTATES = frozenset({"55P03", "40P01", "40001"})  # lock timeout, deadlock, serialization
@@ -335,11 +334,18 @@ class Database:
 
     # -- lock -----------------------------------------------------------------------
 
-    def acquire_lock(self) -> None:
+    def acquire_lock(self, still_needed: Callable[[], bool] | None = None) -> bool:
         """
         Take the session-level advisory lock, polling `pg_try_advisory_lock`
         with backoff; never blocks inside the server (a waiter holding a
         snapshot would make the holder's CREATE INDEX CONCURRENTLY wait forever).
+
+        Args:
+            still_needed: asked after each refused poll; when it answers False
+                (another runner finished the work meanwhile), stop waiting.
+
+        Returns:
+            True when the lock is held; False when `still_needed` said it no longer is.
 
         Raises:
             LockTimeoutError: still held by another session after `--lock-timeout`.
@@ -354,10 +360,14 @@ class Database:
                 self.locked = True
                 waited = time.monotonic() - started
                 self.log.info("lock_acquired", waited_ms=round(waited * 1000), lock_key=self.lock_key)
-                return
+                return True
+            if still_needed is not None and not still_needed():
+                self.log.info("lock_not_needed", waited_ms=round((time.monotonic() - started) * 1000),
+                              reason="another runner finished the work")
+                return False
             waited = time.monotonic() - started
-            holder = self.lock_holder()
             if waited >= timeout:
+                holder = self.lock_holder()
                 raise LockTimeoutError(
                     f"another runner held the migration lock for more than {timeout:g}s"
                     + (f" ({holder})" if holder else ""),
@@ -365,7 +375,7 @@ class Database:
                     holder=holder,
                 )
             if waited >= next_report:
-                self.log.info("lock_waiting", waited_s=round(waited, 1), holder=holder,
+                self.log.info("lock_waiting", waited_s=round(waited, 1), holder=self.lock_holder(),
                               lock_timeout_s=timeout)
                 next_report = waited + LOCK_WAIT_LOG_EVERY_S
             pause = min(delay * random.uniform(0.5, 1.0), max(0.0, timeout - waited))  # noqa: S311
@@ -753,7 +763,7 @@ class Database:
 
     def _retry_pause(self, parsed: ParsedMigration, attempt: int, error: psycopg.Error) -> bool:
         """Sleep before retrying a lock failure; False when out of attempts."""
-        if attempt >= DDL_RETRY_ATTEMPTS:
+        if attempt > self.settings.ddl_lock_retries:
             return False
         delay = min(DDL_RETRY_MAX_S, DDL_RETRY_INITIAL_S * 2 ** (attempt - 1))
         delay *= random.uniform(0.75, 1.0)  # noqa: S311 - jitter, not cryptography
@@ -787,6 +797,8 @@ class Database:
                 # Raised by the ledger row or at COMMIT (deferred constraints).
                 self._rollback_quietly()
                 raise self._commit_failure(parsed, exc) from None
+            if self._is_disconnect(error):
+                raise self._connection_lost(parsed, error) from None
             self._rollback_quietly()
             if error.sqlstate in RETRYABLE_SQLSTATES and self._retry_pause(parsed, attempt, error):
                 continue
@@ -808,6 +820,8 @@ class Database:
                 index += 1
                 attempt = 0
                 continue
+            if self._is_disconnect(error):
+                raise self._connection_lost(parsed, error, kept=index) from None
             if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
                 self._rollback_quietly()
             attempt += 1
@@ -847,6 +861,13 @@ class Database:
             f"{m.path}: {message} (SQLSTATE {exc.sqlstate}) at COMMIT{detail}; {outcome}",
             file=str(m.path),
             sqlstate=exc.sqlstate,
+        )
+
+    def _is_disconnect(self, error: psycopg.Error) -> bool:
+        """The server ended the session (terminated, shutting down) rather than the SQL failing."""
+        return isinstance(error, psycopg.OperationalError) and (
+            self.conn.closed or self.conn.pgconn.status == pq.ConnStatus.BAD
+            or (error.sqlstate or "").startswith("57P")
         )
 
     def _rollback_quietly(self) -> None:
@@ -913,7 +934,7 @@ class Database:
             extras.append("hint: put '-- bootstrap:no-transaction' on the first line of the file")
         if error.sqlstate == "55P03":
             extras.append(
-                f"still locked after {DDL_RETRY_ATTEMPTS} attempts; a long transaction holds the "
+                f"still locked after {self.settings.ddl_lock_retries + 1} attempts; a long transaction holds the "
                 "table (raise --ddl-lock-timeout, or run when traffic is low)"
             )
         if outcome is None:

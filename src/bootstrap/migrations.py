@@ -21,6 +21,8 @@ from .errors import ConfigError
 from .sqlsplit import Script, SqlSyntaxError, line_col, split_statements
 
 BOM = b"\xef\xbb\xbf"
+# A file is sent as one query; PostgreSQL refuses queries of 1 GB and more.
+MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_VERSION = 2**63 - 1
 NO_TRANSACTION = "no-transaction"
 KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION})
@@ -127,6 +129,14 @@ def read_sql_file(path: Path) -> SqlFile:
         ConfigError: unreadable, not UTF-8, empty, or an unknown directive.
     """
     try:
+        size = os.stat(path).st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"{_where(path)}: {size / 2**20:.0f} MiB is more than bootstrap sends as one query "
+                f"({MAX_FILE_BYTES // 2**20} MiB); split it into several migrations, or load bulk data "
+                "with COPY from a server-side file",
+                file=str(path),
+            )
         with open(path, "rb") as fh:
             raw = fh.read()
     except OSError as exc:
@@ -382,11 +392,20 @@ def parse_file(path: Path) -> tuple[SqlFile, Script]:
         raise ConfigError(
             f"{_where(path)}:{line}:{col}: {exc}", file=str(path), line=line
         ) from None
+    for statement in script.code_statements:
+        if statement.words[:1] == ("copy",) and "stdin" in _code_words(statement.text):
+            line, _ = line_col(read.text, statement.code_start)
+            raise ConfigError(
+                f"{_where(path)}:{line}: COPY ... FROM STDIN needs psql; "
+                "use INSERT statements or COPY from a server-side file",
+                file=str(path),
+                line=line,
+            )
     if script.backslashes:
         line, col = line_col(read.text, script.backslashes[0])
         snippet = read.text[script.backslashes[0] :].split("\n", 1)[0][:40]
         raise ConfigError(
-            f"{_where(path)}:{line}:{col}: {snippet!r} is a psql meta-command, not SQL; "
+            f"{_where(path)}:{line}:{col}: '{snippet}' is a psql meta-command, not SQL; "
             "bootstrap sends files to the server as they are",
             file=str(path),
             line=line,
@@ -398,14 +417,7 @@ def parse_file(path: Path) -> tuple[SqlFile, Script]:
         )
     for statement in script.code_statements:
         words = statement.words
-        if words[:1] == ("copy",) and "stdin" in _code_words(statement.text):
-            line, _ = line_col(read.text, statement.code_start)
-            raise ConfigError(
-                f"{_where(path)}:{line}: COPY ... FROM STDIN needs psql; "
-                "use INSERT statements or COPY from a server-side file",
-                file=str(path),
-                line=line,
-            )
+
         if read.transactional and _is_transaction_control(words):
             line, _ = line_col(read.text, statement.code_start)
             if path.parent.name == VERIFY_DIR:

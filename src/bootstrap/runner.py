@@ -90,7 +90,16 @@ def _migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
     if not parsed and not db.needs_preparing(snap):
         log.info("migrations_up_to_date", applied=len(snap.applied))
         return
-    db.acquire_lock()
+
+    def still_needed() -> bool:
+        # While another runner holds the lock: has it finished our work meanwhile?
+        now = db.snapshot()
+        later = build_plan(migrations, now.applied, out_of_order=settings.out_of_order)
+        return bool(later.pending or later.repeatables) or db.needs_preparing(now)
+
+    if not db.acquire_lock(still_needed):
+        log.info("migrations_up_to_date", applied=len(migrations), by="another runner")
+        return
     try:
         db.prepare()
         applied = db.read_ledger()

@@ -95,6 +95,14 @@ OPTIONS: tuple[Option, ...] = (
         "is rolled back and retried with backoff.",
     ),
     Option(
+        "ddl_lock_retries",
+        "--ddl-lock-retries",
+        "BOOTSTRAP_DDL_LOCK_RETRIES",
+        "5",
+        "How many times a file that could not get its locks is retried (backoff 0.5 s doubling, "
+        "at most 8 s) before it fails.",
+    ),
+    Option(
         "statement_timeout",
         "--statement-timeout",
         "BOOTSTRAP_STATEMENT_TIMEOUT",
@@ -332,6 +340,7 @@ class Settings:
     ledger_schema: str = "public"
     ledger_table: str = "bootstrap_migrations"
     ddl_lock_timeout: float | None = 5.0
+    ddl_lock_retries: int = 5
     statement_timeout: float | None = None
     log_format: str = "auto"
     log_level: str = "info"
@@ -529,6 +538,7 @@ def load_settings(
             lambda v: parse_duration(v, allow_none=True),
             5.0,
         ),
+        ddl_lock_retries=_parsed(flags, environ, "ddl_lock_retries", lambda v: parse_count(v, 0), 5),
         statement_timeout=_parsed(
             flags,
             environ,

@@ -161,7 +161,7 @@ def test_bad_content_found_at_discovery(sql_dir: Path, content: bytes, message: 
 BAD_SQL = [
     ("comments-only", "-- nothing\n/* here */\n", "the file has only comments"),
     ("unterminated", "SELECT 1;\nSELECT 'oops;\n", "1_a.sql:2:8: unterminated string"),
-    ("psql-meta", "SELECT 1;\n\\i other.sql\n", "1_a.sql:2:1: '\\\\i other.sql' is a psql meta-command"),
+    ("psql-meta", "SELECT 1;\n\\i other.sql\n", "1_a.sql:2:1: '\\i other.sql' is a psql meta-command"),
     ("commit", "CREATE TABLE a();\nCOMMIT;\n", "1_a.sql:2: COMMIT in a transactional file"),
     ("begin", "BEGIN;\nCREATE TABLE a();\n", "1_a.sql:1: BEGIN in a transactional file"),
     ("copy-stdin", "COPY t FROM STDIN;\n", "COPY ... FROM STDIN needs psql"),
