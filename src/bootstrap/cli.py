@@ -109,6 +109,12 @@ def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
                 func = click.option(option.flag, option.key, default=None, help=help_text,
                                     type=click.IntRange(min=1 if option.key == "steps" else 0),
                                     metavar="N" if option.key == "steps" else "VERSION")(func)
+            elif option.kind == "choice":
+                func = click.option(option.flag, option.key, default=None, help=help_text,
+                                    type=ChoiceType(option.choices))(func)
+            elif option.kind == "text":
+                func = click.option(option.flag, option.key, default=None, help=help_text,
+                                    metavar="TABLE")(func)
             else:
                 func = click.option(
                     option.flag,
@@ -373,6 +379,135 @@ def rollback_cmd(**flags: Any) -> None:
             _close(db)
 
     _action("rollback", flags, body)
+
+
+@cli.command(name="baseline")
+@config_options("baseline")
+def baseline_cmd(**flags: Any) -> None:
+    """
+    Record every version up to --version as applied, without running it.
+
+    For adopting a database whose schema already exists: the rows are marked
+    `source = baseline` in the ledger. Refuses when the ledger already has rows,
+    unless --allow-existing (then only versions not yet recorded are added).
+
+    Example:
+
+        bootstrap baseline --version 20240101000000
+    """
+
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
+        from .migrations import discover_migrations
+        from .runner import baseline, wait_for_database
+
+        if opts["baseline_version"] is None:
+            raise UsageError("missing --version VERSION (or BOOTSTRAP_BASELINE_VERSION)")
+        migrations = discover_migrations(settings.sql_dir)
+        db = wait_for_database(settings, log)
+        try:
+            baseline(settings, log, db, outcome, version=opts["baseline_version"],
+                     allow_existing=opts["allow_existing"], migrations=migrations, echo=click.echo)
+        finally:
+            _close(db)
+
+    _action("baseline", flags, body)
+
+
+@cli.command(name="repair")
+@config_options("repair")
+def repair_cmd(**flags: Any) -> None:
+    """
+    Re-record the checksums of applied files after a reviewed, cosmetic edit.
+
+    Lists each change it records (checksum, and name when a file was renamed
+    with the same version) and changes nothing else: missing files are listed
+    and left alone, repeatables are re-applied by migrate instead.
+
+    Example:
+
+        bootstrap repair --dry-run && bootstrap repair
+    """
+
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
+        from .migrations import discover_migrations
+        from .runner import repair, wait_for_database
+
+        migrations = discover_migrations(settings.sql_dir)
+        db = wait_for_database(settings, log)
+        try:
+            repair(settings, log, db, outcome, dry_run=opts["dry_run"], migrations=migrations, echo=click.echo)
+        finally:
+            _close(db)
+
+    _action("repair", flags, body)
+
+
+@cli.command(name="new")
+@config_options("new")
+@click.argument("description", nargs=-1, required=True)
+def new_cmd(description: tuple[str, ...], **flags: Any) -> None:
+    """
+    Write the next migration file: sql/<UTC timestamp>_<slug>.sql.
+
+    The file starts with a short header template; with --down its rollback
+    partner is written too. Never overwrites. Needs no database.
+
+    Example:
+
+        bootstrap new add email to accounts --down
+    """
+
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
+        from .scaffold import create_migration
+
+        created = create_migration(settings.sql_dir, " ".join(description), down=opts["with_down"])
+        for path in (created.up, created.down):
+            if path is not None:
+                click.echo(str(path))
+                log.info("migration_created", path=str(path))
+
+    _action("new", flags, body)
+
+
+@cli.command(name="adopt")
+@config_options("adopt")
+def adopt_cmd(**flags: Any) -> None:
+    """
+    Record as applied what node-pg-migrate, dbmate or Flyway already applied.
+
+    Reads that tool's ledger in the same database (pgmigrations,
+    schema_migrations, flyway_schema_history), matches its entries to files in
+    sql/ by version, and records the matches (`source = adopted`). Lists what
+    it matched, what it could not match and what stays pending; --dry-run
+    changes nothing.
+
+    Example:
+
+        bootstrap adopt --from node-pg-migrate --dry-run
+    """
+
+    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
+        from .migrations import discover_migrations
+        from .runner import adopt, wait_for_database
+        from .settings import parse_ledger_table
+
+        if opts["adopt_from"] is None:
+            raise UsageError("missing --from node-pg-migrate|dbmate|flyway (or BOOTSTRAP_ADOPT_FROM)")
+        table = None
+        if opts["adopt_table"]:
+            try:
+                table = parse_ledger_table(opts["adopt_table"])
+            except ValueError as exc:
+                raise UsageError(f"--table: {exc}") from None
+        migrations = discover_migrations(settings.sql_dir)
+        db = wait_for_database(settings, log)
+        try:
+            adopt(settings, log, db, outcome, tool_name=opts["adopt_from"], table=table,
+                  dry_run=opts["dry_run"], migrations=migrations, echo=click.echo)
+        finally:
+            _close(db)
+
+    _action("adopt", flags, body)
 
 
 @cli.command(name="run", context_settings={"allow_interspersed_args": False})

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -32,7 +33,7 @@ from .errors import (
     LockTimeoutError,
     MigrationFailedError,
 )
-from .migrations import Kind, ParsedMigration
+from .migrations import Kind, Migration, ParsedMigration
 from .plan import AppliedMigration
 from .settings import Settings
 from .sqlsplit import Script, Statement, line_col
@@ -953,6 +954,68 @@ class Database:
             column=col or None,
             sqlstate=error.sqlstate,
         )
+
+    # -- ledger maintenance (baseline, repair, adopt) --------------------------------------
+
+    def record_without_running(self, entries: list[tuple[Migration, str, datetime | None]]) -> None:
+        """
+        Record versions as applied without running them, in one transaction.
+
+        Args:
+            entries: (migration, source, applied_at) with source `baseline` or `adopted`;
+                applied_at None means now.
+        """
+        with self.conn.transaction():
+            for migration, source, applied_at in entries:
+                self.conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (version, name, kind, checksum, applied_at, duration_ms, transactional,"
+                        " source, hostname, bootstrap_version)"
+                        " VALUES (%s, %s, 'versioned', %s, coalesce(%s, now()), NULL, %s, %s, %s, %s)"
+                    ).format(self.ledger),
+                    [migration.version, migration.name, migration.checksum, applied_at,
+                     migration.transactional, source, _HOSTNAME, __version__],
+                )
+
+    def rewrite_checksums(self, changes: list[tuple[int, str, str]]) -> None:
+        """
+        Re-record checksums (and names) of applied versions, in one transaction.
+
+        Args:
+            changes: (version, new checksum, new file name).
+        """
+        with self.conn.transaction():
+            for version, checksum, name in changes:
+                self.conn.execute(
+                    sql.SQL("UPDATE {} SET checksum = %s, name = %s WHERE version = %s").format(self.ledger),
+                    [checksum, name, version],
+                )
+
+    def read_foreign_ledger(self, columns: str, order_by: str, table: tuple[str, str]) -> list[tuple[Any, ...]] | None:
+        """
+        Rows of another tool's ledger table, or None when the table does not exist.
+
+        Args:
+            columns: the tool's SELECT list (a constant of `adoption.TOOLS`, never user input).
+            order_by: the tool's ordering column (likewise).
+            table: (schema, table), reaching SQL as identifiers.
+        """
+        exists = self.conn.execute(
+            "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+            list(table),
+        ).fetchone()
+        if not exists or not exists[0]:
+            return None
+        query = sql.SQL("SELECT {columns} FROM {table} ORDER BY {order}").format(
+            columns=sql.SQL(columns), table=sql.Identifier(*table), order=sql.Identifier(order_by)
+        )
+        try:
+            return self.conn.execute(query).fetchall()
+        except (pgerrors.UndefinedColumn, pgerrors.UndefinedTable) as exc:
+            raise ConfigError(
+                f"{table[0]}.{table[1]} does not have the layout bootstrap expects: "
+                f"{exc.diag.message_primary}",
+            ) from None
 
     # -- verify ---------------------------------------------------------------------
 

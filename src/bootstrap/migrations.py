@@ -437,14 +437,30 @@ def parse_file(path: Path) -> tuple[SqlFile, Script]:
     return read, script
 
 
+# Other tools keep the rollback in the same file; bootstrap would run it right after the up part.
+_FOREIGN_DOWN_MARKERS = re.compile(r"^--\s*(migrate:down|down migration)\b", re.IGNORECASE | re.MULTILINE)
+
+
 def parse_migration(migration: Migration) -> ParsedMigration:
     """
     Read and split a migration that is about to run.
 
     Raises:
-        ConfigError: as `parse_file`; also when the file changed since discovery.
+        ConfigError: as `parse_file`; when the file changed since discovery; or
+            when it still holds another tool's down section (dbmate's
+            `-- migrate:down`, node-pg-migrate's `-- Down Migration`).
     """
     read, script = parse_file(migration.path)
+    marker = _FOREIGN_DOWN_MARKERS.search(read.text)
+    if marker is not None:
+        line, _ = line_col(read.text, marker.start())
+        raise ConfigError(
+            f"{_where(migration.path)}:{line}: '{marker.group(0)}' starts another tool's rollback section, "
+            f"which bootstrap would run right after the up part; move it to "
+            f"{migration.path.name.removesuffix('.sql')}.down.sql",
+            file=str(migration.path),
+            line=line,
+        )
     if read.checksum != migration.checksum:
         raise ConfigError(
             f"{_where(migration.path)}: the file changed while bootstrap was running",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,142 @@ def _rollback(log: Log, db: Database, outcome: Outcome, *, steps: int | None, to
                      duration_ms=duration_ms)
     finally:
         db.release_lock()
+
+
+def _versioned_rows(applied: list[AppliedMigration]) -> dict[int, AppliedMigration]:
+    return {r.version: r for r in applied if r.kind is Kind.VERSIONED and r.version is not None}
+
+
+def baseline(settings: Settings, log: Log, db: Database, outcome: Outcome, *, version: int,
+             allow_existing: bool, migrations: list[Migration], echo: Callable[[str], None]) -> None:
+    """
+    Record every versioned file up to `version` as applied without running it
+    (`source = baseline`): adopting a database whose schema already exists.
+
+    Raises:
+        IntegrityError: the ledger already has rows (unless `allow_existing`:
+            then only versions not yet recorded are added).
+    """
+    with db.guard():
+        db.acquire_lock()
+        try:
+            db.prepare()
+            applied = db.read_ledger()
+            if applied and not allow_existing:
+                raise IntegrityError(
+                    f"the ledger {settings.ledger_name} already has {len(applied)} rows; baseline is for "
+                    "adopting a database bootstrap has not migrated yet. Pass --allow-existing to record "
+                    "only the versions up to the baseline that are not recorded yet",
+                    rows=len(applied),
+                )
+            recorded = _versioned_rows(applied)
+            chosen = [m for m in migrations
+                      if m.kind is Kind.VERSIONED and m.version is not None and m.version <= version
+                      and m.version not in recorded]
+            db.record_without_running([(m, "baseline", None) for m in chosen])
+        finally:
+            db.release_lock()
+    for m in chosen:
+        log.info("migration_baselined", migration=m.name, version=m.version)
+        echo(f"baselined  {m.version}  {m.name}")
+    if not chosen:
+        log.warning("baseline_nothing_recorded", version=version,
+                    reason=f"no unrecorded file with a version up to {version} in {settings.sql_dir}")
+        echo(f"nothing to record: no unrecorded file with a version up to {version}")
+    outcome.extra["migrations_baselined"] = len(chosen)
+
+
+def repair(settings: Settings, log: Log, db: Database, outcome: Outcome, *, dry_run: bool,
+           migrations: list[Migration], echo: Callable[[str], None]) -> None:
+    """
+    Re-record the checksums (and names) of applied versioned files after a
+    reviewed edit; list each change; change nothing else (missing files are
+    listed, not touched; repeatables are re-applied by migrate, not repaired).
+    """
+    files = {m.version: m for m in migrations if m.kind is Kind.VERSIONED and m.version is not None}
+    with db.guard():
+        db.acquire_lock()
+        try:
+            applied = db.read_ledger_if_exists()
+            changes: list[tuple[int, str, str]] = []
+            for version, row in sorted(_versioned_rows(applied).items()):
+                migration = files.get(version)
+                if migration is None:
+                    echo(f"missing    {version}  {row.name}: no file; left as it is")
+                    log.warning("repair_skipped_missing", version=version, migration=row.name)
+                    continue
+                if migration.checksum == row.checksum and migration.name == row.name:
+                    continue
+                changes.append((version, migration.checksum, migration.name))
+                what = []
+                if migration.checksum != row.checksum:
+                    what.append(f"checksum {row.checksum[:12]} -> {migration.checksum[:12]}")
+                if migration.name != row.name:
+                    what.append(f"name {row.name} -> {migration.name}")
+                echo(f"{'would fix' if dry_run else 'repaired '}  {version}  {migration.name}: {', '.join(what)}")
+                log.info("migration_repaired" if not dry_run else "migration_repair_planned",
+                         version=version, migration=migration.name, old_checksum=row.checksum,
+                         new_checksum=migration.checksum, old_name=row.name)
+            if changes and not dry_run:
+                db.rewrite_checksums(changes)
+        finally:
+            db.release_lock()
+    if not changes:
+        echo("nothing to repair: every applied file matches the ledger")
+    outcome.extra["migrations_repaired"] = 0 if dry_run else len(changes)
+
+
+def adopt(settings: Settings, log: Log, db: Database, outcome: Outcome, *, tool_name: str,
+          table: tuple[str, str] | None, dry_run: bool, migrations: list[Migration],
+          echo: Callable[[str], None]) -> None:
+    """
+    Record as applied what another tool (node-pg-migrate, dbmate, Flyway)
+    already applied, matching its ledger to files in sql/ by version.
+
+    Raises:
+        ConfigError: the tool's ledger is not in this database.
+    """
+    from .adoption import TOOLS, entries, match
+
+    tool = TOOLS[tool_name]
+    where = table or (tool.schema, tool.table)
+    with db.guard():
+        rows = db.read_foreign_ledger(tool.columns, tool.order_by, where)
+        if rows is None:
+            raise ConfigError(
+                f"no {tool.name} ledger {where[0]}.{where[1]} in this database; "
+                "pass --table schema.table if it lives elsewhere",
+                table=f"{where[0]}.{where[1]}",
+            )
+        found = entries(tool, rows)
+        result = match(found, migrations, set(_versioned_rows(db.snapshot().applied)))
+        for migration, entry in result.matched:
+            echo(f"{'would adopt' if dry_run else 'adopted    '}  {migration.version}  {migration.name}  <- {entry.label}")
+        for migration in result.already:
+            echo(f"already     {migration.version}  {migration.name}")
+        for entry in result.unmatched:
+            echo(f"unmatched   {entry.label}: no file in {settings.sql_dir} with version {entry.version}")
+        for migration in result.pending:
+            echo(f"pending     {migration.version}  {migration.name}: not in {tool.name}'s ledger; migrate will apply it")
+        for entry in result.repeatables:
+            echo(f"repeatable  {entry.label}: not adopted; migrate re-applies it once (repeatables are idempotent)")
+        if result.matched and not dry_run:
+            db.acquire_lock()
+            try:
+                db.prepare()
+                recorded = set(_versioned_rows(db.read_ledger()))
+                todo = [(m, "adopted", e.applied_at) for m, e in result.matched if m.version not in recorded]
+                db.record_without_running(todo)
+            finally:
+                db.release_lock()
+    for migration, entry in result.matched:
+        log.info("migration_adopt_planned" if dry_run else "migration_adopted", tool=tool.name,
+                 migration=migration.name, version=migration.version, source_entry=entry.label)
+    for entry in result.unmatched:
+        log.warning("adopt_unmatched", tool=tool.name, entry=entry.label, version=entry.version)
+    outcome.extra.update({
+        "adopted": 0 if dry_run else len(result.matched),
+        "matched": len(result.matched),
+        "unmatched": len(result.unmatched),
+        "pending": len(result.pending),
+    })

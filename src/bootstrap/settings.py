@@ -38,8 +38,9 @@ class Option:
     env: str
     default: str
     help: str
-    kind: str = "str"  # str, bool or int
+    kind: str = "str"  # str, bool, int, choice or text (command-specific str)
     commands: tuple[str, ...] = ()  # the commands that take it; () = every command
+    choices: tuple[str, ...] = ()
 
 
 # The one table of configuration; the CLI, the README and the tests read it.
@@ -147,6 +148,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("to_version", "--to", "BOOTSTRAP_ROLLBACK_TO", "none",
            "Undo every applied version above VERSION (0: everything).", kind="int",
            commands=("rollback",)),
+    Option("baseline_version", "--version", "BOOTSTRAP_BASELINE_VERSION", "none",
+           "Record every version up to this one as applied, without running it.", kind="int",
+           commands=("baseline",)),
+    Option("allow_existing", "--allow-existing", "BOOTSTRAP_BASELINE_ALLOW_EXISTING", "false",
+           "Baseline a ledger that already has rows (records only versions not recorded yet).",
+           kind="bool", commands=("baseline",)),
+    Option("adopt_from", "--from", "BOOTSTRAP_ADOPT_FROM", "none",
+           "The tool that migrated this database until now.", kind="choice", commands=("adopt",),
+           choices=("node-pg-migrate", "dbmate", "flyway")),
+    Option("adopt_table", "--table", "BOOTSTRAP_ADOPT_TABLE", "the tool's default",
+           "Where that tool keeps its ledger ([schema.]table), if not its default.", kind="text",
+           commands=("adopt",)),
+    Option("dry_run", "--dry-run", "BOOTSTRAP_DRY_RUN", "false",
+           "List what would change and change nothing.", kind="bool", commands=("repair", "adopt")),
+    Option("with_down", "--down", "BOOTSTRAP_NEW_DOWN", "false",
+           "Also write the .down.sql rollback partner.", kind="bool", commands=("new",)),
 )
 OPTION_BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -291,16 +308,23 @@ def command_flags(
             raw = environ.get(option.env)
             if raw is not None and raw.strip():
                 try:
-                    if option.kind == "bool":
-                        value = parse_bool(raw)
-                    else:
-                        value = parse_count(raw, 1 if option.key == "steps" else 0)
+                    value = _parse_command_value(option, raw)
                 except ValueError as exc:
                     raise ConfigError(f"{option.env}: {exc}", variable=option.env) from None
         if value is None and option.kind == "bool":
             value = False
         out[option.key] = value
     return out
+
+
+def _parse_command_value(option: Option, raw: str) -> Any:
+    if option.kind == "bool":
+        return parse_bool(raw)
+    if option.kind == "int":
+        return parse_count(raw, 1 if option.key == "steps" else 0)
+    if option.kind == "choice":
+        return parse_choice(raw, option.choices)
+    return raw.strip()
 
 
 def parse_choice(text: str, choices: tuple[str, ...]) -> str:

@@ -1,0 +1,312 @@
+"""
+Adoption: baseline, repair, new, and taking over from node-pg-migrate, dbmate
+(both installed from npm and left to create their own ledgers) and Flyway (its
+documented table layout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bootstrap.errors import ConfigError, IntegrityError, UsageError
+from bootstrap.migrations import discover_migrations
+from bootstrap.runner import Outcome, adopt, baseline, repair
+from bootstrap.scaffold import create_migration, slugify
+from tests.helpers import clean_env, ledger, run_cli, table_exists, write
+
+NPM_CACHE = Path(os.environ.get("BOOTSTRAP_NPM_CACHE", "/var/tmp/bootstrap-npm"))
+NPM_PACKAGES = ("dbmate@2", "node-pg-migrate@9", "pg@8")
+
+
+@pytest.fixture(scope="session")
+def npm_tools() -> Path:
+    """node_modules/.bin with dbmate and node-pg-migrate, installed from npm once and cached."""
+    bin_dir = NPM_CACHE / "node_modules" / ".bin"
+    if (bin_dir / "dbmate").exists() and (bin_dir / "node-pg-migrate").exists():
+        return bin_dir
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm is needed to install dbmate and node-pg-migrate for the adoption tests")
+    NPM_CACHE.mkdir(parents=True, exist_ok=True)
+    if not (NPM_CACHE / "package.json").exists():
+        (NPM_CACHE / "package.json").write_text(json.dumps({"name": "bootstrap-peers", "private": True}))
+    result = subprocess.run([npm, "install", "--no-audit", "--no-fund", *NPM_PACKAGES], cwd=NPM_CACHE,
+                            capture_output=True, text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"npm install failed: {result.stderr[-2000:]}")
+    return bin_dir
+
+
+def call(runner, work, **kwargs):
+    """Run one of the runner's commands in-process, collecting what it prints."""
+    printed: list[str] = []
+    outcome = Outcome()
+    runner._with_db(lambda s, log, db: work(s, log, db, outcome, migrations=discover_migrations(runner.sql_dir),
+                                            echo=printed.append, **kwargs))
+    return outcome, printed
+
+
+# -- baseline --------------------------------------------------------------------------------
+
+def test_baseline_records_without_running(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """Versions up to V are recorded (source baseline) without running; later files then run."""
+    db.execute("CREATE TABLE existing (id int)")
+    write(sql_dir, "1_existing.sql", "CREATE TABLE existing (id int);")
+    write(sql_dir, "2_more.sql", "CREATE TABLE existing_more (id int);")
+    write(sql_dir, "3_new.sql", "CREATE TABLE brand_new (id int);")
+    outcome, printed = call(runner, baseline, version=2, allow_existing=False)
+    assert 2 == outcome.extra["migrations_baselined"]
+    assert ["baselined  1  1_existing.sql", "baselined  2  2_more.sql"] == printed
+    assert [("baseline",), ("baseline",)] == db.execute("SELECT source FROM bootstrap_migrations ORDER BY version").fetchall()
+    assert not table_exists(db, "existing_more")
+    assert ["3_new.sql"] == runner.migrate().applied
+
+
+def test_baseline_refuses_a_ledger_with_rows(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """Baselining a managed database is refused (exit 6), unless --allow-existing."""
+    write(sql_dir, "1_a.sql", "CREATE TABLE a (id int);")
+    runner.migrate()
+    write(sql_dir, "2_b.sql", "CREATE TABLE b (id int);")
+    with pytest.raises(IntegrityError, match="already has 1 rows"):
+        call(runner, baseline, version=2, allow_existing=False)
+    outcome, _ = call(runner, baseline, version=2, allow_existing=True)
+    assert 1 == outcome.extra["migrations_baselined"]
+    assert [(1, "applied"), (2, "baseline")] == db.execute(
+        "SELECT version, source FROM bootstrap_migrations ORDER BY version").fetchall()
+
+
+def test_baseline_via_cli(fresh_url: str, sql_dir: Path) -> None:
+    """`bootstrap baseline --version V` and its variable; missing --version is a usage error."""
+    write(sql_dir, "1_a.sql", "CREATE TABLE a (id int);")
+    env = clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(sql_dir))
+    assert 2 == run_cli(["baseline"], env).returncode
+    result = run_cli(["baseline"], {**env, "BOOTSTRAP_BASELINE_VERSION": "1"})
+    assert 0 == result.returncode, result.stderr
+    assert "baselined  1  1_a.sql\n" == result.stdout
+    assert 6 == run_cli(["baseline", "--version", "1"], env).returncode
+
+
+# -- repair ----------------------------------------------------------------------------------
+
+def test_repair_rerecords_checksums_and_lists_them(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """After a cosmetic edit, repair lists and records the new checksum; nothing else changes."""
+    a = write(sql_dir, "1_a.sql", "CREATE TABLE a (id int);")
+    write(sql_dir, "2_b.sql", "CREATE TABLE b (id int);")
+    gone = write(sql_dir, "3_c.sql", "CREATE TABLE c (id int);")
+    runner.migrate()
+    a.write_text("-- creates a\nCREATE TABLE a (id int);\n")
+    (sql_dir / "2_b.sql").rename(sql_dir / "2_create_b.sql")
+    gone.unlink()
+    before = db.execute("SELECT version, checksum, applied_at FROM bootstrap_migrations ORDER BY version").fetchall()
+    _, planned = call(runner, repair, dry_run=True)
+    assert before == db.execute("SELECT version, checksum, applied_at FROM bootstrap_migrations ORDER BY version").fetchall()
+    outcome, printed = call(runner, repair, dry_run=False)
+    assert 2 == outcome.extra["migrations_repaired"]
+    assert printed[0].startswith("repaired   1  1_a.sql: checksum ")
+    assert printed[1] == "repaired   2  2_create_b.sql: name 2_b.sql -> 2_create_b.sql"
+    assert printed[2] == "missing    3  3_c.sql: no file; left as it is"
+    assert [p.replace("would fix", "repaired ") for p in planned] == printed
+    after = db.execute("SELECT version, name, applied_at FROM bootstrap_migrations ORDER BY version").fetchall()
+    assert [(1, "1_a.sql"), (2, "2_create_b.sql"), (3, "3_c.sql")] == [r[:2] for r in after]
+    assert [r[2] for r in before] == [r[2] for r in after]
+    state = {e.name: e.state.value for e in runner.status().entries}
+    assert {"1_a.sql": "applied", "2_create_b.sql": "applied", "3_c.sql": "missing"} == state
+
+
+def test_repair_leaves_repeatables_to_migrate(runner, sql_dir: Path) -> None:
+    """A changed repeatable is re-applied by migrate, not repaired."""
+    view = write(sql_dir, "R__v.sql", "CREATE OR REPLACE VIEW v AS SELECT 1 AS n;")
+    runner.migrate()
+    view.write_text("CREATE OR REPLACE VIEW v AS SELECT 2 AS n;")
+    _, printed = call(runner, repair, dry_run=False)
+    assert ["nothing to repair: every applied file matches the ledger"] == printed
+    assert ["R__v.sql"] == runner.migrate().repeatables
+
+
+# -- new -------------------------------------------------------------------------------------
+
+def test_new_writes_a_timestamped_file_and_its_partner(tmp_path: Path) -> None:
+    """`new` names the file by UTC timestamp and slug, writes the template, and never overwrites."""
+    now = datetime(2026, 11, 25, 9, 30, 0, tzinfo=UTC)
+    created = create_migration(tmp_path / "sql", "Add e-mail to Accounts", down=True, now=now)
+    assert "20261125093000_add_e_mail_to_accounts.sql" == created.up.name
+    assert "20261125093000_add_e_mail_to_accounts.down.sql" == created.down.name
+    assert created.up.read_text().startswith("-- Add e-mail to Accounts\n-- Created 2026-11-25T09:30:00Z")
+    [found] = discover_migrations(tmp_path / "sql")
+    assert (20261125093000, created.down) == (found.version, found.down_path)
+    assert found.transactional
+    with pytest.raises(ConfigError, match="would not be the newest"):
+        create_migration(tmp_path / "sql", "again", now=now)
+
+
+def test_new_refuses_to_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of that name appearing meanwhile is never overwritten, and nothing is left half-written."""
+    import bootstrap.scaffold
+
+    now = datetime(2026, 11, 25, 9, 30, 0, tzinfo=UTC)
+    (tmp_path / "sql").mkdir()
+    monkeypatch.setattr(bootstrap.scaffold, "discover_migrations", lambda _dir: [])  # another writer raced us
+    (tmp_path / "sql" / "20261125093000_x.down.sql").write_text("-- mine\n")
+    with pytest.raises(ConfigError, match="already exists; bootstrap new never overwrites"):
+        create_migration(tmp_path / "sql", "x", down=True, now=now)
+    assert "-- mine\n" == (tmp_path / "sql" / "20261125093000_x.down.sql").read_text()
+    assert not (tmp_path / "sql" / "20261125093000_x.sql").exists()
+
+
+def test_new_via_cli_and_template_must_be_filled(fresh_url: str, tmp_path: Path) -> None:
+    """`bootstrap new` prints the paths; a file left with only the template is refused by migrate."""
+    env = clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(tmp_path / "sql"))
+    result = run_cli(["new", "create", "accounts", "--down"], env)
+    assert 0 == result.returncode, result.stderr
+    up, down = result.stdout.split()
+    assert up.endswith("_create_accounts.sql") and down.endswith("_create_accounts.down.sql")
+    assert 3 == run_cli(["migrate"], env).returncode
+    Path(up).write_text(Path(up).read_text() + "CREATE TABLE accounts (id int);\n")
+    assert 0 == run_cli(["migrate"], env).returncode
+
+
+@pytest.mark.parametrize(("text", "slug"), [("Add e-mail to Users!", "add_e_mail_to_users"),
+                                            ("  x  ", "x"), ("Crème brûlée", "cr_me_br_l_e")])
+def test_slugify(text: str, slug: str) -> None:
+    """Descriptions become lowercase letters, digits and underscores."""
+    assert slug == slugify(text)
+
+
+def test_slugify_refuses_nothing() -> None:
+    """A description with no letters or digits is a usage error."""
+    with pytest.raises(UsageError):
+        slugify("!!!")
+
+
+# -- adopt -----------------------------------------------------------------------------------
+
+def node_pg_migrate_project(tmp_path: Path) -> Path:
+    """Two SQL migrations as node-pg-migrate writes them (up and down in one file)."""
+    folder = tmp_path / "npm-migrations"
+    write(folder, "1700000000000_create-users.sql",
+          "-- Up Migration\nCREATE TABLE users (id uuid PRIMARY KEY, email text NOT NULL);\n\n"
+          "-- Down Migration\nDROP TABLE users;\n")
+    write(folder, "1700000000001_add-name.sql",
+          "-- Up Migration\nALTER TABLE users ADD COLUMN name text;\n-- Down Migration\nALTER TABLE users DROP COLUMN name;\n")
+    write(folder, "1700000000002_audit.sql", "-- Up Migration\nCREATE TABLE audit (id int);\n-- Down Migration\nDROP TABLE audit;\n")
+    return folder
+
+
+def test_node_pg_migrate_database_taken_over_without_rerunning(npm_tools: Path, fresh_url: str, sql_dir: Path,
+                                                               tmp_path: Path, db: psycopg.Connection) -> None:
+    """A database node-pg-migrate migrated is adopted: nothing re-runs, new files apply, status is clean."""
+    folder = node_pg_migrate_project(tmp_path)
+    result = subprocess.run([str(npm_tools / "node-pg-migrate"), "up", "-m", str(folder)],
+                            env={**clean_env(), "DATABASE_URL": fresh_url}, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert 0 == result.returncode, result.stderr
+    assert 3 == db.execute("SELECT count(*) FROM pgmigrations").fetchone()[0]
+    db.execute("INSERT INTO pgmigrations (name, run_on) VALUES ('1600000000000_from-js', now())")  # no SQL file
+    # Converted to bootstrap's layout: the up part stays, the down part moves to .down.sql.
+    write(sql_dir, "1700000000000_create-users.sql", "CREATE TABLE users (id uuid PRIMARY KEY, email text NOT NULL);\n")
+    write(sql_dir, "1700000000000_create-users.down.sql", "DROP TABLE users;\n")
+    write(sql_dir, "1700000000001_add-name.sql", "ALTER TABLE users ADD COLUMN name text;\n")
+    write(sql_dir, "1700000000002_audit.sql", "CREATE TABLE audit (id int);\n")
+    write(sql_dir, "1800000000000_add-login.sql", "ALTER TABLE users ADD COLUMN last_login timestamptz;\n")
+    env = clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(sql_dir))
+
+    dry = run_cli(["adopt", "--from", "node-pg-migrate", "--dry-run"], env)
+    assert 0 == dry.returncode, dry.stderr
+    assert [] == ledger(db)
+    assert "would adopt  1700000000000  1700000000000_create-users.sql  <- 1700000000000_create-users" in dry.stdout
+    assert "unmatched   1600000000000_from-js: no file" in dry.stdout
+    assert "pending     1800000000000  1800000000000_add-login.sql" in dry.stdout
+
+    result = run_cli(["adopt", "--from", "node-pg-migrate"], env)
+    assert 0 == result.returncode, result.stderr
+    rows = db.execute("SELECT version, source, applied_at IS NOT NULL FROM bootstrap_migrations ORDER BY version").fetchall()
+    assert [(1700000000000, "adopted", True), (1700000000001, "adopted", True), (1700000000002, "adopted", True)] == rows
+    again = run_cli(["adopt", "--from", "node-pg-migrate"], env)
+    assert "already     1700000000000" in again.stdout and 3 == len(ledger(db))
+
+    migrate = run_cli(["migrate"], env)
+    assert 0 == migrate.returncode, migrate.stderr
+    applied = [json.loads(line)["migration"] for line in migrate.stderr.splitlines()
+               if json.loads(line)["event"] == "migration_applied"]
+    assert ["1800000000000_add-login.sql"] == applied  # nothing node-pg-migrate ran was run again
+    assert 0 == run_cli(["status", "--exit-code"], env).returncode
+
+
+def test_dbmate_database_taken_over(npm_tools: Path, fresh_url: str, sql_dir: Path, tmp_path: Path,
+                                    db: psycopg.Connection) -> None:
+    """dbmate's schema_migrations is read by version; the files then need no re-run."""
+    project = tmp_path / "dbmate"
+    write(project, "db/migrations/20240101120000_create_things.sql",
+          "-- migrate:up\nCREATE TABLE things (id int);\n\n-- migrate:down\nDROP TABLE things;\n")
+    write(project, "db/migrations/20240102120000_add_label.sql",
+          "-- migrate:up\nALTER TABLE things ADD COLUMN label text;\n-- migrate:down\nALTER TABLE things DROP COLUMN label;\n")
+    url = fresh_url + ("&" if "?" in fresh_url else "?") + "sslmode=disable"
+    result = subprocess.run([str(npm_tools / "dbmate"), "--no-dump-schema", "up"], cwd=project,
+                            env={**clean_env(), "DATABASE_URL": url}, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert 0 == result.returncode, result.stderr
+    write(sql_dir, "20240101120000_create_things.sql", "-- migrate:up\nCREATE TABLE things (id int);\n")
+    write(sql_dir, "20240102120000_add_label.sql", "ALTER TABLE things ADD COLUMN label text;\n")
+    env = clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(sql_dir))
+    result = run_cli(["adopt", "--from", "dbmate"], env)
+    assert 0 == result.returncode, result.stderr
+    assert [20240101120000, 20240102120000] == [r[0] for r in ledger(db)]
+    assert 0 == run_cli(["status", "--exit-code"], env).returncode
+
+
+FLYWAY_HISTORY = """
+CREATE TABLE flyway_schema_history (
+    installed_rank integer NOT NULL PRIMARY KEY,
+    version varchar(50),
+    description varchar(200) NOT NULL,
+    type varchar(20) NOT NULL,
+    script varchar(1000) NOT NULL,
+    checksum integer,
+    installed_by varchar(100) NOT NULL,
+    installed_on timestamp NOT NULL DEFAULT now(),
+    execution_time integer NOT NULL,
+    success boolean NOT NULL
+);
+INSERT INTO flyway_schema_history VALUES
+    (1, '2', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'postgres', now(), 0, true),
+    (2, '3', 'add email', 'SQL', 'V3__add_email.sql', 123, 'postgres', now(), 5, true),
+    (3, '3.1', 'fix', 'SQL', 'V3.1__fix.sql', 456, 'postgres', now(), 5, true),
+    (4, '4', 'broken', 'SQL', 'V4__broken.sql', 789, 'postgres', now(), 5, false),
+    (5, NULL, 'views', 'SQL', 'R__views.sql', 42, 'postgres', now(), 5, true);
+"""
+
+
+def test_flyway_history_adopted(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """Flyway: a BASELINE row covers versions up to it, failed rows and dotted versions are not adopted."""
+    db.execute(FLYWAY_HISTORY)
+    for name in ("1_init.sql", "2_accounts.sql", "3_add_email.sql", "4_broken.sql", "5_later.sql"):
+        write(sql_dir, name, f"SELECT '{name}';")
+    write(sql_dir, "R__views.sql", "SELECT 'views';")
+    outcome, printed = call(runner, adopt, tool_name="flyway", table=None, dry_run=False)
+    assert [1, 2, 3] == [r[0] for r in ledger(db)]
+    assert "unmatched   V3.1__fix.sql: no file in" in "\n".join(printed)
+    assert "pending     4  4_broken.sql: not in flyway's ledger; migrate will apply it" in printed
+    assert (3, 1, 2) == (outcome.extra["matched"], outcome.extra["unmatched"], outcome.extra["pending"])
+
+
+def test_adopt_without_the_tools_ledger(runner, sql_dir: Path) -> None:
+    """No ledger of that tool: a configuration error naming where it looked."""
+    write(sql_dir, "1_a.sql", "SELECT 1;")
+    with pytest.raises(ConfigError, match="no dbmate ledger public.schema_migrations in this database"):
+        call(runner, adopt, tool_name="dbmate", table=None, dry_run=True)
+
+
+def test_pending_file_with_another_tools_down_section_is_refused(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """A pending file still holding `-- migrate:down` would run its rollback: refused before anything runs."""
+    write(sql_dir, "1_a.sql", "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down\nDROP TABLE a;\n")
+    with pytest.raises(ConfigError, match=r"1_a\.sql:3: '-- migrate:down' starts another tool's rollback section"):
+        runner.migrate()
+    assert not table_exists(db, "a")
