@@ -1,6 +1,6 @@
 """`python -m bootstrap` runs the command line."""
 
-from bootstrap.cli import main
+from bootstrap._entry import main
 
 if __name__ == "__main__":
     main()

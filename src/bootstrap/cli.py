@@ -10,7 +10,6 @@ command needs them, so `--help` stays fast.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -567,6 +566,8 @@ def run_cmd(command: tuple[str, ...], **flags: Any) -> None:
 def _print_status(plan: Any, as_json: bool) -> None:
     entries = plan.entries
     if as_json:
+        import json
+
         doc = {
             "up_to_date": plan.up_to_date,
             "summary": plan.counts(),

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-import tenacity
 from psycopg import errors as pgerrors
 from psycopg import generators, pq, sql
 from psycopg.conninfo import conninfo_to_dict
@@ -139,7 +138,7 @@ def classify(exc: BaseException) -> Failure:
     return Failure(True, "unknown", message)
 
 
-class _Transient(Exception):
+class _Transient(Exception):  # noqa: N818 - internal control flow, never reported
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
@@ -245,30 +244,15 @@ class Database:
                 raise _Transient(last) from None
             return conn
 
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            failure = exc.failure if isinstance(exc, _Transient) else None
-            log.info(
-                "database_connect_retried",
-                attempt=state.attempt_number,
-                delay_s=round(state.upcoming_sleep, 3),
-                error_type=failure.kind if failure else "unknown",
-                error=failure.message if failure else "",
-                **target,
-            )
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Transient),
-            # The last pause ends at the deadline, so the last attempt is made at --timeout.
-            wait=_until(deadline, wait_backoff(WAIT_INITIAL_S, WAIT_MAX_S)),
-            stop=tenacity.stop_after_delay(timeout) if timeout > 0 else tenacity.stop_after_attempt(1),
-            before_sleep=before_sleep,
-            sleep=time.sleep,
-            reraise=True,
-        )
         try:
-            conn = retrying(attempt)
+            # The common case needs no retry machinery: the database is up.
+            conn = attempt()
         except _Transient:
+            if timeout <= 0:
+                conn = None
+            else:
+                conn = _retry_until(deadline, attempt, lambda: attempts, lambda: last, settings, log, target)
+        if conn is None:
             assert last is not None
             waited = time.monotonic() - started
             raise DatabaseUnavailableError(
@@ -1077,30 +1061,132 @@ def advisory_key(schema: str, table: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def wait_backoff(initial: float, maximum: float) -> tenacity.wait.wait_base:
-    """Exponential backoff with jitter: about `initial`, doubling, capped at `maximum`."""
-    return _JitteredExponential(initial, maximum)
+PROBE_INTERVAL_S = 0.02
+PROBED_KINDS = frozenset({"connection_refused", "socket_missing"})
 
 
-class _until(tenacity.wait.wait_base):  # noqa: N801 - reads as a phrase: wait=_until(deadline, ...)
-    """Cap another wait strategy so no pause runs past `deadline` (monotonic seconds)."""
+def _retry_until(
+    deadline: float,
+    attempt: Callable[[], psycopg.Connection[Any]],
+    attempts_made: Callable[[], int],
+    last_failure: Callable[[], Failure | None],
+    settings: Settings,
+    log: Log,
+    target: dict[str, str],
+) -> psycopg.Connection[Any] | None:
+    """
+    After a first attempt failed, retry with tenacity until `deadline`
+    (tenacity is imported only then: a start against a live database never
+    loads it).
 
-    def __init__(self, deadline: float, inner: tenacity.wait.wait_base) -> None:
-        self.deadline = deadline
-        self.inner = inner
+    Pauses: exponential with jitter from WAIT_INITIAL_S to WAIT_MAX_S, starting
+    over when the kind of failure changes (refused -> starting up: the server is
+    nearly there). While connections are refused, a pause ends as soon as the
+    port accepts TCP connections (probed every 20 ms; a refused probe costs the
+    server nothing), so a server that comes up mid-pause is met at once.
 
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        return max(0.0, min(self.inner(retry_state), self.deadline - time.monotonic()))
+    Returns:
+        The connection, or None when the deadline passed.
+    """
+    import tenacity
+
+    state: dict[str, Any] = {"kind": None, "step": 0}
+
+    def next_pause() -> float:
+        failure = last_failure()
+        kind = failure.kind if failure else None
+        if kind != state["kind"]:
+            state["kind"], state["step"] = kind, 0
+        base = min(WAIT_MAX_S, WAIT_INITIAL_S * 2 ** state["step"])
+        state["step"] += 1
+        pause = base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+        return max(0.0, min(pause, deadline - time.monotonic()))
+
+    def report(pause: float) -> None:
+        failure = last_failure()
+        log.info(
+            "database_connect_retried",
+            attempt=attempts_made(),
+            delay_s=round(pause, 3),
+            error_type=failure.kind if failure else "unknown",
+            error=failure.message if failure else "",
+            **target,
+        )
+
+    def sleep(seconds: float) -> None:
+        failure = last_failure()
+        if failure is None or failure.kind not in PROBED_KINDS:
+            time.sleep(seconds)
+        else:
+            _pause_until_listening(seconds, _probe_targets(settings))
+
+    if time.monotonic() >= deadline:
+        return None
+    first = next_pause()
+    report(first)
+    sleep(first)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(_Transient),
+        wait=lambda _state: next_pause(),
+        # The last pause ends at the deadline, so the last attempt is made at --timeout.
+        stop=lambda _state: time.monotonic() >= deadline,
+        before_sleep=lambda retry_state: report(retry_state.upcoming_sleep),
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(attempt)
+    except _Transient:
+        return None
 
 
-class _JitteredExponential(tenacity.wait.wait_base):
-    """Pause n: uniform in [base/2, base] with base = initial * 2**(n-1), capped at maximum."""
+def _probe_targets(settings: Settings) -> list[tuple[int, Any]]:
+    """(family, address) pairs the server would listen on, as libpq would try them."""
+    try:
+        params = conninfo_to_dict(settings.database_url)
+    except psycopg.Error:
+        return []
+    env = settings.environ
+    hosts = str(params.get("hostaddr") or params.get("host") or env.get("PGHOSTADDR") or env.get("PGHOST") or "")
+    ports = str(params.get("port") or env.get("PGPORT") or "5432").split(",")
+    out: list[tuple[int, Any]] = []
+    names = hosts.split(",") if hosts else ["/var/run/postgresql", "/tmp"]  # noqa: S108 - libpq's socket dirs
+    for i, host in enumerate(names):
+        port = (ports[i] if i < len(ports) else ports[-1]).strip() or "5432"
+        if not port.isdigit():
+            continue
+        if host.startswith("/"):
+            out.append((socket.AF_UNIX, f"{host}/.s.PGSQL.{port}"))
+            continue
+        try:
+            for family, _type, _proto, _name, address in socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM):
+                out.append((family, address))
+        except OSError:
+            continue
+    return out
 
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
 
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        base = min(self.maximum, self.initial * 2 ** (retry_state.attempt_number - 1))
-        return base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+def _listening(family: int, address: Any) -> bool:
+    """Whether something accepts a TCP (or Unix socket) connection there."""
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.05)
+        try:
+            sock.connect(address)
+        except OSError:
+            return False
+        return True
 
+
+def _pause_until_listening(seconds: float, targets: list[tuple[int, Any]]) -> None:
+    """Sleep up to `seconds`, ending early once any target accepts connections."""
+    end = time.monotonic() + seconds
+    if not targets:
+        time.sleep(seconds)
+        return
+    while True:
+        if any(_listening(family, address) for family, address in targets):
+            return
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(PROBE_INTERVAL_S, left))

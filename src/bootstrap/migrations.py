@@ -14,7 +14,7 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
@@ -23,6 +23,7 @@ from .sqlsplit import Script, SqlSyntaxError, line_col, split_statements
 BOM = b"\xef\xbb\xbf"
 # A file is sent as one query; PostgreSQL refuses queries of 1 GB and more.
 MAX_FILE_BYTES = 256 * 1024 * 1024
+KEEP_TEXT_CHARS = 64 * 1024  # files this small are parsed from the text discovery read
 MAX_VERSION = 2**63 - 1
 NO_TRANSACTION = "no-transaction"
 KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION})
@@ -75,6 +76,7 @@ class Migration:
     checksum: str
     transactional: bool
     down_path: Path | None = None
+    text: str | None = field(default=None, repr=False, compare=False)  # kept when small, to parse without re-reading
 
     @property
     def key(self) -> str:
@@ -129,15 +131,15 @@ def read_sql_file(path: Path) -> SqlFile:
         ConfigError: unreadable, not UTF-8, empty, or an unknown directive.
     """
     try:
-        size = os.stat(path).st_size
-        if size > MAX_FILE_BYTES:
-            raise ConfigError(
-                f"{_where(path)}: {size / 2**20:.0f} MiB is more than bootstrap sends as one query "
-                f"({MAX_FILE_BYTES // 2**20} MiB); split it into several migrations, or load bulk data "
-                "with COPY from a server-side file",
-                file=str(path),
-            )
         with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise ConfigError(
+                    f"{_where(path)}: {size / 2**20:.0f} MiB is more than bootstrap sends as one query "
+                    f"({MAX_FILE_BYTES // 2**20} MiB); split it into several migrations, or load bulk data "
+                    "with COPY from a server-side file",
+                    file=str(path),
+                )
             raw = fh.read()
     except OSError as exc:
         raise ConfigError(
@@ -155,7 +157,7 @@ def read_sql_file(path: Path) -> SqlFile:
             file=str(path),
             line=line,
         ) from None
-    if not text.strip():
+    if not text or text.isspace():
         raise ConfigError(
             f"{_where(path)}: the file is empty; a migration must contain SQL",
             file=str(path),
@@ -176,7 +178,11 @@ def read_directives(path: Path, text: str) -> frozenset[str]:
         ConfigError: an unknown option, naming the file and line.
     """
     found: set[str] = set()
-    for number, line in enumerate(text.split("\n"), start=1):
+    start, number = 0, 0
+    while start < len(text):  # the leading comment lines only: never split a whole big file
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line, start, number = text[start:end], end + 1, number + 1
         stripped = line.strip()
         if stripped and not stripped.startswith("--"):
             break
@@ -207,7 +213,7 @@ def _check_entry(sql_dir: Path, entry: os.DirEntry[str]) -> Path:
     """A `*.sql` entry must be a regular file inside `sql_dir` (links followed)."""
     path = sql_dir / entry.name
     try:
-        info = os.stat(entry.path)
+        info = entry.stat()
     except OSError:
         raise ConfigError(
             f"{_where(path)}: broken symbolic link", file=str(path)
@@ -343,6 +349,7 @@ def discover_migrations(sql_dir: Path) -> list[Migration]:
                 checksum=read.checksum,
                 transactional=read.transactional,
                 down_path=downs.get(version),
+                text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
             )
         )
     for path, description in repeatables:
@@ -356,6 +363,7 @@ def discover_migrations(sql_dir: Path) -> list[Migration]:
                 path=path,
                 checksum=read.checksum,
                 transactional=read.transactional,
+                text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
             )
         )
     return migrations
@@ -376,15 +384,19 @@ def discover_verify_scripts(sql_dir: Path) -> list[Path]:
     return paths
 
 
-def parse_file(path: Path) -> tuple[SqlFile, Script]:
+def parse_file(path: Path, already: SqlFile | None = None) -> tuple[SqlFile, Script]:
     """
     Read and split one file.
+
+    Args:
+        path: the file.
+        already: the file as discovery read it (saves reading it again).
 
     Raises:
         ConfigError: for anything `read_sql_file` refuses, an unterminated
             quote or comment, a psql meta-command, or a file with no statement.
     """
-    read = read_sql_file(path)
+    read = already or read_sql_file(path)
     try:
         script = split_statements(read.text)
     except SqlSyntaxError as exc:
@@ -450,7 +462,11 @@ def parse_migration(migration: Migration) -> ParsedMigration:
             when it still holds another tool's down section (dbmate's
             `-- migrate:down`, node-pg-migrate's `-- Down Migration`).
     """
-    read, script = parse_file(migration.path)
+    known = None
+    if migration.text is not None:
+        known = SqlFile(path=migration.path, text=migration.text, checksum=migration.checksum,
+                        transactional=migration.transactional)
+    read, script = parse_file(migration.path, known)
     marker = _FOREIGN_DOWN_MARKERS.search(read.text)
     if marker is not None:
         line, _ = line_col(read.text, marker.start())

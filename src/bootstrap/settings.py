@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from . import redact
 from .errors import ConfigError
@@ -403,6 +402,8 @@ def describe_target(dsn: str, environ: Mapping[str, str]) -> Target:
     """
     parts: dict[str, str] = {}
     if dsn.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import unquote, urlsplit
+
         url = urlsplit(dsn)
         netloc = url.netloc.rpartition("@")[2]
         hostport = re.match(r"^(\[[^\]]*\]|[^:]*)(?::([0-9]*))?$", netloc)

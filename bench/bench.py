@@ -1,0 +1,428 @@
+"""
+bootstrap's benchmark suite: whole-process runs against a physical limit and
+against the tools users would pick instead, measured in one run.
+
+    ./bench/run                 # everything; writes bench/results.md and bench/results.json
+    ./bench/run --quick         # fewer repetitions, for a smoke check
+
+Scenarios (medians over repeated whole-process runs; ratios from the same run):
+  P1 no-op start     1,000 migrations applied, database up: `bootstrap migrate` and `run -- true`
+                     vs the floor `python -c "import psycopg; connect; SELECT 1"`, and the peers.
+  P2 apply 1,000     small realistic migrations (a table, an index, a row) on an empty database
+                     vs psql applying the same files in one session, each in its own transaction
+                     with its ledger insert; and the peers.
+  P3 wait-db         latency from the server accepting connections (its own log line) to
+                     bootstrap's `database_ready`, and attempts per second while waiting.
+  P4 50 replicas     started at once on a fresh database (the 1,000 migrations): time until all
+                     exec'd, vs one runner alone.
+  P5 CLI start       `bootstrap --help` and `--version`; peak memory of every scenario.
+
+The server is a throwaway cluster with fsync off: every tool pays the same commits,
+and taking the disk out makes the tools' own overhead stand out (a stricter test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(BENCH))
+
+from peers import Peer, install_peers  # noqa: E402
+from pgcluster import Cluster  # noqa: E402
+
+WORK = BENCH / ".work"
+BOOTSTRAP = [str(Path(sys.executable).parent / "bootstrap")]
+FILES = 1000
+
+
+@dataclass
+class Measure:
+    """Repeated whole-process runs of one command."""
+
+    scenario: str
+    tool: str
+    seconds: list[float] = field(default_factory=list)
+    max_rss_kb: int = 0
+    failures: int = 0
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+
+GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
+_RSS = re.compile(r"@@maxrss (\d+)\s*$")
+
+
+def run_measured(argv: list[str], env: dict[str, str], cwd: Path | None = None,
+                 stdin: Any = subprocess.DEVNULL) -> tuple[float, int, int, str]:
+    """
+    Run a command to completion: (seconds, peak RSS in KiB, exit status, stderr tail).
+
+    Peak memory comes from GNU time when present: a child forked from this (large)
+    process would otherwise be charged the parent's pages until it execs.
+    """
+    wrapped = [GNU_TIME, "-f", "@@maxrss %M", *argv] if GNU_TIME else argv
+    started = time.perf_counter()
+    proc = subprocess.Popen(wrapped, env=env, cwd=cwd, stdin=stdin, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode(errors="replace")
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    match = _RSS.search(err)
+    rss = int(match.group(1)) if match else usage.ru_maxrss
+    if match:
+        err = err[: match.start()]
+        if code != 0 and err.rstrip().endswith(f"Command exited with non-zero status {code}"):
+            err = err.rstrip().rsplit("\n", 1)[0]
+    return elapsed, rss, code, err[-500:]
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """A clean environment for the measured processes."""
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("BOOTSTRAP_", "PG")) and k not in ("DATABASE_URL", "DATABASE_URL_FILE")}
+    return {**keep, "BOOTSTRAP_LOG_FORMAT": "json", **extra}
+
+
+def write_workload(folder: Path, count: int = FILES) -> None:
+    """`count` small realistic migrations: a table, an index, a row."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(1, count + 1):
+        (folder / f"{n:05d}_create_table_{n}.sql").write_text(
+            f"CREATE TABLE bench_{n} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL,"
+            f" created_at timestamptz NOT NULL DEFAULT now());\n"
+            f"CREATE INDEX bench_{n}_name ON bench_{n} (name);\n"
+            f"INSERT INTO bench_{n} (name) VALUES ('row {n}');\n"
+        )
+
+
+def psql_script(folder: Path, target: Path) -> None:
+    """The limit: one psql session, each file in its own transaction with its ledger insert."""
+    parts = ["CREATE TABLE IF NOT EXISTS psql_ledger (version bigint PRIMARY KEY, name text NOT NULL,"
+             " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());\n"]
+    import hashlib
+
+    for path in sorted(folder.glob("*.sql")):
+        version = int(path.name.split("_", 1)[0])
+        body = path.read_text()
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        parts.append(f"BEGIN;\n{body}INSERT INTO psql_ledger (version, name, checksum) VALUES "
+                     f"({version}, '{path.name}', '{digest}');\nCOMMIT;\n")
+    target.write_text("".join(parts))
+
+
+class Server:
+    """The benchmark's own cluster and fresh databases on it."""
+
+    def __init__(self) -> None:
+        self.cluster = Cluster(fast=True, settings=("max_connections=300", "log_line_prefix='%m '"))
+        self.cluster.start()
+        self.cluster.wait_ready()
+        with psycopg.connect(self.cluster.dsn()) as conn:
+            self.version = conn.execute("SHOW server_version").fetchone()[0]
+
+    def fresh(self) -> str:
+        name = f"bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.cluster.dsn(), autocommit=True) as admin:
+            strategy = sql.SQL(" STRATEGY FILE_COPY") if int(self.version.split(".")[0]) >= 15 else sql.SQL("")
+            admin.execute(sql.SQL("CREATE DATABASE {}{}").format(sql.Identifier(name), strategy))
+        return self.cluster.dsn(name)
+
+    def drop(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.cluster.dsn(), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def close(self) -> None:
+        self.cluster.destroy()
+
+
+def p1_noop(server: Server, files: Path, peers: list[Peer], runs: int) -> list[Measure]:
+    """P1: a container start with everything applied."""
+    results = []
+    url = server.fresh()
+    env = base_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(files))
+    _elapsed, _rss, code, err = run_measured([*BOOTSTRAP, "migrate"], env)
+    assert code == 0, err
+    floor = [sys.executable, "-c",
+             f"import psycopg\nc = psycopg.connect({url!r})\nc.execute('SELECT 1')\nc.close()"]
+    commands: list[tuple[str, list[str], dict[str, str]]] = [
+        ("floor: python + import psycopg + connect", floor, env),
+        ("bootstrap migrate", [*BOOTSTRAP, "migrate"], env),
+        ("bootstrap run -- true", [*BOOTSTRAP, "run", "--", "true"], env),
+    ]
+    for peer in peers:
+        if not peer.available:
+            results.append(Measure("P1", peer.name, note=f"skipped: {peer.why_not}"))
+            continue
+        peer_url = server.fresh()
+        folder = peer.prepare(files, WORK / "peers")
+        peer_env = base_env(**peer.env(peer_url))
+        _elapsed, _rss, code, err = run_measured(peer.up(folder, peer_url), peer_env)
+        if code != 0:
+            results.append(Measure("P1", peer.name, note=f"failed to apply: {err.strip()[-200:]}"))
+            continue
+        commands.append((peer.name, peer.up(folder, peer_url), peer_env))
+    measures = {name: Measure("P1", name) for name, _argv, _env in commands}
+    for _ in range(runs):
+        random.shuffle(commands)  # interleaved, so drift hits every tool alike
+        for name, argv, cmd_env in commands:
+            elapsed, rss, code, _err = run_measured(argv, cmd_env)
+            m = measures[name]
+            m.seconds.append(elapsed)
+            m.max_rss_kb = max(m.max_rss_kb, rss)
+            m.failures += code != 0
+    return [*measures.values(), *results]
+
+
+def p2_apply(server: Server, files: Path, peers: list[Peer], runs: int) -> list[Measure]:
+    """P2: apply 1,000 migrations to an empty database."""
+    script = WORK / "psql-limit.sql"
+    psql_script(files, script)
+    psql = shutil.which("psql") or str(server.cluster.bindir / "psql")
+    tools: list[tuple[str, Any]] = [
+        ("limit: psql, one session, a transaction per file", lambda url: ([psql, "-q", "-X", "-v", "ON_ERROR_STOP=1",
+                                                                            "-f", str(script), url], base_env())),
+        ("bootstrap migrate", lambda url: ([*BOOTSTRAP, "migrate"], base_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(files)))),
+    ]
+    skipped = []
+    for peer in peers:
+        if not peer.available:
+            skipped.append(Measure("P2", peer.name, note=f"skipped: {peer.why_not}"))
+            continue
+        folder = peer.prepare(files, WORK / "peers")
+        tools.append((peer.name, lambda url, p=peer, f=folder: (p.up(f, url), base_env(**p.env(url)))))
+    measures = {name: Measure("P2", name) for name, _ in tools}
+    for _ in range(runs):
+        random.shuffle(tools)
+        for name, make in tools:
+            url = server.fresh()
+            argv, env = make(url)
+            elapsed, rss, code, err = run_measured(argv, env)
+            m = measures[name]
+            m.seconds.append(elapsed)
+            m.max_rss_kb = max(m.max_rss_kb, rss)
+            if code != 0:
+                m.failures += 1
+                m.note = err.strip()[-200:]
+            server.drop(url)
+    return [*measures.values(), *skipped]
+
+
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (\w+) .*ready to accept connections", re.M)
+
+
+def p3_wait(trials: int) -> tuple[Measure, Measure, Measure]:
+    """P3: how soon after the server is ready bootstrap proceeds, and how often it knocks meanwhile."""
+    latency = Measure("P3", "latency after the server is ready (s)")
+    rate = Measure("P3", "attempts per second while waiting")
+    rss = Measure("P3", "bootstrap wait-db")
+    cluster = Cluster(fast=True, settings=("log_line_prefix='%m '", "log_timezone=UTC"))
+    cluster.init()
+    try:
+        rng = random.Random(7)
+        for _ in range(trials):
+            down_for = rng.uniform(0.5, 3.0)
+            env = base_env(DATABASE_URL=cluster.dsn(), BOOTSTRAP_WAIT_TIMEOUT="60")
+            started = time.perf_counter()
+            proc = subprocess.Popen([*( [GNU_TIME, "-f", "@@maxrss %M"] if GNU_TIME else []), *BOOTSTRAP,
+                                     "wait-db"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(down_for)  # the database being down for a while is the scenario, not a synchronisation
+            cluster.start(wait=False)
+            err = proc.stderr.read() if proc.stderr else ""
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            waited = time.perf_counter() - started
+            lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+            ready = next(e for e in lines if e["event"] == "database_ready")
+            server_log = cluster.logfile.read_text()
+            stamps = _LOG_TIME.findall(server_log)
+            server_ready = datetime.strptime(stamps[-1][0] + "+0000", "%Y-%m-%d %H:%M:%S.%f%z")
+            ours = datetime.fromisoformat(ready["timestamp"].replace("Z", "+00:00"))
+            latency.seconds.append((ours - server_ready).total_seconds())
+            rate.seconds.append(ready["attempts"] / waited)
+            rss.seconds.append(waited)
+            found = _RSS.search(err)
+            rss.max_rss_kb = max(rss.max_rss_kb, int(found.group(1)) if found else usage.ru_maxrss)
+            cluster.stop("fast")
+    finally:
+        cluster.destroy()
+    return latency, rate, rss
+
+
+def p4_replicas(server: Server, files: Path, replicas: int, runs: int) -> list[Measure]:
+    """P4: N replicas start at once on a fresh database; time until the last one exec'd its app."""
+    one = Measure("P4", "one runner: run -- true, fresh database")
+    many = Measure("P4", f"{replicas} replicas at once: run -- true, fresh database")
+    restart = Measure("P4", f"{replicas} replicas at once: run -- true, already migrated")
+    for _ in range(runs):
+        url = server.fresh()
+        env = base_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(files))
+        elapsed, rss, code, _err = run_measured([*BOOTSTRAP, "run", "--", "true"], env)
+        one.seconds.append(elapsed)
+        one.max_rss_kb = max(one.max_rss_kb, rss)
+        one.failures += code != 0
+        server.drop(url)
+        for measure, migrated in ((many, False), (restart, True)):
+            url = server.fresh()
+            env = base_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(files))
+            if migrated:
+                run_measured([*BOOTSTRAP, "migrate"], env)
+            started = time.perf_counter()
+            procs = [subprocess.Popen([*BOOTSTRAP, "run", "--", "true"], env=env, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(replicas)]
+            for proc in procs:
+                _pid, status, _usage = os.wait4(proc.pid, 0)
+                measure.failures += os.waitstatus_to_exitcode(status) != 0
+            measure.seconds.append(time.perf_counter() - started)
+            server.drop(url)
+    return [one, many, restart]
+
+
+def p5_cli(runs: int) -> list[Measure]:
+    """P5: the CLI's own start."""
+    out = []
+    for args in (["--help"], ["--version"]):
+        m = Measure("P5", "bootstrap " + " ".join(args))
+        for _ in range(runs):
+            elapsed, rss, code, _err = run_measured([*BOOTSTRAP, *args], base_env())
+            m.seconds.append(elapsed)
+            m.max_rss_kb = max(m.max_rss_kb, rss)
+            m.failures += code != 0
+        out.append(m)
+    floor = Measure("P5", "python -c pass (interpreter alone)")
+    for _ in range(runs):
+        elapsed, rss, _code, _err = run_measured([sys.executable, "-c", "pass"], base_env())
+        floor.seconds.append(elapsed)
+        floor.max_rss_kb = max(floor.max_rss_kb, rss)
+    return [*out, floor]
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Run the suite, print the table, write bench/results.{md,json}."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke check)")
+    parser.add_argument("--only", default="P1,P2,P3,P4,P5", help="comma-separated scenarios")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write results files")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    runs = {"P1": 5 if args.quick else 21, "P2": 1 if args.quick else 5, "P3": 3 if args.quick else 15,
+            "P4": 1 if args.quick else 3, "P5": 5 if args.quick else 31}
+    shutil.rmtree(WORK, ignore_errors=True)
+    files = WORK / "sql"
+    write_workload(files)
+    peers = install_peers() if only & {"P1", "P2"} else []
+    server = Server()
+    measures: list[Measure] = []
+    try:
+        if "P5" in only:
+            measures += p5_cli(runs["P5"])
+        if "P1" in only:
+            measures += p1_noop(server, files, peers, runs["P1"])
+        if "P2" in only:
+            measures += p2_apply(server, files, peers, runs["P2"])
+        if "P4" in only:
+            measures += p4_replicas(server, files, 50, runs["P4"])
+        if "P3" in only:
+            measures += list(p3_wait(runs["P3"]))
+        info = {**machine(), "postgresql": server.version}
+    finally:
+        server.close()
+    report = render(measures, info)
+    print(report)
+    if not args.no_write:
+        (BENCH / "results.md").write_text(report)
+        (BENCH / "results.json").write_text(json.dumps(
+            {"machine": info, "measures": [{**asdict(m), "median": m.median} for m in measures]}, indent=2))
+    return 0
+
+
+def _find(measures: list[Measure], scenario: str, prefix: str) -> Measure | None:
+    return next((m for m in measures if m.scenario == scenario and m.tool.startswith(prefix) and m.seconds), None)
+
+
+def render(measures: list[Measure], info: dict[str, str]) -> str:
+    """The results as Markdown: one table per scenario, ratios against the scenario's reference."""
+    references = {"P1": "floor", "P2": "limit", "P4": "one runner", "P5": "python -c pass"}
+    lines = [
+        "# bootstrap benchmark results",
+        "",
+        f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores), Linux {info['kernel']}, "
+        f"Python {info['python']}, PostgreSQL {info.get('postgresql', '?')} (throwaway cluster, fsync off).",
+        "Medians of whole-process runs; each scenario's runs are interleaved across tools; "
+        "ratios are against the scenario's reference measured in the same run. "
+        "Reproduce with `./bench/run`.",
+        "",
+    ]
+    titles = {"P1": "P1 no-op start (1,000 migrations applied)", "P2": "P2 apply 1,000 migrations",
+              "P3": "P3 wait-db", "P4": "P4 50 replicas at once", "P5": "P5 CLI start"}
+    for scenario in ("P1", "P2", "P3", "P4", "P5"):
+        rows = [m for m in measures if m.scenario == scenario]
+        if not rows:
+            continue
+        lines += [f"## {titles[scenario]}", "", "| tool | median | ratio | peak RSS | runs | note |",
+                  "|---|---:|---:|---:|---:|---|"]
+        ref = _find(measures, scenario, references.get(scenario, "\0"))
+        for m in rows:
+            if not m.seconds:
+                lines.append(f"| {m.tool} | — | — | — | 0 | {m.note} |")
+                continue
+            if scenario == "P3":
+                value = f"{m.median * 1000:.0f} ms" if "latency" in m.tool else (
+                    f"{m.median:.1f} /s" if "attempts" in m.tool else f"{m.median:.2f} s")
+                ratio = "—"
+            else:
+                value = f"{m.median * 1000:.0f} ms" if m.median < 10 else f"{m.median:.1f} s"
+                ratio = f"{m.median / ref.median:.2f}×" if ref else "—"
+            rss = f"{m.max_rss_kb / 1024:.0f} MB" if m.max_rss_kb else "—"
+            note = m.note or (f"{m.failures} failed" if m.failures else "")
+            lines.append(f"| {m.tool} | {value} | {ratio} | {rss} | {len(m.seconds)} | {note} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,145 @@
+"""
+The tools users would pick instead of bootstrap, installed for the benchmark
+from the registries reachable here, and the same migrations in each one's format.
+
+- dbmate and node-pg-migrate from npm (cached in BOOTSTRAP_NPM_CACHE, default /var/tmp/bootstrap-npm);
+- yoyo-migrations from PyPI, in its own virtual environment (bench/.tools/yoyo).
+
+A peer that cannot be installed is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BENCH = Path(__file__).resolve().parent
+TOOLS = BENCH / ".tools"
+NPM_CACHE = Path(os.environ.get("BOOTSTRAP_NPM_CACHE", "/var/tmp/bootstrap-npm"))
+
+
+@dataclass
+class Peer:
+    """A peer tool: how to lay out migrations for it and how to run `up`."""
+
+    name: str
+    available: bool
+    why_not: str = ""
+
+    def prepare(self, bootstrap_dir: Path, work: Path) -> Path:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def up(self, folder: Path, url: str) -> list[str]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def env(self, url: str) -> dict[str, str]:
+        return {}
+
+
+def _sql_files(bootstrap_dir: Path) -> list[Path]:
+    return sorted(p for p in bootstrap_dir.glob("*.sql") if p.name[0].isdigit() and ".down." not in p.name)
+
+
+class Dbmate(Peer):
+    """dbmate: `-- migrate:up` sections, one transaction per file, schema_migrations."""
+
+    def __init__(self, binary: Path | None, why_not: str = "") -> None:
+        super().__init__("dbmate", binary is not None, why_not)
+        self.binary = binary
+
+    def prepare(self, bootstrap_dir: Path, work: Path) -> Path:
+        folder = work / "dbmate" / "migrations"
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in _sql_files(bootstrap_dir):
+            (folder / path.name).write_text("-- migrate:up\n" + path.read_text() + "\n-- migrate:down\n")
+        return folder
+
+    def up(self, folder: Path, url: str) -> list[str]:
+        return [str(self.binary), "--no-dump-schema", "--migrations-dir", str(folder), "up"]
+
+    def env(self, url: str) -> dict[str, str]:
+        return {"DATABASE_URL": url + ("&" if "?" in url else "?") + "sslmode=disable"}
+
+
+class NodePgMigrate(Peer):
+    """node-pg-migrate: SQL files with `-- Up Migration`, pgmigrations."""
+
+    def __init__(self, binary: Path | None, why_not: str = "") -> None:
+        super().__init__("node-pg-migrate", binary is not None, why_not)
+        self.binary = binary
+
+    def prepare(self, bootstrap_dir: Path, work: Path) -> Path:
+        folder = work / "node-pg-migrate"
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in _sql_files(bootstrap_dir):
+            (folder / path.name).write_text("-- Up Migration\n" + path.read_text() + "\n-- Down Migration\n")
+        return folder
+
+    def up(self, folder: Path, url: str) -> list[str]:
+        return [str(self.binary), "up", "-m", str(folder), "--no-check-order"]
+
+    def env(self, url: str) -> dict[str, str]:
+        return {"DATABASE_URL": url}
+
+
+class Yoyo(Peer):
+    """yoyo-migrations: .sql files, one transaction each, _yoyo_migration."""
+
+    def __init__(self, binary: Path | None, why_not: str = "") -> None:
+        super().__init__("yoyo", binary is not None, why_not)
+        self.binary = binary
+
+    def prepare(self, bootstrap_dir: Path, work: Path) -> Path:
+        folder = work / "yoyo"
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in _sql_files(bootstrap_dir):
+            shutil.copy(path, folder / path.name)
+        return folder
+
+    def up(self, folder: Path, url: str) -> list[str]:
+        parts = urlsplit(url)
+        yoyo_url = parts._replace(scheme="postgresql+psycopg").geturl()
+        return [str(self.binary), "apply", "--batch", "--no-config-file", "--database", yoyo_url, str(folder)]
+
+
+def _npm_binaries() -> tuple[Path | None, Path | None, str]:
+    bin_dir = NPM_CACHE / "node_modules" / ".bin"
+    if not ((bin_dir / "dbmate").exists() and (bin_dir / "node-pg-migrate").exists()):
+        npm = shutil.which("npm")
+        if npm is None:
+            return None, None, "npm is not installed"
+        NPM_CACHE.mkdir(parents=True, exist_ok=True)
+        if not (NPM_CACHE / "package.json").exists():
+            (NPM_CACHE / "package.json").write_text(json.dumps({"name": "bootstrap-peers", "private": True}))
+        result = subprocess.run([npm, "install", "--no-audit", "--no-fund", "dbmate@2", "node-pg-migrate@9", "pg@8"],
+                                cwd=NPM_CACHE, capture_output=True, text=True, check=False, timeout=600)
+        if result.returncode != 0:
+            return None, None, f"npm install failed: {result.stderr.strip()[-300:]}"
+    return bin_dir / "dbmate", bin_dir / "node-pg-migrate", ""
+
+
+def _yoyo_binary() -> tuple[Path | None, str]:
+    venv = TOOLS / "yoyo"
+    binary = venv / "bin" / "yoyo"
+    if binary.exists():
+        return binary, ""
+    result = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        result = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "yoyo-migrations", "psycopg[binary]"],
+                                capture_output=True, text=True, check=False, timeout=600)
+    if result.returncode != 0 or not binary.exists():
+        return None, f"pip install yoyo-migrations failed: {result.stderr.strip()[-300:]}"
+    return binary, ""
+
+
+def install_peers() -> list[Peer]:
+    """Install (or find) every peer; unavailable ones carry the reason."""
+    dbmate, npm_migrate, why = _npm_binaries()
+    yoyo, why_yoyo = _yoyo_binary()
+    return [Dbmate(dbmate, why), NodePgMigrate(npm_migrate, why), Yoyo(yoyo, why_yoyo)]
