@@ -17,4 +17,4 @@ def main() -> None:
         sys.exit(0)
     from .cli import main as cli_main
 
-    cli_main()
+    cli_main(fast_exit=True)

@@ -636,8 +636,17 @@ def _report_usage_error(exc: click.ClickException, args: Sequence[str]) -> None:
                        usage=usage.replace("\n", " ").strip() or None)
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Console-script entry point: run the CLI and exit with its code."""
+def main(argv: Sequence[str] | None = None, *, fast_exit: bool = False) -> NoReturn:
+    """
+    Run the CLI and exit with its code.
+
+    Args:
+        argv: the arguments (default: the process's).
+        fast_exit: end with os._exit once output is flushed and connections are
+            closed, skipping the interpreter's teardown of every loaded module
+            (~60-80 ms after psycopg, on every container start). The console
+            script does; callers embedding the CLI don't.
+    """
     install_signal_handlers()
     args = list(argv) if argv is not None else sys.argv[1:]
     try:
@@ -658,4 +667,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         # Reader went away (`bootstrap status | head`): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+    if fast_exit:
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
     sys.exit(code)

@@ -14,11 +14,13 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import ConfigError
-from .sqlsplit import Script, SqlSyntaxError, line_col, split_statements
+
+if TYPE_CHECKING:
+    from .sqlsplit import Script
 
 BOM = b"\xef\xbb\xbf"
 # A file is sent as one query; PostgreSQL refuses queries of 1 GB and more.
@@ -52,8 +54,7 @@ class Kind(enum.StrEnum):
     REPEATABLE = "repeatable"
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(NamedTuple):
     """
     One migration file as discovered: identity, checksum and options, not yet split.
 
@@ -62,21 +63,35 @@ class Migration:
         version: the integer version (None for repeatables).
         description: the part of the name after the version.
         name: the file name, as recorded in the ledger.
-        path: where the file is.
+        location: where the file is (`path` as a Path).
         checksum: SHA-256 (hex) of the content, BOM dropped, CRLF read as LF.
         transactional: False when the file says `-- bootstrap:no-transaction`.
-        down_path: the `.down.sql` partner, if any.
+        down_location: the `.down.sql` partner, if any (`down_path` as a Path).
+        text: the decoded content, kept for small files so parsing need not read them again.
     """
 
     kind: Kind
     version: int | None
     description: str
     name: str
-    path: Path
+    location: str | os.PathLike[str]
     checksum: str
     transactional: bool
-    down_path: Path | None = None
-    text: str | None = field(default=None, repr=False, compare=False)  # kept when small, to parse without re-reading
+    down_location: str | os.PathLike[str] | None = None
+    text: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Migration({self.name!r}, version={self.version!r}, checksum={self.checksum[:12]!r})"
+
+    @property
+    def path(self) -> Path:
+        """The file (made on demand: a thousand Path objects cost a container start ~15 ms)."""
+        return Path(self.location)
+
+    @property
+    def down_path(self) -> Path | None:
+        """The `.down.sql` partner, if any."""
+        return Path(self.down_location) if self.down_location is not None else None
 
     @property
     def key(self) -> str:
@@ -84,8 +99,7 @@ class Migration:
         return str(self.version) if self.version is not None else self.name
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedMigration:
+class ParsedMigration(NamedTuple):
     """A migration about to run: its text and statements."""
 
     migration: Migration
@@ -97,25 +111,24 @@ class ParsedMigration:
         return self.script.text
 
 
-@dataclass(frozen=True, slots=True)
-class SqlFile:
+class SqlFile(NamedTuple):
     """A file read and checked: decoded text, checksum and directives."""
 
-    path: Path
+    path: str | os.PathLike[str]
     text: str
     checksum: str
     transactional: bool
 
 
-def _where(path: Path) -> str:
-    return str(path)
+def _where(path: str | os.PathLike[str]) -> str:
+    return os.fspath(path)
 
 
 def normalise(raw: bytes) -> bytes:
     """Drop a UTF-8 BOM and read CRLF as LF: what the checksum is taken of."""
     if raw.startswith(BOM):
         raw = raw[len(BOM) :]
-    return raw.replace(b"\r\n", b"\n")
+    return raw.replace(b"\r\n", b"\n") if b"\r" in raw else raw
 
 
 def checksum_of(raw: bytes) -> str:
@@ -123,32 +136,42 @@ def checksum_of(raw: bytes) -> str:
     return hashlib.sha256(normalise(raw)).hexdigest()
 
 
-def read_sql_file(path: Path) -> SqlFile:
+def read_sql_file(path: str | os.PathLike[str]) -> SqlFile:
     """
     Read, decode, checksum one file and read its directives.
 
     Raises:
-        ConfigError: unreadable, not UTF-8, empty, or an unknown directive.
+        ConfigError: unreadable, too big, not UTF-8, empty, or an unknown directive.
     """
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
             if size > MAX_FILE_BYTES:
                 raise ConfigError(
                     f"{_where(path)}: {size / 2**20:.0f} MiB is more than bootstrap sends as one query "
                     f"({MAX_FILE_BYTES // 2**20} MiB); split it into several migrations, or load bulk data "
                     "with COPY from a server-side file",
-                    file=str(path),
+                    file=_where(path),
                 )
-            raw = fh.read()
+            raw = os.read(fd, size) if size else b""
+            if len(raw) < size or not size:  # a short read, or a file that reports no size (/proc, pipes)
+                chunks = [raw]
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                raw = b"".join(chunks)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise ConfigError(
-            f"{_where(path)}: cannot read the file: {exc.strerror or exc}", file=str(path)
+            f"{_where(path)}: cannot read the file: {exc.strerror or exc}", file=_where(path)
         ) from None
     data = normalise(raw)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        from .sqlsplit import line_col
+
         prefix = data[: exc.start].decode("utf-8")
         line, col = line_col(prefix, len(prefix))
         raise ConfigError(
@@ -170,7 +193,7 @@ def read_sql_file(path: Path) -> SqlFile:
     )
 
 
-def read_directives(path: Path, text: str) -> frozenset[str]:
+def read_directives(path: str | os.PathLike[str], text: str) -> frozenset[str]:
     """
     Read `-- bootstrap:<option>` lines from the file's leading comments.
 
@@ -209,53 +232,73 @@ def read_directives(path: Path, text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _check_entry(sql_dir: Path, entry: os.DirEntry[str]) -> Path:
-    """A `*.sql` entry must be a regular file inside `sql_dir` (links followed)."""
-    path = sql_dir / entry.name
+def _check_entry(sql_dir: Path, entry: os.DirEntry[str]) -> str:
+    """A `*.sql` entry must be a regular file inside `sql_dir` (links followed); its path."""
+    path = entry.path
     try:
-        info = entry.stat()
+        # is_file()/is_dir() answer from the directory listing for plain files: no stat call.
+        if entry.is_file():
+            regular = True
+        elif entry.is_dir():
+            raise ConfigError(
+                f"{path}: is a directory, not a migration file; rename it", file=path
+            )
+        else:
+            regular = False
+            if entry.is_symlink():
+                os.stat(path)  # raises for a dangling link
     except OSError:
-        raise ConfigError(
-            f"{_where(path)}: broken symbolic link", file=str(path)
-        ) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise ConfigError(
-            f"{_where(path)}: is a directory, not a migration file; rename it",
-            file=str(path),
-        )
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{_where(path)}: not a regular file", file=str(path))
+        raise ConfigError(f"{path}: broken symbolic link", file=path) from None
+    if not regular:
+        raise ConfigError(f"{path}: not a regular file", file=path)
     if entry.is_symlink():
-        target = Path(entry.path).resolve()
+        target = Path(path).resolve()
         root = sql_dir.resolve()
         if root != target.parent and root not in target.parents:
             raise ConfigError(
-                f"{_where(path)}: symbolic link leads outside {sql_dir} (to {target}); "
-                "copy the file instead",
-                file=str(path),
+                f"{path}: symbolic link leads outside {sql_dir} (to {target}); copy the file instead",
+                file=path,
             )
     return path
 
 
-def _name_error(path: Path) -> ConfigError:
-    name = path.name
+def _name_error(path: str, name: str) -> ConfigError:
     hint = "versioned files are <digits>_<description>.sql, rollbacks <digits>_<description>.down.sql, repeatables R__<description>.sql"
     flyway = _FLYWAY.match(name)
     if name.lower().endswith(".sql") and not name.endswith(".sql"):
         hint = "the extension must be lowercase .sql"
     elif flyway and name[0] in "Vv" and flyway.group("version").isdigit():
         hint = f"Flyway-style name; bootstrap expects {flyway.group('version')}_{flyway.group('description')}.sql"
-    return ConfigError(f"{_where(path)}: not a migration file name; {hint}", file=str(path))
+    return ConfigError(f"{path}: not a migration file name; {hint}", file=path)
 
 
-def _parse_version(path: Path, digits: str) -> int:
+def _parse_version(path: str, digits: str) -> int:
     version = int(digits)
     if version > MAX_VERSION:
         raise ConfigError(
-            f"{_where(path)}: version {digits} does not fit in 63 bits; use at most 18 digits",
-            file=str(path),
+            f"{path}: version {digits} does not fit in 63 bits; use at most 18 digits", file=path
         )
     return version
+
+
+def _listing(sql_dir: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(sql_dir) as it:
+            return sorted(it, key=lambda e: e.name)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"migrations directory {sql_dir} does not exist (set BOOTSTRAP_SQL_DIR or --sql-dir)",
+            variable="BOOTSTRAP_SQL_DIR",
+        ) from None
+    except NotADirectoryError:
+        raise ConfigError(
+            f"migrations directory {sql_dir} is not a directory", variable="BOOTSTRAP_SQL_DIR"
+        ) from None
+    except PermissionError:
+        raise ConfigError(
+            f"migrations directory {sql_dir} cannot be read: permission denied",
+            variable="BOOTSTRAP_SQL_DIR",
+        ) from None
 
 
 def discover_migrations(sql_dir: Path) -> list[Migration]:
@@ -273,27 +316,10 @@ def discover_migrations(sql_dir: Path) -> list[Migration]:
             orphan `.down.sql`, or a file that cannot be read or decoded. The
             first problem found is reported, naming its file.
     """
-    try:
-        entries = sorted(os.scandir(sql_dir), key=lambda e: e.name)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"migrations directory {sql_dir} does not exist (set BOOTSTRAP_SQL_DIR or --sql-dir)",
-            variable="BOOTSTRAP_SQL_DIR",
-        ) from None
-    except NotADirectoryError:
-        raise ConfigError(
-            f"migrations directory {sql_dir} is not a directory", variable="BOOTSTRAP_SQL_DIR"
-        ) from None
-    except PermissionError:
-        raise ConfigError(
-            f"migrations directory {sql_dir} cannot be read: permission denied",
-            variable="BOOTSTRAP_SQL_DIR",
-        ) from None
-
-    ups: dict[int, tuple[Path, str]] = {}
-    downs: dict[int, Path] = {}
-    repeatables: list[tuple[Path, str]] = []
-    for entry in entries:
+    ups: dict[int, tuple[str, str, str]] = {}  # version -> (path, name, description)
+    downs: dict[int, tuple[str, str]] = {}  # version -> (path, name)
+    repeatables: list[tuple[str, str, str]] = []
+    for entry in _listing(sql_dir):
         name = entry.name
         if name.startswith(".") or not name.lower().endswith(".sql"):
             continue
@@ -302,65 +328,60 @@ def discover_migrations(sql_dir: Path) -> list[Migration]:
             version = _parse_version(path, match.group("version"))
             if version in downs:
                 raise ConfigError(
-                    f"{_where(path)}: version {version} has two rollback files "
-                    f"({downs[version].name} and {name})",
-                    file=str(path),
+                    f"{path}: version {version} has two rollback files ({downs[version][1]} and {name})",
+                    file=path,
                 )
-            downs[version] = path
+            downs[version] = (path, name)
         elif (match := _REPEATABLE.match(name)) is not None:
             if name.endswith(".down.sql"):
-                raise ConfigError(
-                    f"{_where(path)}: repeatable migrations have no rollback file", file=str(path)
-                )
-            repeatables.append((path, match.group("description")))
+                raise ConfigError(f"{path}: repeatable migrations have no rollback file", file=path)
+            repeatables.append((path, name, match.group("description")))
         elif (match := _VERSIONED.match(name)) is not None:
             version = _parse_version(path, match.group("version"))
             if version in ups:
                 raise ConfigError(
-                    f"{_where(path)}: duplicate version {version}: "
-                    f"{ups[version][0].name} and {name}; give each file its own version",
-                    file=str(path),
+                    f"{path}: duplicate version {version}: {ups[version][1]} and {name}; "
+                    "give each file its own version",
+                    file=path,
                     version=version,
                 )
-            ups[version] = (path, match.group("description"))
+            ups[version] = (path, name, match.group("description"))
         else:
-            raise _name_error(path)
+            raise _name_error(path, name)
 
-    for version, path in sorted(downs.items()):
+    for version, (path, _name) in sorted(downs.items()):
         if version not in ups:
-            raise ConfigError(
-                f"{_where(path)}: rollback file without a migration of version {version}",
-                file=str(path),
-            )
+            raise ConfigError(f"{path}: rollback file without a migration of version {version}", file=path)
 
     migrations: list[Migration] = []
     for version in sorted(ups):
-        path, description = ups[version]
+        path, name, description = ups[version]
         read = read_sql_file(path)
-        if version in downs:
-            read_sql_file(downs[version])  # a broken rollback is found now, not during an incident
+        down = downs.get(version)
+        if down is not None:
+            read_sql_file(down[0])  # a broken rollback is found now, not during an incident
         migrations.append(
             Migration(
                 kind=Kind.VERSIONED,
                 version=version,
                 description=description,
-                name=path.name,
-                path=path,
+                name=name,
+                location=path,
                 checksum=read.checksum,
                 transactional=read.transactional,
-                down_path=downs.get(version),
+                down_location=down[0] if down is not None else None,
                 text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
             )
         )
-    for path, description in repeatables:
+    for path, name, description in repeatables:
         read = read_sql_file(path)
         migrations.append(
             Migration(
                 kind=Kind.REPEATABLE,
                 version=None,
                 description=description,
-                name=path.name,
-                path=path,
+                name=name,
+                location=path,
                 checksum=read.checksum,
                 transactional=read.transactional,
                 text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
@@ -380,11 +401,11 @@ def discover_verify_scripts(sql_dir: Path) -> list[Path]:
     for entry in entries:
         if entry.name.startswith(".") or not entry.name.lower().endswith(".sql"):
             continue
-        paths.append(_check_entry(folder, entry))
+        paths.append(Path(_check_entry(folder, entry)))
     return paths
 
 
-def parse_file(path: Path, already: SqlFile | None = None) -> tuple[SqlFile, Script]:
+def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> tuple[SqlFile, Script]:
     """
     Read and split one file.
 
@@ -396,6 +417,8 @@ def parse_file(path: Path, already: SqlFile | None = None) -> tuple[SqlFile, Scr
         ConfigError: for anything `read_sql_file` refuses, an unterminated
             quote or comment, a psql meta-command, or a file with no statement.
     """
+    from .sqlsplit import SqlSyntaxError, line_col, split_statements
+
     read = already or read_sql_file(path)
     try:
         script = split_statements(read.text)
@@ -469,6 +492,8 @@ def parse_migration(migration: Migration) -> ParsedMigration:
     read, script = parse_file(migration.path, known)
     marker = _FOREIGN_DOWN_MARKERS.search(read.text)
     if marker is not None:
+        from .sqlsplit import line_col
+
         line, _ = line_col(read.text, marker.start())
         raise ConfigError(
             f"{_where(migration.path)}:{line}: '{marker.group(0)}' starts another tool's rollback section, "

@@ -9,8 +9,8 @@ files disagree in a way `migrate` must not paper over.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from .errors import IntegrityError
 from .migrations import Kind, Migration
@@ -25,8 +25,7 @@ class State(enum.StrEnum):
     MISSING = "missing"
 
 
-@dataclass(frozen=True, slots=True)
-class AppliedMigration:
+class AppliedMigration(NamedTuple):
     """One ledger row."""
 
     version: int | None
@@ -42,8 +41,7 @@ class AppliedMigration:
         return str(self.version) if self.version is not None else self.name
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One line of `status`: a file, a ledger row, or both."""
 
     kind: Kind
@@ -55,8 +53,7 @@ class Entry:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     """
     What `migrate` will do, and what `status` shows.
 

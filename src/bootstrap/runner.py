@@ -7,10 +7,8 @@ connection opened to wait is the one that migrates (one connection per run).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +29,17 @@ from .settings import Settings
 Log = Any
 
 
-@dataclass(slots=True)
 class Outcome:
-    """What a run did, for its one summary line."""
+    """What a run did, for its one summary line (a plain class: cheaper to define than a dataclass)."""
 
-    migrated: bool = False
-    applied: list[str] = field(default_factory=list)
-    repeatables: list[str] = field(default_factory=list)
-    verified: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("applied", "extra", "migrated", "repeatables", "verified")
+
+    def __init__(self) -> None:
+        self.migrated = False
+        self.applied: list[str] = []
+        self.repeatables: list[str] = []
+        self.verified: int | None = None
+        self.extra: dict[str, Any] = {}
 
     def as_log(self) -> dict[str, Any]:
         """The summary's fields (only those the command produced)."""
@@ -109,7 +109,7 @@ def _migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
         if not todo:
             log.info("migrations_up_to_date", applied=len(applied))
             return
-        db.use_migration_settings()
+        db.use_migration_settings(todo)
         for item in todo:
             m = item.migration
             duration_ms = db.apply(item)
@@ -244,8 +244,9 @@ def plan_rollback(
         assert migration.down_path is not None
         read, script = parse_file(migration.down_path)
         downs.append(ParsedMigration(
-            migration=dataclasses.replace(migration, path=migration.down_path, name=migration.down_path.name,
-                                          checksum=read.checksum, transactional=read.transactional),
+            migration=migration._replace(location=migration.down_path, name=migration.down_path.name,
+                                         checksum=read.checksum, transactional=read.transactional,
+                                         down_location=None, text=None),
             script=script,
         ))
     return downs

@@ -13,7 +13,7 @@ Pure: no I/O, no imports from the package.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # PostgreSQL's identifier characters (scan.l): ASCII letters, "_", and every
 # non-ASCII character; then also digits and "$". Written as negated ASCII sets,
@@ -47,8 +47,7 @@ class SqlSyntaxError(ValueError):
         self.offset = offset
 
 
-@dataclass(frozen=True, slots=True)
-class Statement:
+class Statement(NamedTuple):
     """
     One piece of a script: code up to and including its `;`, with the
     comments and blank lines before it.
@@ -71,8 +70,7 @@ class Statement:
     words: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Script:
+class Script(NamedTuple):
     """A script split into statements, with what a validator wants to know."""
 
     text: str
@@ -120,14 +118,18 @@ class _Builder:
             self.code_start = offset
 
     def word(self, word: str, offset: int) -> None:
-        self.code_at(offset)
-        lowered = word.lower()
-        if len(self.words) < _WORDS_KEPT:
-            self.words.append(lowered)
-            if not self.routine:
-                self.routine = any(
-                    tuple(self.words[: len(p)]) == p for p in _ROUTINE_PREFIXES
-                )
+        if self.code_start < 0:
+            self.code_start = offset
+        words = self.words
+        if len(words) < _WORDS_KEPT:
+            lowered = word.lower()
+            words.append(lowered)
+            if not self.routine and words[0] == "create" and len(words) in (2, 4):
+                self.routine = tuple(words) in _ROUTINE_PREFIXES
+        elif not self.routine:
+            return  # most statements: nothing more to learn from their words
+        else:
+            lowered = word.lower()
         # psql's heuristic for SQL-standard bodies: BEGIN ... END (CASE ... END
         # nests inside) at paren depth 0 of CREATE [OR REPLACE] FUNCTION|PROCEDURE.
         if self.routine and self.paren_depth == 0:
