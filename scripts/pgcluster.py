@@ -120,14 +120,14 @@ class Cluster:
     """
 
     def __init__(self, port: int | None = None, password: str | None = None, fast: bool = True,
-                 settings: tuple[str, ...] = ()) -> None:
+                 settings: tuple[str, ...] = (), base_dir: str | None = None) -> None:
         self.bindir = ensure_bindir()
         self.port = port or free_port()
         self.password = password
         self.fast = fast
         self.settings = settings
         self.user = _runas_user()
-        self.root = Path(tempfile.mkdtemp(prefix="bootstrap-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="bootstrap-pg-", dir=base_dir))
         self.datadir = self.root / "data"
         self.logfile = self.root / "server.log"
         os.chmod(self.root, 0o755)

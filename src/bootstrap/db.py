@@ -8,6 +8,7 @@ through `psycopg.sql.Identifier`; values only as query parameters.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import socket
@@ -209,6 +210,7 @@ class Database:
         self.locked = False
         self._cur: psycopg.Cursor[Any] | None = None
         self._queued = 0
+        self._taken = 0
         self._record_sql = ""
         self._notice_context: dict[str, Any] = {}
         conn.add_notice_handler(self._on_notice)
@@ -576,6 +578,16 @@ class Database:
             raise self._foreign_ledger(exc) from None
         return self._rows(rows)
 
+    def version_recorded(self, version: int) -> bool:
+        """Whether the ledger holds this version (False when it does not exist yet)."""
+        try:
+            row = self.conn.execute(
+                sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE version = %s)").format(self.ledger), [version]
+            ).fetchone()
+        except pgerrors.UndefinedTable:
+            return False
+        return bool(row and row[0])
+
     def read_ledger_if_exists(self) -> list[AppliedMigration]:
         """The ledger rows, or none when the ledger does not exist yet (read-only)."""
         return self.snapshot().applied
@@ -621,6 +633,12 @@ class Database:
                     " version bigint, name text NOT NULL, kind text NOT NULL, checksum text NOT NULL,"
                     " transactional boolean NOT NULL, hostname text, bootstrap_version text)"
                 )
+                # Which queued row a file takes: a temporary sequence (O(1), unlike updating a
+                # row 1,000 times, which leaves its page full of dead versions to scan).
+                self.conn.execute(
+                    "CREATE TEMPORARY SEQUENCE IF NOT EXISTS bootstrap_position MINVALUE 0 START 0"
+                )
+                self.conn.execute("SELECT pg_catalog.setval('pg_temp.bootstrap_position', 0, false)")
                 self.conn.execute("TRUNCATE pg_temp.bootstrap_pending")
                 with self._cursor.copy(
                     "COPY pg_temp.bootstrap_pending (ord, version, name, kind, checksum, transactional,"
@@ -629,25 +647,38 @@ class Database:
                     for ord_, m in enumerate(todo):
                         copy.write_row((ord_, m.version, m.name, m.kind.value, m.checksum, True,
                                         _HOSTNAME, __version__))
+                if self.conn.execute(
+                    "SELECT FROM pg_catalog.pg_prepared_statements WHERE name = 'bootstrap_record'"
+                ).fetchone():
+                    self.conn.execute("DEALLOCATE bootstrap_record")
+                # Prepared once: each file's query says EXECUTE bootstrap_record, planned once.
+                # A sequence does not roll back: a file that fails puts the position back
+                # (_requeue) before it is retried.
+                self.conn.execute(
+                    sql.SQL(
+                        "PREPARE bootstrap_record AS"
+                        " WITH pos AS (SELECT pg_catalog.nextval('pg_temp.bootstrap_position')::integer AS ord),"
+                        " next AS (SELECT q.* FROM pg_temp.bootstrap_pending q JOIN pos USING (ord)),"
+                        " recorded AS (INSERT INTO {ledger} (version, name, kind, checksum, duration_ms,"
+                        " transactional, hostname, bootstrap_version)"
+                        " SELECT version, name, kind, checksum,"
+                        " (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now())"
+                        " * 1000)::integer, transactional, hostname, bootstrap_version FROM next"
+                        " ON CONFLICT (name) WHERE version IS NULL DO UPDATE SET checksum = EXCLUDED.checksum,"
+                        " duration_ms = EXCLUDED.duration_ms, transactional = EXCLUDED.transactional,"
+                        " applied_at = now(), applied_by = current_user, hostname = EXCLUDED.hostname,"
+                        " bootstrap_version = EXCLUDED.bootstrap_version"
+                        " RETURNING version, name, duration_ms)"
+                        # Exactly one row, or a division by zero aborts the transaction before COMMIT.
+                        " SELECT max(version), max(name), max(duration_ms), 1 / (count(*) = 1)::integer"
+                        " FROM recorded"
+                    ).format(ledger=self.ledger)
+                )
         except (pgerrors.InsufficientPrivilege, pgerrors.ReadOnlySqlTransaction):
             return  # no temp tables for this role: three round trips per file instead
         self._queued = len(todo)
-        self._record_sql = sql.SQL(
-            "WITH next AS (DELETE FROM pg_temp.bootstrap_pending"
-            " WHERE ord = (SELECT min(ord) FROM pg_temp.bootstrap_pending) RETURNING *),"
-            " recorded AS (INSERT INTO {ledger} (version, name, kind, checksum, duration_ms, transactional,"
-            " hostname, bootstrap_version)"
-            " SELECT version, name, kind, checksum,"
-            " (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::integer,"
-            " transactional, hostname, bootstrap_version FROM next"
-            " ON CONFLICT (name) WHERE version IS NULL DO UPDATE SET checksum = EXCLUDED.checksum,"
-            " duration_ms = EXCLUDED.duration_ms, transactional = EXCLUDED.transactional, applied_at = now(),"
-            " applied_by = current_user, hostname = EXCLUDED.hostname,"
-            " bootstrap_version = EXCLUDED.bootstrap_version"
-            " RETURNING version, name, duration_ms)"
-            # Exactly one row, or a division by zero aborts the transaction before COMMIT.
-            " SELECT max(version), max(name), max(duration_ms), 1 / (count(*) = 1)::integer FROM recorded"
-        ).format(ledger=self.ledger).as_string(self.conn)
+        self._taken = 0
+        self._record_sql = "EXECUTE bootstrap_record"
 
     def _finish(self, ledger_action: Callable[[int], None], duration_ms: int, *, commit: bool) -> None:
         """
@@ -761,6 +792,11 @@ class Database:
                     raise
         return self._run_file(parsed, lambda ms: self._record(parsed, ms))
 
+    def _requeue(self) -> None:
+        """After a rolled-back file: the next EXECUTE takes that file's queued row again."""
+        with contextlib.suppress(psycopg.Error):
+            self.conn.execute("SELECT pg_catalog.setval('pg_temp.bootstrap_position', %s, false)", [self._taken])
+
     def _apply_in_one_trip(self, parsed: ParsedMigration) -> int:
         """BEGIN; the file; the reset; its queued ledger row; COMMIT: one simple query."""
         m = parsed.migration
@@ -791,12 +827,14 @@ class Database:
                 break
             if error is None:
                 self._queued -= 1
+                self._taken += 1
                 assert recorded is not None
                 duration = recorded.get_value(0, 2)
                 return int(duration) if duration is not None else 0
             if self._is_disconnect(error):
                 raise self._connection_lost(parsed, error) from None
             self._rollback_quietly()
+            self._requeue()
             done = max(0, done - 1)  # BEGIN
             if done >= code:  # the file ran; the reset, its ledger row or COMMIT failed
                 if error.sqlstate == "22012":

@@ -92,8 +92,14 @@ def _migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
         log.info("migrations_up_to_date", applied=len(snap.applied))
         return
 
+    newest = max((m.version for m in plan.pending if m.version is not None), default=None)
+
     def still_needed() -> bool:
-        # While another runner holds the lock: has it finished our work meanwhile?
+        # While another runner holds the lock: has it finished our work meanwhile? One
+        # indexed lookup per poll (fifty waiters must not re-read the whole ledger twice
+        # a second); the full read only once the newest pending version is recorded.
+        if newest is not None and not db.version_recorded(newest):
+            return True
         now = db.snapshot()
         later = build_plan(migrations, now.applied, out_of_order=settings.out_of_order)
         return bool(later.pending or later.repeatables) or db.needs_preparing(now)

@@ -115,3 +115,25 @@ def test_statement_timeout(fdb: str, sql_dir: Path, fconn: psycopg.Connection) -
     assert "canceling statement due to statement timeout (SQLSTATE 57014)" in result.stderr
     assert "migration_lock_retried" not in result.stderr
     assert [] == ledger(fconn)
+
+
+def test_retried_file_keeps_its_own_ledger_row(fdb: str, sql_dir: Path, fconn: psycopg.Connection) -> None:
+    """A file retried after a lock timeout is recorded once, under its own name, between its neighbours."""
+    setup_table(fconn, sql_dir)
+    (sql_dir / "1_add_column.sql").rename(sql_dir / "2_add_column.sql")
+    write(sql_dir, "1_first.sql", "CREATE TABLE first (id int);")
+    write(sql_dir, "3_third.sql", "CREATE TABLE third (id int);")
+    blocker = start_long_transaction(fdb)
+    try:
+        env = env_for(fdb, sql_dir, BOOTSTRAP_DDL_LOCK_TIMEOUT="100ms", BOOTSTRAP_DDL_LOCK_RETRIES="50")
+        with Spawned(migrate_cmd(), env) as proc:
+            proc.wait_for_event("migration_lock_retried")
+            blocker.commit()
+            assert 0 == proc.wait(60), proc.err
+    finally:
+        blocker.close()
+    rows = fconn.execute("SELECT version, name, checksum FROM bootstrap_migrations ORDER BY version").fetchall()
+    assert [(1, "1_first.sql"), (2, "2_add_column.sql"), (3, "3_third.sql")] == [r[:2] for r in rows]
+    from bootstrap.migrations import discover_migrations
+
+    assert [m.checksum for m in discover_migrations(sql_dir)] == [r[2] for r in rows]
