@@ -63,11 +63,12 @@ def migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
     """
     Check, then lock, create schemas and the ledger, and apply what is pending.
 
-    Before anything is written, one read-only round trip fetches the ledger:
-    integrity problems are refused and every file about to run is split and
-    checked. When nothing is pending (the common container start), that read is
-    all: no lock is taken. Otherwise, under the lock, the ledger is read again
-    (another runner may have applied files meanwhile) and the rest applied.
+    One read-only round trip fetches the ledger first: integrity problems are
+    refused there, before anything else. When nothing is pending (the common
+    container start), that read is all: no lock is taken. Otherwise the runner
+    takes the advisory lock (waiting runners stop as soon as another has done
+    the work), reads the ledger again, splits and checks every file about to
+    run, and only then creates schemas and the ledger and applies the files.
 
     Args:
         settings: the settings.
@@ -87,8 +88,7 @@ def _migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
              migrations: list[Migration]) -> None:
     snap = db.snapshot()
     plan = build_plan(migrations, snap.applied, out_of_order=settings.out_of_order)
-    parsed = {item.migration.key: item for item in _parse_all(plan)}
-    if not parsed and not db.needs_preparing(snap):
+    if not (plan.pending or plan.repeatables) and not db.needs_preparing(snap):
         log.info("migrations_up_to_date", applied=len(snap.applied))
         return
 
@@ -104,14 +104,17 @@ def _migrate(settings: Settings, log: Log, db: Database, outcome: Outcome,
         later = build_plan(migrations, now.applied, out_of_order=settings.out_of_order)
         return bool(later.pending or later.repeatables) or db.needs_preparing(now)
 
+    # Taking the (advisory) lock writes nothing. Files are parsed only by the runner
+    # that will apply them: fifty replicas racing must not each lex every pending file.
     if not db.acquire_lock(still_needed):
         log.info("migrations_up_to_date", applied=len(migrations), by="another runner")
         return
     try:
-        db.prepare()
-        applied = db.read_ledger()
+        applied = db.read_ledger_if_exists()
         plan = build_plan(migrations, applied, out_of_order=settings.out_of_order)
-        todo = [parsed.get(m.key) or parse_migration(m) for m in (*plan.pending, *plan.repeatables)]
+        # Every file about to run is split and checked before anything is written.
+        todo = _parse_all(plan)
+        db.prepare()
         if not todo:
             log.info("migrations_up_to_date", applied=len(applied))
             return

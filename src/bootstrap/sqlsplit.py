@@ -24,6 +24,13 @@ _TAG_CONT = r"[^\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"
 # Everything that can change the lexer's state; other characters are skipped.
 _TOKEN = re.compile(rf"--|/\*|'|\"|\$|\(|\)|;|\\|{_IDENT_START}{_IDENT_CONT}*")
 _DOLLAR_TAG = re.compile(rf"\$(?:{_IDENT_START}{_TAG_CONT}*)?\$")
+# Once a statement's first words are known (and it is not a routine body), identifiers
+# change nothing: this pattern lets the regex engine skip them, still seeing string
+# prefixes (E'...', U&'...') and a "$" that does not continue an identifier.
+_NOT_AFTER_IDENT = rf"(?<!{_IDENT_CONT})"
+_TOKEN_SKIPPING_WORDS = re.compile(
+    rf"--|/\*|{_NOT_AFTER_IDENT}(?:[EeBbXxNn]'|[Uu]&['\"])|'|\"|{_NOT_AFTER_IDENT}\$|\(|\)|;|\\"
+)
 _STANDARD_STRING_REST = re.compile(r"(?:[^']|'')*'")
 _ESCAPE_STRING_REST = re.compile(r"(?:[^'\\]|\\.|'')*'", re.DOTALL)
 _QUOTED_IDENT_REST = re.compile(r'(?:[^"]|"")*"')
@@ -171,15 +178,27 @@ def split_statements(text: str) -> Script:
     current = _Builder(0)
     pos = 0
     length = len(text)
-    search = _TOKEN.search
+    full_search = _TOKEN.search
+    fast_search = _TOKEN_SKIPPING_WORDS.search
     while pos < length:
-        match = search(text, pos)
+        skipping = len(current.words) >= _WORDS_KEPT and not current.routine
+        match = (fast_search if skipping else full_search)(text, pos)
         if match is None:
             break
         token = match.group()
         start = match.start()
         pos = match.end()
         first = token[0]
+        if skipping and len(token) > 1 and token[-1] in "'\"" and first not in "'\"":
+            # A prefixed string met while skipping words: E'..', B'..', X'..', N'..', U&'..', U&"..".
+            current.code_at(start)
+            if token[-1] == '"':
+                pos = _skip(_QUOTED_IDENT_REST, text, pos, start, "quoted identifier")
+            elif first in "Ee":
+                pos = _skip(_ESCAPE_STRING_REST, text, pos, start, "string")
+            else:
+                pos = _skip(_STANDARD_STRING_REST, text, pos, start, "string")
+            continue
         if token == "--":
             newline = text.find("\n", pos)
             pos = length if newline < 0 else newline + 1

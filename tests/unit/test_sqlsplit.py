@@ -32,6 +32,12 @@ CASES = [
     ("transaction-begin", "BEGIN; SELECT 1; COMMIT;", ["BEGIN;", "SELECT 1;", "COMMIT;"]),
     ("u-amp-string", "SELECT U&'d\\0061t;'; SELECT 2;", ["SELECT U&'d\\0061t;';", "SELECT 2;"]),
     ("interval-literal", "SELECT interval'1;day'; SELECT 2;", ["SELECT interval'1;day';", "SELECT 2;"]),
+    # Past a statement's first four words identifiers are skipped: prefixes and "$" must still be seen.
+    ("late-e-string", r"INSERT INTO t (a) VALUES (E'\';'); SELECT 2;", [r"INSERT INTO t (a) VALUES (E'\';');", "SELECT 2;"]),
+    ("late-u-amp", "INSERT INTO t (a) VALUES (U&'x;y'); SELECT 2;", ["INSERT INTO t (a) VALUES (U&'x;y');", "SELECT 2;"]),
+    ("late-dollar", "INSERT INTO t (a) VALUES ($q$;$q$); SELECT 2;", ["INSERT INTO t (a) VALUES ($q$;$q$);", "SELECT 2;"]),
+    ("late-ident-dollar", "INSERT INTO t (a) VALUES (x$y$); SELECT 2;", ["INSERT INTO t (a) VALUES (x$y$);", "SELECT 2;"]),
+    ("late-word-ending-e", "INSERT INTO t (a) VALUES (note'x'); SELECT 2;", ["INSERT INTO t (a) VALUES (note'x');", "SELECT 2;"]),
 ]
 
 
