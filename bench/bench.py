@@ -212,7 +212,8 @@ def p2_apply(server: Server, files: Path, peers: list[Peer], runs: int) -> list[
     tools: list[tuple[str, Any]] = [
         ("limit: psql, one session, a transaction per file", lambda url: ([psql, "-q", "-X", "-v", "ON_ERROR_STOP=1",
                                                                             "-f", str(script), url], base_env())),
-        ("bootstrap migrate", lambda url: ([*BOOTSTRAP, "migrate"], base_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(files)))),
+        ("bootstrap migrate",
+         lambda url: ([*BOOTSTRAP, "migrate"], base_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(files)))),
     ]
     skipped = []
     for peer in peers:
@@ -259,7 +260,7 @@ def p3_wait(trials: int) -> tuple[Measure, Measure, Measure]:
             time.sleep(down_for)  # the database being down for a while is the scenario, not a synchronisation
             cluster.start(wait=False)
             err = proc.stderr.read() if proc.stderr else ""
-            _pid, status, usage = os.wait4(proc.pid, 0)
+            _pid, _status, usage = os.wait4(proc.pid, 0)
             waited = time.perf_counter() - started
             lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
             ready = next(e for e in lines if e["event"] == "database_ready")
@@ -395,7 +396,8 @@ def render(measures: list[Measure], info: dict[str, str]) -> str:
         "# bootstrap benchmark results",
         "",
         f"Measured {info['date']} on {info['cpu']} ({info['cores']} cores), Linux {info['kernel']}, "
-        f"Python {info['python']}, PostgreSQL {info.get('postgresql', '?')} (throwaway cluster, fsync off, data on tmpfs).",
+        f"Python {info['python']}, PostgreSQL {info.get('postgresql', '?')} "
+        "(throwaway cluster, fsync off, data on tmpfs).",
         "Medians of whole-process runs; each scenario's runs are interleaved across tools; "
         "ratios are against the scenario's reference measured in the same run. "
         "Reproduce with `./bench/run`.",
@@ -420,7 +422,7 @@ def render(measures: list[Measure], info: dict[str, str]) -> str:
                 ratio = "—"
             else:
                 value = f"{m.median * 1000:.0f} ms" if m.median < 10 else f"{m.median:.1f} s"
-                ratio = f"{m.median / ref.median:.2f}×" if ref else "—"
+                ratio = f"{m.median / ref.median:.2f}\u00d7" if ref else "—"
             rss = f"{m.max_rss_kb / 1024:.0f} MB" if m.max_rss_kb else "—"
             note = m.note or (f"{m.failures} failed" if m.failures else "")
             lines.append(f"| {m.tool} | {value} | {ratio} | {rss} | {len(m.seconds)} | {note} |")

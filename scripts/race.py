@@ -54,7 +54,9 @@ class RaceResult:
 def write_files(folder: Path, count: int, concurrent_index: bool = False) -> None:
     """`count` realistic migrations: a counter table, tables with an index and a row, a view."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "0001_applied.sql").write_text("CREATE TABLE applied (file int NOT NULL);\nINSERT INTO applied VALUES (1);\n")
+    (folder / "0001_applied.sql").write_text(
+        "CREATE TABLE applied (file int NOT NULL);\nINSERT INTO applied VALUES (1);\n"
+    )
     for n in range(2, count):
         (folder / f"{n:04d}_table_{n}.sql").write_text(
             f"CREATE TABLE t{n} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL);\n"
@@ -73,7 +75,7 @@ def write_files(folder: Path, count: int, concurrent_index: bool = False) -> Non
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS t3_name ON t3 (name);\n"
             "INSERT INTO applied VALUES (4);\n"
         )
-    (folder / f"{count:04d}_last.sql").write_text(f"INSERT INTO applied VALUES ({count});\n")
+    (folder / f"{count:04d}_last.sql").write_text(f"INSERT INTO applied VALUES ({count});\n")  # noqa: S608 - a test file
     (folder / "R__views.sql").write_text("CREATE OR REPLACE VIEW applied_files AS SELECT DISTINCT file FROM applied;\n")
 
 
@@ -81,7 +83,7 @@ def _runner(index: int, sql_dir: str, tasks: Any, results: Any, log_dir: str) ->
     """A replica: for each database it is handed, run `bootstrap migrate` and report the exit code."""
     os.environ["BOOTSTRAP_SQL_DIR"] = sql_dir
     os.environ["BOOTSTRAP_LOG_FORMAT"] = "json"
-    log = open(Path(log_dir) / f"runner-{index}.log", "a")  # noqa: SIM115 - lives as long as the process
+    log = open(Path(log_dir) / f"runner-{index}.log", "a")
     sys.stderr = log
     from bootstrap import cli
 

@@ -48,7 +48,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 ExecFn = Callable[[Sequence[str], Mapping[str, str]], Any]
 
 
-class DurationType(click.ParamType):
+class DurationType(click.ParamType):  # type: ignore[type-arg]
     """A duration flag: seconds (`60`, `2.5`) or with a unit (`500ms`, `30s`, `5min`)."""
 
     name = "duration"
@@ -65,7 +65,7 @@ class DurationType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class ChoiceType(click.ParamType):
+class ChoiceType(click.ParamType):  # type: ignore[type-arg]
     """A case-insensitive choice, parsed like its environment variable."""
 
     name = "choice"
@@ -90,6 +90,13 @@ _TYPES: dict[str, Any] = {
     "log_format": ChoiceType(LOG_FORMATS),
     "log_level": ChoiceType(LOG_LEVELS),
 }
+
+
+def _metavar(key: str) -> str | None:
+    """The placeholder `--help` shows for a flag's value (choices show themselves)."""
+    if key == "ddl_lock_retries":
+        return "N"
+    return None if key in _TYPES else key.split("_")[-1].upper()
 
 
 def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -120,7 +127,7 @@ def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
                     option.key,
                     type=_TYPES.get(option.key, str),
                     default=None,
-                    metavar="N" if option.key == "ddl_lock_retries" else (option.key.split("_")[-1].upper() if option.key not in _TYPES else None),
+                    metavar=_metavar(option.key),
                     help=help_text,
                 )(func)
         return func
@@ -631,7 +638,8 @@ def _report_usage_error(exc: click.ClickException, args: Sequence[str]) -> None:
         exc.show()
         return
     configure_logging("json")
-    usage = exc.ctx.get_usage() if getattr(exc, "ctx", None) is not None else ""  # type: ignore[union-attr]
+    ctx = getattr(exc, "ctx", None)
+    usage = ctx.get_usage() if ctx is not None else ""
     get_logger().error("bootstrap_failed", error=exc.format_message(), exit_code=exc.exit_code,
                        usage=usage.replace("\n", " ").strip() or None)
 

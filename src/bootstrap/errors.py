@@ -141,7 +141,7 @@ class CommandNotExecutableError(BootstrapError):
     exit_code = ExitCode.NOT_EXECUTABLE
 
 
-class SignalReceived(KeyboardInterrupt):  # noqa: N818 - it is a signal, not an error
+class SignalReceived(KeyboardInterrupt):
     """
     Raised in the main thread when SIGTERM, SIGINT, SIGHUP or SIGQUIT arrives
     before `exec`.

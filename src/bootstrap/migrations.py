@@ -13,7 +13,6 @@ import enum
 import hashlib
 import os
 import re
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -263,7 +262,8 @@ def _check_entry(sql_dir: Path, entry: os.DirEntry[str]) -> str:
 
 
 def _name_error(path: str, name: str) -> ConfigError:
-    hint = "versioned files are <digits>_<description>.sql, rollbacks <digits>_<description>.down.sql, repeatables R__<description>.sql"
+    hint = ("versioned files are <digits>_<description>.sql, rollbacks <digits>_<description>.down.sql, "
+            "repeatables R__<description>.sql")
     flyway = _FLYWAY.match(name)
     if name.lower().endswith(".sql") and not name.endswith(".sql"):
         hint = "the extension must be lowercase .sql"
@@ -455,7 +455,7 @@ def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> 
 
         if read.transactional and _is_transaction_control(words):
             line, _ = line_col(read.text, statement.code_start)
-            if path.parent.name == VERIFY_DIR:
+            if os.path.basename(os.path.dirname(os.fspath(path))) == VERIFY_DIR:
                 raise ConfigError(
                     f"{_where(path)}:{line}: {_TRANSACTION_CONTROL[words[0]]} in a verify script; verify "
                     "scripts run inside one transaction that bootstrap always rolls back. Remove it",

@@ -145,7 +145,7 @@ def status(settings: Settings, log: Log, db: Database,
     if migrations is None:
         migrations = discover_migrations(settings.sql_dir)
     with db.guard():
-        applied = db.snapshot().applied
+        applied = db.snapshot(full=True).applied
     return evaluate(migrations, applied, out_of_order=settings.out_of_order)
 
 
@@ -165,7 +165,7 @@ def load_verify_scripts(sql_dir: Path, *, required: bool = False) -> list[tuple[
         )
     scripts = []
     for path in discover_verify_scripts(sql_dir):
-        read, script = parse_file(path)
+        read, _script = parse_file(path)
         if not read.transactional:
             raise ConfigError(
                 f"{path}: verify scripts always run inside bootstrap's transaction, which is rolled "
@@ -402,13 +402,15 @@ def adopt(settings: Settings, log: Log, db: Database, outcome: Outcome, *, tool_
         found = entries(tool, rows)
         result = match(found, migrations, set(_versioned_rows(db.snapshot().applied)))
         for migration, entry in result.matched:
-            echo(f"{'would adopt' if dry_run else 'adopted    '}  {migration.version}  {migration.name}  <- {entry.label}")
+            verb = "would adopt" if dry_run else "adopted    "
+            echo(f"{verb}  {migration.version}  {migration.name}  <- {entry.label}")
         for migration in result.already:
             echo(f"already     {migration.version}  {migration.name}")
         for entry in result.unmatched:
             echo(f"unmatched   {entry.label}: no file in {settings.sql_dir} with version {entry.version}")
         for migration in result.pending:
-            echo(f"pending     {migration.version}  {migration.name}: not in {tool.name}'s ledger; migrate will apply it")
+            echo(f"pending     {migration.version}  {migration.name}: "
+                 f"not in {tool.name}'s ledger; migrate will apply it")
         for entry in result.repeatables:
             echo(f"repeatable  {entry.label}: not adopted; migrate re-applies it once (repeatables are idempotent)")
         if result.matched and not dry_run:

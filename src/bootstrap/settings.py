@@ -370,7 +370,7 @@ class Settings(NamedTuple):
     log_format: str = "auto"
     log_level: str = "info"
     out_of_order: bool = False
-    environ: Mapping[str, str] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
+    environ: Mapping[str, str] = {}
 
     def __repr__(self) -> str:
         # Never the DSN (it may hold a password), never the environment.
