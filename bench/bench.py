@@ -65,6 +65,7 @@ class Measure:
     scenario: str
     tool: str
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     max_rss_kb: int = 0
     failures: int = 0
     note: str = ""
@@ -73,15 +74,27 @@ class Measure:
     def median(self) -> float:
         return statistics.median(self.seconds) if self.seconds else float("nan")
 
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(self.cpu) if self.cpu else float("nan")
+
+    def add(self, elapsed: float, cpu: float, rss: int, code: int) -> None:
+        self.seconds.append(elapsed)
+        self.cpu.append(cpu)
+        self.max_rss_kb = max(self.max_rss_kb, rss)
+        self.failures += code != 0
+
 
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
 _RSS = re.compile(r"@@maxrss (\d+)\s*$")
 
 
 def run_measured(argv: list[str], env: dict[str, str], cwd: Path | None = None,
-                 stdin: Any = subprocess.DEVNULL) -> tuple[float, int, int, str]:
+                 stdin: Any = subprocess.DEVNULL) -> tuple[float, float, int, int, str]:
     """
-    Run a command to completion: (seconds, peak RSS in KiB, exit status, stderr tail).
+    Run a command to completion: (seconds, client CPU seconds, peak RSS in KiB,
+    exit status, stderr tail). Client CPU is user + system time of the process and
+    the children it waited for: the tool's own work, not the server's.
 
     Peak memory comes from GNU time when present: a child forked from this (large)
     process would otherwise be charged the parent's pages until it execs.
@@ -101,7 +114,8 @@ def run_measured(argv: list[str], env: dict[str, str], cwd: Path | None = None,
         err = err[: match.start()]
         if code != 0 and err.rstrip().endswith(f"Command exited with non-zero status {code}"):
             err = err.rstrip().rsplit("\n", 1)[0]
-    return elapsed, rss, code, err[-500:]
+    cpu = usage.ru_utime + usage.ru_stime
+    return elapsed, cpu, rss, code, err[-500:]
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -171,12 +185,14 @@ def p1_noop(server: Server, files: Path, peers: list[Peer], runs: int) -> list[M
     results = []
     url = server.fresh()
     env = base_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(files))
-    _elapsed, _rss, code, err = run_measured([*BOOTSTRAP, "migrate"], env)
+    *_measured, code, err = run_measured([*BOOTSTRAP, "migrate"], env)
     assert code == 0, err
-    floor = [sys.executable, "-c",
-             f"import psycopg\nc = psycopg.connect({url!r})\nc.execute('SELECT 1')\nc.close()"]
+    connect = f"c = psycopg.connect({url!r})\nc.execute('SELECT 1')\nc.close()"
+    floor = [sys.executable, "-c", f"import psycopg\n{connect}"]
+    libraries = [sys.executable, "-c", f"import psycopg, click, structlog\n{connect}"]
     commands: list[tuple[str, list[str], dict[str, str]]] = [
         ("floor: python + import psycopg + connect", floor, env),
+        ("floor + import click, structlog (the design's libraries)", libraries, env),
         ("bootstrap migrate", [*BOOTSTRAP, "migrate"], env),
         ("bootstrap run -- true", [*BOOTSTRAP, "run", "--", "true"], env),
     ]
@@ -187,7 +203,7 @@ def p1_noop(server: Server, files: Path, peers: list[Peer], runs: int) -> list[M
         peer_url = server.fresh()
         folder = peer.prepare(files, WORK / "peers")
         peer_env = base_env(**peer.env(peer_url))
-        _elapsed, _rss, code, err = run_measured(peer.up(folder, peer_url), peer_env)
+        *_measured, code, err = run_measured(peer.up(folder, peer_url), peer_env)
         if code != 0:
             results.append(Measure("P1", peer.name, note=f"failed to apply: {err.strip()[-200:]}"))
             continue
@@ -196,11 +212,8 @@ def p1_noop(server: Server, files: Path, peers: list[Peer], runs: int) -> list[M
     for _ in range(runs):
         random.shuffle(commands)  # interleaved, so drift hits every tool alike
         for name, argv, cmd_env in commands:
-            elapsed, rss, code, _err = run_measured(argv, cmd_env)
-            m = measures[name]
-            m.seconds.append(elapsed)
-            m.max_rss_kb = max(m.max_rss_kb, rss)
-            m.failures += code != 0
+            elapsed, cpu, rss, code, _err = run_measured(argv, cmd_env)
+            measures[name].add(elapsed, cpu, rss, code)
     return [*measures.values(), *results]
 
 
@@ -228,12 +241,10 @@ def p2_apply(server: Server, files: Path, peers: list[Peer], runs: int) -> list[
         for name, make in tools:
             url = server.fresh()
             argv, env = make(url)
-            elapsed, rss, code, err = run_measured(argv, env)
+            elapsed, cpu, rss, code, err = run_measured(argv, env)
             m = measures[name]
-            m.seconds.append(elapsed)
-            m.max_rss_kb = max(m.max_rss_kb, rss)
+            m.add(elapsed, cpu, rss, code)
             if code != 0:
-                m.failures += 1
                 m.note = err.strip()[-200:]
             server.drop(url)
     return [*measures.values(), *skipped]
@@ -287,10 +298,8 @@ def p4_replicas(server: Server, files: Path, replicas: int, runs: int) -> list[M
     for _ in range(runs):
         url = server.fresh()
         env = base_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(files))
-        elapsed, rss, code, _err = run_measured([*BOOTSTRAP, "run", "--", "true"], env)
-        one.seconds.append(elapsed)
-        one.max_rss_kb = max(one.max_rss_kb, rss)
-        one.failures += code != 0
+        elapsed, cpu, rss, code, _err = run_measured([*BOOTSTRAP, "run", "--", "true"], env)
+        one.add(elapsed, cpu, rss, code)
         server.drop(url)
         for measure, migrated in ((many, False), (restart, True)):
             url = server.fresh()
@@ -300,10 +309,13 @@ def p4_replicas(server: Server, files: Path, replicas: int, runs: int) -> list[M
             started = time.perf_counter()
             procs = [subprocess.Popen([*BOOTSTRAP, "run", "--", "true"], env=env, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(replicas)]
+            cpu = 0.0
             for proc in procs:
-                _pid, status, _usage = os.wait4(proc.pid, 0)
+                _pid, status, usage = os.wait4(proc.pid, 0)
                 measure.failures += os.waitstatus_to_exitcode(status) != 0
+                cpu += usage.ru_utime + usage.ru_stime
             measure.seconds.append(time.perf_counter() - started)
+            measure.cpu.append(cpu)
             server.drop(url)
     return [one, many, restart]
 
@@ -314,17 +326,16 @@ def p5_cli(runs: int) -> list[Measure]:
     for args in (["--help"], ["--version"]):
         m = Measure("P5", "bootstrap " + " ".join(args))
         for _ in range(runs):
-            elapsed, rss, code, _err = run_measured([*BOOTSTRAP, *args], base_env())
-            m.seconds.append(elapsed)
-            m.max_rss_kb = max(m.max_rss_kb, rss)
-            m.failures += code != 0
+            elapsed, cpu, rss, code, _err = run_measured([*BOOTSTRAP, *args], base_env())
+            m.add(elapsed, cpu, rss, code)
         out.append(m)
     floor = Measure("P5", "python -c pass (interpreter alone)")
+    click = Measure("P5", "python -c 'import click' (any click CLI's floor)")
     for _ in range(runs):
-        elapsed, rss, _code, _err = run_measured([sys.executable, "-c", "pass"], base_env())
-        floor.seconds.append(elapsed)
-        floor.max_rss_kb = max(floor.max_rss_kb, rss)
-    return [*out, floor]
+        for m, code_line in ((floor, "pass"), (click, "import click")):
+            elapsed, cpu, rss, code, _err = run_measured([sys.executable, "-c", code_line], base_env())
+            m.add(elapsed, cpu, rss, code)
+    return [*out, floor, click]
 
 
 def machine() -> dict[str, str]:
@@ -409,12 +420,12 @@ def render(measures: list[Measure], info: dict[str, str]) -> str:
         rows = [m for m in measures if m.scenario == scenario]
         if not rows:
             continue
-        lines += [f"## {titles[scenario]}", "", "| tool | median | ratio | peak RSS | runs | note |",
-                  "|---|---:|---:|---:|---:|---|"]
+        lines += [f"## {titles[scenario]}", "", "| tool | median | ratio | client CPU | peak RSS | runs | note |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
         ref = _find(measures, scenario, references.get(scenario, "\0"))
         for m in rows:
             if not m.seconds:
-                lines.append(f"| {m.tool} | — | — | — | 0 | {m.note} |")
+                lines.append(f"| {m.tool} | — | — | — | — | 0 | {m.note} |")
                 continue
             if scenario == "P3":
                 value = f"{m.median * 1000:.0f} ms" if "latency" in m.tool else (
@@ -424,10 +435,59 @@ def render(measures: list[Measure], info: dict[str, str]) -> str:
                 value = f"{m.median * 1000:.0f} ms" if m.median < 10 else f"{m.median:.1f} s"
                 ratio = f"{m.median / ref.median:.2f}\u00d7" if ref else "—"
             rss = f"{m.max_rss_kb / 1024:.0f} MB" if m.max_rss_kb else "—"
+            cpu = _seconds(m.median_cpu) if m.cpu else "—"
             note = m.note or (f"{m.failures} failed" if m.failures else "")
-            lines.append(f"| {m.tool} | {value} | {ratio} | {rss} | {len(m.seconds)} | {note} |")
+            lines.append(f"| {m.tool} | {value} | {ratio} | {cpu} | {rss} | {len(m.seconds)} | {note} |")
         lines.append("")
+    lines += bounds(measures)
     return "\n".join(lines)
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+
+
+def bounds(measures: list[Measure]) -> list[str]:
+    """
+    Lower bounds derived from figures of the same run, for the targets a Python
+    tool cannot reach on this machine (the README's Performance section).
+    """
+    out = ["## Bounds from this run", ""]
+    floor = _find(measures, "P1", "floor: ")
+    libraries = _find(measures, "P1", "floor + import click")
+    noop = _find(measures, "P1", "bootstrap migrate")
+    if floor and libraries and noop:
+        out.append(
+            f"- P1: importing click and structlog on top of the floor takes {_seconds(libraries.median)} = "
+            f"{libraries.median / floor.median:.2f}\u00d7 the floor before any work (target 1.1\u00d7); "
+            f"`bootstrap migrate` with nothing to do takes {noop.median / libraries.median:.2f}\u00d7 that.")
+    limit = _find(measures, "P2", "limit")
+    applied = _find(measures, "P2", "bootstrap")
+    if floor and limit and applied:
+        out.append(
+            f"- P2: bootstrap {_seconds(applied.median)} = {applied.median / limit.median:.2f}\u00d7 psql; "
+            f"client CPU {_seconds(applied.median_cpu)}, of it {_seconds(floor.median_cpu)} the Python floor "
+            f"and {(applied.median_cpu - floor.median_cpu) / FILES * 1000:.2f} ms per file. psql sends each "
+            f"statement of a file as its own round trip; bootstrap sends a file and its ledger row as one.")
+    one = _find(measures, "P4", "one runner")
+    restart = _find(measures, "P4", "50 replicas at once: run -- true, already")
+    cores = os.cpu_count() or 1
+    if one and restart and floor:
+        least = 50 * floor.median_cpu / cores
+        out.append(
+            f"- P4: 50 Python processes that only import psycopg and connect need 50 \u00d7 "
+            f"{_seconds(floor.median_cpu)} of CPU; on {cores} cores that alone takes at least {_seconds(least)} = "
+            f"{least / one.median:.2f}\u00d7 one runner's {_seconds(one.median)} (target 1.5\u00d7 = "
+            f"{_seconds(1.5 * one.median)}). 50 bootstrap starts with nothing to apply used "
+            f"{_seconds(restart.median_cpu)} of CPU in all.")
+    help_ = _find(measures, "P5", "bootstrap --help")
+    click = _find(measures, "P5", "python -c 'import click'")
+    if help_ and click:
+        out.append(
+            f"- P5: `python -c 'import click'` alone takes {_seconds(click.median)} (target 60 ms); "
+            f"`bootstrap --help` {_seconds(help_.median)}.")
+    out.append("")
+    return out
 
 
 if __name__ == "__main__":

@@ -363,16 +363,31 @@ class Database:
         started = time.monotonic()
         delay = LOCK_POLL_INITIAL_S
         next_report = 0.0
+        listening = released = False
+
+        def not_needed() -> bool:
+            if still_needed is None or still_needed():
+                return False
+            if listening:
+                self._stop_listening()
+            self.log.info("lock_not_needed", waited_ms=round((time.monotonic() - started) * 1000),
+                          reason="another runner finished the work")
+            return True
+
         while True:
+            # Woken by the holder's release: it has most likely done the work, so ask
+            # that first rather than have every waiter take the lock in turn to see.
+            if released and not_needed():
+                return False
             row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [self.lock_key]).fetchone()
             if row and row[0]:
                 self.locked = True
+                if listening:
+                    self._stop_listening()
                 waited = time.monotonic() - started
                 self.log.info("lock_acquired", waited_ms=round(waited * 1000), lock_key=self.lock_key)
                 return True
-            if still_needed is not None and not still_needed():
-                self.log.info("lock_not_needed", waited_ms=round((time.monotonic() - started) * 1000),
-                              reason="another runner finished the work")
+            if not released and not_needed():
                 return False
             waited = time.monotonic() - started
             if waited >= timeout:
@@ -388,8 +403,32 @@ class Database:
                               lock_timeout_s=timeout)
                 next_report = waited + LOCK_WAIT_LOG_EVERY_S
             pause = min(delay * random.uniform(0.5, 1.0), max(0.0, timeout - waited))  # noqa: S311
-            time.sleep(pause)
+            if not listening:
+                # The holder notifies this channel as it releases the lock: waiters
+                # poll again at once instead of at their next backoff step. LISTEN
+                # holds no snapshot; a holder that dies without notifying is still
+                # met by the polls.
+                self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.lock_channel)))
+                listening = True
+            released = self._await_release(pause)
             delay = min(LOCK_POLL_MAX_S, delay * 2)
+
+    @property
+    def lock_channel(self) -> str:
+        """The LISTEN/NOTIFY channel on which a lock holder announces its release."""
+        return f"bootstrap_lock_{self.lock_key & 0xFFFFFFFFFFFFFFFF:x}"
+
+    def _await_release(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking early (True) when the lock holder announces its release."""
+        return any(True for _notify in self.conn.notifies(timeout=seconds, stop_after=1))
+
+    def _stop_listening(self) -> None:
+        if self.conn.closed:
+            return
+        try:
+            self.conn.execute("UNLISTEN *")
+        except psycopg.Error:
+            self.conn.close()
 
     def lock_holder(self) -> str:
         """Describe the session holding the lock (pid, application, client), if visible."""
@@ -423,7 +462,9 @@ class Database:
         if self.locked and not self.conn.closed:
             self._rollback_quietly()
             try:
-                self.conn.execute("SELECT pg_advisory_unlock(%s)", [self.lock_key])
+                # Release and wake the waiters (see acquire_lock) in one round trip.
+                self.conn.execute("SELECT pg_advisory_unlock(%s), pg_notify(%s, '')",
+                                  [self.lock_key, self.lock_channel])
             except psycopg.Error:
                 self.conn.close()
         self.locked = False

@@ -10,7 +10,7 @@ import pytest
 
 from bootstrap.db import advisory_key
 from bootstrap.errors import ConfigError, IntegrityError, LockTimeoutError, MigrationFailedError
-from tests.helpers import ledger, poll, table_exists, write
+from tests.helpers import Spawned, bootstrap_cmd, clean_env, ledger, poll, table_exists, write
 
 
 def test_applies_in_version_order_then_repeatables(runner, sql_dir: Path, db: psycopg.Connection) -> None:
@@ -266,6 +266,51 @@ def test_waits_for_the_lock_then_applies(runner, sql_dir: Path, fresh_db: str, d
         thread.join(30)
     assert [] == errors
     assert table_exists(db, "t")
+
+
+def test_waiter_is_woken_by_the_release(runner, sql_dir: Path, fresh_db: str, db: psycopg.Connection,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A waiting runner proceeds as soon as the holder releases the lock (it announces
+    the release), not at its next backoff step: here that step is an hour away.
+    """
+    import bootstrap.db
+
+    write(sql_dir, "1_t.sql", "SELECT pg_advisory_xact_lock_shared(777);\nCREATE TABLE t (id int);")
+    gate = psycopg.connect(fresh_db, autocommit=True)
+    gate.execute("SELECT pg_advisory_lock(777)")  # the holder's file waits on this
+    holder = Spawned(bootstrap_cmd("migrate"), clean_env(DATABASE_URL=fresh_db, BOOTSTRAP_SQL_DIR=str(sql_dir),
+                                                         BOOTSTRAP_LOG_FORMAT="json"))
+    try:
+        holder.wait_for_event("lock_acquired")
+        monkeypatch.setattr(bootstrap.db, "LOCK_POLL_INITIAL_S", 3600.0)
+        monkeypatch.setattr(bootstrap.db, "LOCK_POLL_MAX_S", 3600.0)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                runner.migrate(BOOTSTRAP_LOCK_TIMEOUT="7200")
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        waiter = threading.Thread(target=work, daemon=True)
+        waiter.start()
+        poll(lambda: db.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state = 'idle' AND query LIKE 'LISTEN %%'").fetchone()[0],
+            message="the waiter to sleep until the release")
+        assert not table_exists(db, "t")
+        gate.execute("SELECT pg_advisory_unlock(777)")
+        assert 0 == holder.wait()
+        waiter.join(30)
+        assert not waiter.is_alive(), "the waiter slept on after the lock was released"
+    finally:
+        gate.close()
+        if holder.proc.poll() is None:
+            holder.proc.kill()
+    assert [] == errors
+    assert "lock_not_needed" in runner.names()
+    assert [(1, "1_t.sql", "versioned")] == ledger(db)
 
 
 def test_error_at_commit_is_a_failed_migration(runner, sql_dir: Path, db: psycopg.Connection) -> None:
