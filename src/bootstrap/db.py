@@ -91,6 +91,7 @@ _PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
     ("password authentication failed", "authentication_failed"),
     ("authentication failed", "authentication_failed"),
     ("no password supplied", "password_missing"),
+    ("is not permitted to log in", "login_not_permitted"),
     ("pg_hba.conf", "access_denied"),
     ("permission denied", "access_denied"),
     ("does not exist", "not_found"),

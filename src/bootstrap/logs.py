@@ -16,7 +16,7 @@ import structlog
 from . import redact
 
 SECRET_KEYS = frozenset(
-    {"password", "passwd", "dsn", "conninfo", "database_url", "url", "secret", "pgpassword"}
+    {"password", "sslpassword", "passwd", "dsn", "conninfo", "database_url", "url", "secret", "pgpassword"}
 )
 _LEVELS = {
     "debug": logging.DEBUG,

@@ -22,8 +22,12 @@ MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
 # Looser: "user:password@" even in a malformed URL ("postgresql//u:pw@db").
 _USERINFO = re.compile(r"(?P<head>(?:^|[/\s\"'])[^\s:/@\"']*:)(?P<pw>[^@\s/\"']+)(?P<at>@)")
+# `password=` and `sslpassword=` (the client key's passphrase), in conninfo strings
+# and URL query strings. An unquoted value ends at a space, a quote, `&` or a
+# backslash that is not itself escaped: the pattern also runs over rendered JSON
+# lines, where the `\` of an escaped quote after the value must survive.
 _KV_PASSWORD = re.compile(
-    r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE
+    r"(?P<head>\b(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|(?:[^\s'\"\\&]|\\\\)+)", re.IGNORECASE
 )
 # Shorter values would mask ordinary words; a password that short is no secret.
 _MIN_SECRET_LEN = 3

@@ -51,7 +51,10 @@ def create_migration(sql_dir: Path, description: str, *, down: bool = False,
 
     Raises:
         UsageError: an empty description.
-        ConfigError: the file exists, or an existing version is not older than the timestamp.
+        ConfigError: the file exists (it is never overwritten).
+
+    The version is the UTC timestamp, or the newest existing version + 1 when that
+    one is not older (so the new file always sorts last).
     """
     now = now or datetime.now(UTC)
     slug = slugify(description)
@@ -60,11 +63,9 @@ def create_migration(sql_dir: Path, description: str, *, down: bool = False,
     existing = [m.version for m in discover_migrations(sql_dir) if m.kind is Kind.VERSIONED and m.version is not None]
     newest = max(existing, default=None)
     if newest is not None and newest >= int(version):
-        raise ConfigError(
-            f"version {version} would not be the newest: {sql_dir} already has version {newest}; "
-            "name the file by hand with a larger version",
-            file=str(sql_dir),
-        )
+        # Two files within one second, or a clock behind the newest file: the next
+        # version still sorts last, so the new file always runs after the others.
+        version = str(newest + 1)
     up = sql_dir / f"{version}_{slug}.sql"
     down_path = sql_dir / f"{version}_{slug}.down.sql" if down else None
     for path in (up, down_path):

@@ -99,6 +99,26 @@ def test_unknown_database_is_permanent(pg_base_dsn: str) -> None:
     assert 'database "no_such_db_xyz" does not exist' in last_error(result.stderr)["error"]
 
 
+def test_role_that_may_not_log_in_is_permanent(pg_base_dsn: str) -> None:
+    """A NOLOGIN role fails at once with exit 3, like a wrong password: waiting cannot fix it."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    role = f"bootstrap_nologin_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_base_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        try:
+            result = run_cli(["wait-db", "--timeout", "60"], clean_env(DATABASE_URL=make_conninfo(pg_base_dsn, user=role)))
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    assert 3 == result.returncode
+    assert "database_connect_retried" not in events(result.stderr)
+    assert f'role "{role}" is not permitted to log in' in last_error(result.stderr)["error"]
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [

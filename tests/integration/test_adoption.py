@@ -143,8 +143,10 @@ def test_new_writes_a_timestamped_file_and_its_partner(tmp_path: Path) -> None:
     [found] = discover_migrations(tmp_path / "sql")
     assert (20261125093000, created.down) == (found.version, found.down_path)
     assert found.transactional
-    with pytest.raises(ConfigError, match="would not be the newest"):
-        create_migration(tmp_path / "sql", "again", now=now)
+    # A second file within the same second still sorts after the first.
+    again = create_migration(tmp_path / "sql", "again", now=now)
+    assert "20261125093001_again.sql" == again.up.name
+    assert [20261125093000, 20261125093001] == [m.version for m in discover_migrations(tmp_path / "sql")]
 
 
 def test_new_refuses_to_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ CASES = [
     ("hba", 'FATAL:  no pg_hba.conf entry for host "10.0.0.7", user "app", database "x", no encryption',
      False, "access_denied"),
     ("role", 'FATAL:  role "app" does not exist', False, "not_found"),
+    ("nologin", 'FATAL:  role "app" is not permitted to log in', False, "login_not_permitted"),
     ("database", 'FATAL:  database "app" does not exist', False, "not_found"),
     ("ssl", "server does not support SSL, but SSL was required", False, "ssl_config"),
     ("root-cert", 'could not read root certificate file "/x.crt": No such file or directory', False, "ssl_config"),

@@ -17,6 +17,10 @@ SENTINEL = "S3ntinel-Pa55word"
         (f"host=db password={SENTINEL} user=u", "host=db password=*** user=u"),
         (f"host=db password = '{SENTINEL} x' user=u", "host=db password = *** user=u"),
         ("postgresql://app@db/x", "postgresql://app@db/x"),
+        (f"postgresql://app@db/x?sslpassword={SENTINEL}&sslmode=require",
+         "postgresql://app@db/x?sslpassword=***&sslmode=require"),
+        (f"host=db sslpassword={SENTINEL}", "host=db sslpassword=***"),
+        (f"postgresql://app@db/x?password={SENTINEL}", "postgresql://app@db/x?password=***"),
     ],
 )
 def test_patterns_are_masked(text: str, expected: str) -> None:
@@ -37,3 +41,17 @@ def test_password_with_spaces_in_an_invalid_url() -> None:
     redact.register_url_secrets("postgresql://postgres:hunter2 secret@db/x")
     assert "***" in redact.redact('invalid URI: "hunter2 secret"')
     assert "hunter2" not in redact.redact('invalid URI: "hunter2 secret"')
+
+
+def test_masking_a_rendered_json_line_keeps_it_json() -> None:
+    """A password at the end of a quoted URL inside a JSON log line is masked and the line still parses."""
+    import json
+
+    line = json.dumps({"event": "bootstrap_failed",
+                       "error": f'invalid URL "postgresql://u@[::1/x?password={SENTINEL}"',
+                       "other": f"password={SENTINEL}\\tail"})
+    masked = redact.redact(line)
+    assert SENTINEL not in masked
+    parsed = json.loads(masked)
+    assert parsed["error"] == 'invalid URL "postgresql://u@[::1/x?password=***"'
+    assert parsed["other"] == "password=***"
