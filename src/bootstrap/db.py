@@ -778,9 +778,15 @@ class Database:
         return done, error, len(prefix)
 
     def _forget(self, parsed: ParsedMigration, _duration_ms: int) -> None:
-        """Remove a rolled-back version's ledger row."""
+        """
+        Remove a rolled-back version's ledger row, and the repeatables' rows: they
+        have no partners and may stand on what the down file dropped, so the next
+        migrate re-applies them (a round trip of rollback and migrate restores the
+        database). Done with the first down file, atomically with it.
+        """
         self._cursor.execute(
-            sql.SQL("DELETE FROM {} WHERE version = %s").format(self.ledger), [parsed.migration.version]
+            sql.SQL("DELETE FROM {} WHERE version = %s OR kind = %s").format(self.ledger),
+            [parsed.migration.version, Kind.REPEATABLE.value],
         )
 
     def _record(self, parsed: ParsedMigration, duration_ms: int) -> None:

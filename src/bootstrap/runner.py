@@ -290,6 +290,10 @@ def _rollback(log: Log, db: Database, outcome: Outcome, *, steps: int | None, to
         for down, duration_ms in zip(downs, durations, strict=True):
             log.info("migration_rolled_back", migration=down.migration.name, version=down.migration.version,
                      duration_ms=duration_ms)
+        repeatables = sorted(r.name for r in applied if r.kind is Kind.REPEATABLE)
+        if repeatables:
+            log.info("repeatables_reset", migrations=repeatables,
+                     reason="they may stand on what was rolled back; the next migrate re-applies them")
     finally:
         db.release_lock()
 

@@ -151,3 +151,31 @@ def test_rollback_exit_codes(fresh_url: str, sql_dir: Path) -> None:
     error = json.loads(result.stderr.splitlines()[-1])["error"]
     assert '2_b.down.sql:1:1: table "nope" does not exist' in error
     assert ExitCode.OK == invoke(["status", "--exit-code"], env).exit_code
+
+
+def test_rollback_then_migrate_restores_repeatables(fresh_url: str, sql_dir: Path) -> None:
+    """
+    Repeatables have no partners: rollback forgets them, so migrate after
+    `rollback --to 0` rebuilds everything, including a view the down file's
+    CASCADE dropped; and the emptied ledger accepts a baseline.
+    """
+    import psycopg
+
+    write(sql_dir, "1_acc.sql", "CREATE TABLE acc (id int);")
+    write(sql_dir, "1_acc.down.sql", "DROP TABLE acc CASCADE;")
+    write(sql_dir, "R__views.sql", "CREATE OR REPLACE VIEW acc_view AS SELECT id FROM acc;")
+    env = {"DATABASE_URL": fresh_url, "BOOTSTRAP_SQL_DIR": str(sql_dir)}
+    assert ExitCode.OK == invoke(["migrate"], env).exit_code
+    result = invoke(["rollback", "--to", "0"], env)
+    assert ExitCode.OK == result.exit_code, result.stderr
+    assert "repeatables_reset" in result.stderr
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        assert [] == conn.execute("SELECT name FROM bootstrap_migrations").fetchall()
+        assert conn.execute("SELECT to_regclass('acc_view')").fetchone()[0] is None
+    assert ExitCode.NOT_UP_TO_DATE == invoke(["status", "--exit-code"], env).exit_code
+    assert ExitCode.OK == invoke(["migrate"], env).exit_code
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('acc_view')").fetchone()[0] is not None
+    assert ExitCode.OK == invoke(["status", "--exit-code"], env).exit_code
+    assert ExitCode.OK == invoke(["rollback", "--to", "0"], env).exit_code
+    assert ExitCode.OK == invoke(["baseline", "--version", "1"], env).exit_code
