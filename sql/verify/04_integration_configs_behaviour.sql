@@ -2,6 +2,14 @@
 -- the updated_at trigger, duplicate global and user rows refused, a user row and a
 -- global row with the same type and key side by side, global rows and the CHECK.
 -- Rows are found by (type, key, user), never by id: older tables keep their own key.
+DO $guard$
+BEGIN
+    -- Said plainly, rather than as the parse error the declarations below would give.
+    IF to_regclass('financial.integration_configs') IS NULL THEN
+        RAISE EXCEPTION 'table financial.integration_configs is missing: no behaviour to check';
+    END IF;
+END
+$guard$;
 SET CONSTRAINTS ALL DEFERRED;  -- the users foreign key, if any: no real user is needed
 
 DO $verify$

@@ -495,16 +495,9 @@ def adopt_cmd(**flags: Any) -> None:
     def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
         from .migrations import discover_migrations
         from .runner import adopt, wait_for_database
-        from .settings import parse_ledger_table
-
         if opts["adopt_from"] is None:
             raise UsageError("missing --from node-pg-migrate|dbmate|flyway (or BOOTSTRAP_ADOPT_FROM)")
-        table = None
-        if opts["adopt_table"]:
-            try:
-                table = parse_ledger_table(opts["adopt_table"])
-            except ValueError as exc:
-                raise UsageError(f"--table: {exc}") from None
+        table = opts["adopt_table"]  # (schema, table), checked with the other settings
         migrations = discover_migrations(settings.sql_dir)
         db = wait_for_database(settings, log)
         try:
@@ -605,8 +598,9 @@ def _print_status(plan: Any, as_json: bool) -> None:
                      applied_at, e.detail))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)).rstrip()
-                   + (f"  {r[4]}" if r[4] else ""))
+        line = "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True))
+        # Padding kept when a detail follows, so it stays in its column.
+        click.echo(f"{line}  {r[4]}" if r[4] else line.rstrip())
     counts = plan.counts()
     click.echo(
         f"\n{len(entries)} migrations: "

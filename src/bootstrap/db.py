@@ -51,7 +51,8 @@ LOCK_WAIT_LOG_EVERY_S = 10.0
 # Retrying a file that could not get its locks within --ddl-lock-timeout.
 DDL_RETRY_INITIAL_S = 0.5
 DDL_RETRY_MAX_S = 8.0
-RETRYABLE_SQLSTATES = frozenset({"55P03", "40P01", "40001"})  # lock timeout, deadlock, serialization
+# What a file is retried for (the error class logged with each retry).
+RETRYABLE_SQLSTATES = {"55P03": "lock_timeout", "40P01": "deadlock", "40001": "serialization_failure"}
 CLIENT_CHECK_INTERVAL_MS = 1000
 
 _HOSTNAME = socket.gethostname()
@@ -983,6 +984,7 @@ class Database:
             migration=parsed.migration.name,
             attempt=attempt,
             delay_s=round(delay, 3),
+            error_type=RETRYABLE_SQLSTATES.get(error.sqlstate or "", "unknown"),
             sqlstate=error.sqlstate,
             error=redact.redact(error.diag.message_primary or str(error)),
         )

@@ -301,6 +301,13 @@ def command_flags(
         if option.kind == "str" or command not in option.commands:
             continue
         value = flags.get(option.key)
+        if value is not None and option.kind == "text":
+            # A name checked like the ledger's: a bad one is a configuration error
+            # naming the flag, as for --ledger-table.
+            try:
+                value = _parse_command_value(option, str(value))
+            except ValueError as exc:
+                raise ConfigError(f"{option.flag}: {exc}", variable=option.flag) from None
         if value is None:
             raw = environ.get(option.env)
             if raw is not None and raw.strip():
@@ -321,6 +328,8 @@ def _parse_command_value(option: Option, raw: str) -> Any:
         return parse_count(raw, 1 if option.key == "steps" else 0)
     if option.kind == "choice":
         return parse_choice(raw, option.choices)
+    if option.kind == "text":  # adopt --table: [schema.]table
+        return parse_ledger_table(raw)
     return raw.strip()
 
 
@@ -445,6 +454,12 @@ def _os_user() -> str:
         return os.environ.get("USER", "")
 
 
+def _refuse_both(environ: Mapping[str, str], name: str) -> None:
+    """`X` and `X_FILE` both set is a configuration error, whichever would be used."""
+    if environ.get(name) and environ.get(f"{name}_FILE"):
+        raise ConfigError(f"both {name} and {name}_FILE are set; set only one", variable=name)
+
+
 def env_value(environ: Mapping[str, str], name: str) -> tuple[str | None, str]:
     """
     Read `name` or `name_FILE` from the environment.
@@ -463,10 +478,7 @@ def env_value(environ: Mapping[str, str], name: str) -> tuple[str | None, str]:
     direct = environ.get(name) or None
     file_var = f"{name}_FILE"
     path = environ.get(file_var) or None
-    if direct is not None and path is not None:
-        raise ConfigError(
-            f"both {name} and {file_var} are set; set only one", variable=name
-        )
+    _refuse_both(environ, name)
     if path is None:
         return direct, name
     try:
@@ -535,9 +547,16 @@ def load_settings(
     flags = flags or {}
     environ = dict(os.environ if environ is None else environ)
     redact.register_secret(environ.get("PGPASSWORD"))
-    # Read every secret variable first: a conflict or unreadable file is an
-    # error even when another source would win.
-    secret_values = {name: env_value(environ, name) for name in SECRET_VARS}
+    if flags.get("database_url") is not None:
+        # The flag wins: the variables are not read (X with X_FILE is still an error).
+        for name in SECRET_VARS:
+            _refuse_both(environ, name)
+        secret_values: dict[str, tuple[str | None, str]] = {}
+    else:
+        # Read every secret variable: a conflict or unreadable file is an error even
+        # when the other variable wins (DATABASE_URL_FILE is the app's, read by it
+        # after exec: better refused before).
+        secret_values = {name: env_value(environ, name) for name in SECRET_VARS}
     for value, _source in secret_values.values():
         redact.register_url_secrets(value)
 

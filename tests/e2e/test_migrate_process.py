@@ -145,6 +145,26 @@ def test_status_shows_changed_and_missing(fresh_url: str, sql_dir: Path) -> None
     assert "1_a.sql" in error and "2_b.sql" in error
 
 
+def test_status_table_keeps_its_columns(fresh_url: str, sql_dir: Path) -> None:
+    """The human status table: every cell under its heading, a pending file's detail under DETAIL."""
+    env = clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(sql_dir))
+    write(sql_dir, "3_c.sql", "CREATE TABLE c (id int);")
+    assert 0 == run_cli(["migrate"], env).returncode
+    write(sql_dir, "1_early.sql", "CREATE TABLE early (id int);")
+    write(sql_dir, "4_d.sql", "CREATE TABLE d (id int);")
+    result = run_cli(["status"], env)
+    assert 0 == result.returncode, result.stderr
+    header, *lines = result.stdout.splitlines()
+    columns = {name: header.index(name) for name in ("VERSION", "STATE", "NAME", "APPLIED AT", "DETAIL")}
+    rows = {line.split()[2]: line for line in lines[:3]}
+    assert set(rows) == {"1_early.sql", "3_c.sql", "4_d.sql"}
+    for name, line in rows.items():
+        assert line[columns["NAME"]:].startswith(name)
+    assert rows["3_c.sql"][columns["APPLIED AT"]:].startswith("20")
+    assert rows["1_early.sql"][columns["DETAIL"]:].startswith("out of order")
+    assert rows["1_early.sql"][columns["STATE"]:].startswith("pending")
+
+
 def test_entrypoint_dispatches(fresh_url: str, sql_dir: Path, db: psycopg.Connection) -> None:
     """entrypoint.py runs bootstrap commands by name and treats anything else as the app."""
     write(sql_dir, "1_t.sql", "CREATE TABLE t (id int);")

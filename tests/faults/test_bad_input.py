@@ -179,6 +179,8 @@ CASES = [
     Case("schema-mixed-case", ONE, env={"BOOTSTRAP_SCHEMAS": "Financial"}, message="schema name 'Financial' is not a plain lowercase identifier"),
     Case("log-format-unknown", ONE, env={"BOOTSTRAP_LOG_FORMAT": "xml"}, message="BOOTSTRAP_LOG_FORMAT: 'xml' is not one of auto, json, console"),
     Case("log-level-unknown", ONE, env={"BOOTSTRAP_LOG_LEVEL": "chatty"}, message="BOOTSTRAP_LOG_LEVEL: 'chatty' is not one of"),
+    Case("adopt-table-flag-bad", ONE, args=("adopt", "--from", "dbmate", "--table", "S.sm"), message="--table: schema name 'S' is not a plain lowercase identifier"),
+    Case("adopt-table-variable-bad", ONE, args=("adopt", "--from", "dbmate"), env={"BOOTSTRAP_ADOPT_TABLE": "a.b.c"}, message="BOOTSTRAP_ADOPT_TABLE: 'a.b.c' is not a table name"),
     Case("boolean-variable-unknown", ONE, args=("run", "--", "true"), env={"BOOTSTRAP_NO_MIGRATE": "maybe"}, message="BOOTSTRAP_NO_MIGRATE: 'maybe' is not a boolean"),
     # -- the command line --------------------------------------------------------------------------
     Case("run-without-command", ONE, args=("run", "--"), code=2, message="missing command"),

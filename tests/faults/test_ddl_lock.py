@@ -61,7 +61,9 @@ def test_blocked_ddl_retries_while_readers_keep_being_served(fdb: str, sql_dir: 
             blocker.commit()  # the long transaction ends: the next attempt gets the lock
             assert 0 == proc.wait(60), proc.err
         retried = [e for e in proc.events() if e["event"] == "migration_lock_retried"]
-        assert retries_seen >= 3 and all(e["sqlstate"] == "55P03" for e in retried)
+        assert retries_seen >= 3
+        assert all((e["sqlstate"], e["error_type"]) == ("55P03", "lock_timeout") for e in retried)
+        assert all(isinstance(e["attempt"], int) and e["delay_s"] > 0 for e in retried)
     finally:
         reader.stop.set()
         reader.join(10)

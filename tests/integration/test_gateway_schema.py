@@ -292,6 +292,16 @@ def test_verify_names_what_is_wrong(runner, shipped_sql: Path, db: psycopg.Conne
     assert "index idx_integration_configs_global_unique is missing" in message
 
 
+def test_verify_on_an_empty_database_says_what_is_missing(runner, shipped_sql: Path) -> None:
+    """Before any migration, each verify script names what is missing (no parse errors)."""
+    with pytest.raises(VerifyFailedError) as info:
+        run_verify(runner)
+    message = str(info.value)
+    assert "schema financial is missing" in message
+    assert "table financial.integration_configs is missing: no behaviour to check" in message
+    assert "syntax error" not in message
+
+
 def test_verify_changes_nothing(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
     """verify's test rows never persist."""
     runner.migrate()

@@ -62,6 +62,17 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
         load_settings({}, {"DATABASE_URL_FILE": str(tmp_path / "nope")})
 
 
+def test_the_flag_wins_without_reading_the_variables(tmp_path: Path) -> None:
+    """--database-url is used as given: an unreadable _FILE it overrides is not read; X with X_FILE is still refused."""
+    s = load_settings({"database_url": "postgresql://db/flag"}, {"DATABASE_URL_FILE": str(tmp_path / "nope")})
+    assert ("postgresql://db/flag", "--database-url") == (s.database_url, s.database_url_source)
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://db/x")
+    with pytest.raises(ConfigError, match="both DATABASE_URL and DATABASE_URL_FILE are set"):
+        load_settings({"database_url": "postgresql://db/flag"},
+                      {"DATABASE_URL": "postgresql://db/x", "DATABASE_URL_FILE": str(secret)})
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
