@@ -197,3 +197,8 @@ def test_entrypoint_dispatch_table() -> None:
     assert ["run", "--", "node", "server.js"] == dispatch(["--", "node", "server.js"])
     assert ["run", "--no-migrate", "node", "server.js"] == dispatch(["--no-migrate", "node", "server.js"])
     assert ["run"] == dispatch([])
+    # Flags before a bootstrap command belong to it; before anything else, to run.
+    assert ["migrate", "--log-level", "debug"] == dispatch(["--log-level", "debug", "migrate"])
+    assert ["status", "--sql-dir=db", "--json"] == dispatch(["--sql-dir=db", "status", "--json"])
+    assert ["run", "--no-migrate", "--timeout", "5", "node", "migrate"] == \
+        dispatch(["--no-migrate", "--timeout", "5", "node", "migrate"])
