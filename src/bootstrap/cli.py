@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -41,11 +41,13 @@ from .settings import (
 
 if TYPE_CHECKING:
     from .db import Database
+    from .migrations import Migration
     from .runner import Outcome
     from .settings import Settings
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ExecFn = Callable[[Sequence[str], Mapping[str, str]], Any]
+T = TypeVar("T")
 
 
 class DurationType(click.ParamType):  # type: ignore[type-arg]
@@ -217,8 +219,16 @@ def _action(
     ctx.exit(0)
 
 
-def _close(db: Database | None) -> None:
-    if db is not None:
+def _on_database(settings: Settings, log: Any, work: Callable[[Database, list[Migration]], T]) -> T:
+    """Check the migration files, wait for the database, do `work` on it, close it."""
+    from .migrations import discover_migrations
+    from .runner import wait_for_database
+
+    migrations = discover_migrations(settings.sql_dir)  # before touching the database
+    db = wait_for_database(settings, log)
+    try:
+        return work(db, migrations)
+    finally:
         db.close()
 
 
@@ -278,15 +288,9 @@ def migrate_cmd(**flags: Any) -> None:
     """
 
     def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .migrations import discover_migrations
-        from .runner import migrate, wait_for_database
+        from .runner import migrate
 
-        migrations = discover_migrations(settings.sql_dir)
-        db = wait_for_database(settings, log)
-        try:
-            migrate(settings, log, db, outcome, migrations)
-        finally:
-            _close(db)
+        _on_database(settings, log, lambda db, migrations: migrate(settings, log, db, outcome, migrations))
 
     _action("migrate", flags, body)
 
@@ -305,15 +309,9 @@ def status_cmd(**flags: Any) -> None:
     """
 
     def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .migrations import discover_migrations
-        from .runner import status, wait_for_database
+        from .runner import status
 
-        migrations = discover_migrations(settings.sql_dir)
-        db = wait_for_database(settings, log)
-        try:
-            plan = status(settings, log, db, migrations)
-        finally:
-            _close(db)
+        plan = _on_database(settings, log, lambda db, migrations: status(settings, log, db, migrations))
         _print_status(plan, opts["as_json"])
         outcome.extra.update(plan.counts())
         if opts["exit_code"] and not plan.up_to_date:
@@ -347,7 +345,7 @@ def verify_cmd(**flags: Any) -> None:
         try:
             verify(log, db, scripts, outcome)
         finally:
-            _close(db)
+            db.close()
 
     _action("verify", flags, body)
 
@@ -371,18 +369,13 @@ def rollback_cmd(**flags: Any) -> None:
     """
 
     def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .migrations import discover_migrations
-        from .runner import rollback, wait_for_database
+        from .runner import rollback
 
         steps, to_version = opts["steps"], opts["to_version"]
         if (steps is None) == (to_version is None):
             raise UsageError("give exactly one of --steps N or --to VERSION")
-        migrations = discover_migrations(settings.sql_dir)
-        db = wait_for_database(settings, log)
-        try:
-            rollback(settings, log, db, outcome, steps=steps, to=to_version, migrations=migrations)
-        finally:
-            _close(db)
+        _on_database(settings, log, lambda db, migrations: rollback(
+            settings, log, db, outcome, steps=steps, to=to_version, migrations=migrations))
 
     _action("rollback", flags, body)
 
@@ -403,18 +396,13 @@ def baseline_cmd(**flags: Any) -> None:
     """
 
     def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .migrations import discover_migrations
-        from .runner import baseline, wait_for_database
+        from .runner import baseline
 
         if opts["baseline_version"] is None:
             raise UsageError("missing --version VERSION (or BOOTSTRAP_BASELINE_VERSION)")
-        migrations = discover_migrations(settings.sql_dir)
-        db = wait_for_database(settings, log)
-        try:
-            baseline(settings, log, db, outcome, version=opts["baseline_version"],
-                     allow_existing=opts["allow_existing"], migrations=migrations, echo=click.echo)
-        finally:
-            _close(db)
+        _on_database(settings, log, lambda db, migrations: baseline(
+            settings, log, db, outcome, version=opts["baseline_version"],
+            allow_existing=opts["allow_existing"], migrations=migrations, echo=click.echo))
 
     _action("baseline", flags, body)
 
@@ -435,15 +423,10 @@ def repair_cmd(**flags: Any) -> None:
     """
 
     def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .migrations import discover_migrations
-        from .runner import repair, wait_for_database
+        from .runner import repair
 
-        migrations = discover_migrations(settings.sql_dir)
-        db = wait_for_database(settings, log)
-        try:
-            repair(settings, log, db, outcome, dry_run=opts["dry_run"], migrations=migrations, echo=click.echo)
-        finally:
-            _close(db)
+        _on_database(settings, log, lambda db, migrations: repair(
+            settings, log, db, outcome, dry_run=opts["dry_run"], migrations=migrations, echo=click.echo))
 
     _action("repair", flags, body)
 
@@ -493,18 +476,14 @@ def adopt_cmd(**flags: Any) -> None:
     """
 
     def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .migrations import discover_migrations
-        from .runner import adopt, wait_for_database
+        from .runner import adopt
+
         if opts["adopt_from"] is None:
             raise UsageError("missing --from node-pg-migrate|dbmate|flyway (or BOOTSTRAP_ADOPT_FROM)")
-        table = opts["adopt_table"]  # (schema, table), checked with the other settings
-        migrations = discover_migrations(settings.sql_dir)
-        db = wait_for_database(settings, log)
-        try:
-            adopt(settings, log, db, outcome, tool_name=opts["adopt_from"], table=table,
-                  dry_run=opts["dry_run"], migrations=migrations, echo=click.echo)
-        finally:
-            _close(db)
+        # --table arrives as (schema, table), checked with the other settings.
+        _on_database(settings, log, lambda db, migrations: adopt(
+            settings, log, db, outcome, tool_name=opts["adopt_from"], table=opts["adopt_table"],
+            dry_run=opts["dry_run"], migrations=migrations, echo=click.echo))
 
     _action("adopt", flags, body)
 
@@ -552,7 +531,7 @@ def run_cmd(command: tuple[str, ...], **flags: Any) -> None:
                 if scripts:
                     verify(log, db, scripts, outcome)
             finally:
-                _close(db)
+                db.close()
 
         def handoff() -> None:
             log.info("app_exec_started", app=argv[0], arg_count=len(argv) - 1, pid=os.getpid())

@@ -58,6 +58,14 @@ CLIENT_CHECK_INTERVAL_MS = 1000
 _HOSTNAME = socket.gethostname()
 _BEGIN_PREFIX = "BEGIN;\n"
 _OK_STATUSES = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
+# A ledger row: a versioned one is new (its version is unique); a repeatable one
+# replaces its row by name (the partial unique index on name WHERE version IS NULL).
+_LEDGER_INSERT = sql.SQL(
+    "INSERT INTO {ledger} (version, name, kind, checksum, duration_ms, transactional, hostname, bootstrap_version)"
+    " {values} ON CONFLICT (name) WHERE version IS NULL DO UPDATE SET checksum = EXCLUDED.checksum,"
+    " duration_ms = EXCLUDED.duration_ms, transactional = EXCLUDED.transactional, applied_at = now(),"
+    " applied_by = current_user, hostname = EXCLUDED.hostname, bootstrap_version = EXCLUDED.bootstrap_version"
+)
 
 # Classifying connection failures: libpq reports them as text, without SQLSTATE.
 _TRANSIENT_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -704,20 +712,18 @@ class Database:
                         "PREPARE bootstrap_record AS"
                         " WITH pos AS (SELECT pg_catalog.nextval('pg_temp.bootstrap_position')::integer AS ord),"
                         " next AS (SELECT q.* FROM pg_temp.bootstrap_pending q JOIN pos USING (ord)),"
-                        " recorded AS (INSERT INTO {ledger} (version, name, kind, checksum, duration_ms,"
-                        " transactional, hostname, bootstrap_version)"
-                        " SELECT version, name, kind, checksum,"
-                        " (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now())"
-                        " * 1000)::integer, transactional, hostname, bootstrap_version FROM next"
-                        " ON CONFLICT (name) WHERE version IS NULL DO UPDATE SET checksum = EXCLUDED.checksum,"
-                        " duration_ms = EXCLUDED.duration_ms, transactional = EXCLUDED.transactional,"
-                        " applied_at = now(), applied_by = current_user, hostname = EXCLUDED.hostname,"
-                        " bootstrap_version = EXCLUDED.bootstrap_version"
-                        " RETURNING version, name, duration_ms)"
+                        " recorded AS ({insert} RETURNING version, name, duration_ms)"
                         # Exactly one row, or a division by zero aborts the transaction before COMMIT.
                         " SELECT max(version), max(name), max(duration_ms), 1 / (count(*) = 1)::integer"
                         " FROM recorded"
-                    ).format(ledger=self.ledger)
+                    ).format(insert=_LEDGER_INSERT.format(
+                        ledger=self.ledger,
+                        values=sql.SQL(
+                            "SELECT version, name, kind, checksum,"
+                            " (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now())"
+                            " * 1000)::integer, transactional, hostname, bootstrap_version FROM next"
+                        ),
+                    ))
                 )
         except (pgerrors.InsufficientPrivilege, pgerrors.ReadOnlySqlTransaction):
             return  # no temp tables for this role: three round trips per file instead
@@ -741,28 +747,31 @@ class Database:
             self._cur = self.conn.cursor()
         return self._cur
 
-    def _run_script(self, text: str) -> tuple[int, psycopg.Error | None]:
+    def _run_script(self, text: str) -> tuple[int, psycopg.Error | None, Any]:
         """
         Send `text` as one simple query (several statements allowed).
 
         Returns:
-            (number of statements that completed, the error of the one that failed)
+            (number of statements that completed, the error of the one that
+            failed, the last result that returned rows)
         """
         pgconn = self.conn.pgconn
         pgconn.send_query(text.encode("utf-8"))
         results = self.conn.wait(generators.execute(pgconn))
-        done = 0
+        done, rows = 0, None
         for result in results:
             if result.status in _OK_STATUSES:
+                if result.status == pq.ExecStatus.TUPLES_OK:
+                    rows = result
                 if result.status != pq.ExecStatus.EMPTY_QUERY:
                     done += 1
                 continue
             if result.status == pq.ExecStatus.FATAL_ERROR:
-                return done, pgerrors.error_from_result(result, encoding=self.conn.info.encoding)
+                return done, pgerrors.error_from_result(result, encoding=self.conn.info.encoding), rows
             return done, psycopg.ProgrammingError(
                 f"unexpected result status {pq.ExecStatus(result.status).name} (COPY is not supported)"
-            )
-        return done, None
+            ), rows
+        return done, None, rows
 
     def _run_wrapped(self, parsed: ParsedMigration, *, begin: bool) -> tuple[int, psycopg.Error | None, int]:
         """
@@ -773,7 +782,7 @@ class Database:
             before the file's text, to shift the server's error position by)
         """
         prefix = _BEGIN_PREFIX if begin else ""
-        done, error = self._run_script(prefix + parsed.text + "\n;" + self._reset_sql)
+        done, error, _rows = self._run_script(prefix + parsed.text + "\n;" + self._reset_sql)
         if begin:
             done = max(0, done - 1)
         return done, error, len(prefix)
@@ -793,30 +802,13 @@ class Database:
     def _record(self, parsed: ParsedMigration, duration_ms: int) -> None:
         """Write the ledger row (a prepared statement: the same INSERT for every file)."""
         m = parsed.migration
-        values = [m.version, m.name, m.kind.value, m.checksum, duration_ms, m.transactional,
-                  _HOSTNAME, __version__]
-        if m.kind is Kind.VERSIONED:
-            self._cursor.execute(
-                sql.SQL(
-                    "INSERT INTO {} (version, name, kind, checksum, duration_ms, transactional,"
-                    " hostname, bootstrap_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                ).format(self.ledger),
-                values,
-                prepare=True,
-            )
-        else:
-            self._cursor.execute(
-                sql.SQL(
-                    "INSERT INTO {} (version, name, kind, checksum, duration_ms, transactional,"
-                    " hostname, bootstrap_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (name) WHERE version IS NULL DO UPDATE SET"
-                    " checksum = EXCLUDED.checksum, duration_ms = EXCLUDED.duration_ms,"
-                    " transactional = EXCLUDED.transactional, applied_at = now(),"
-                    " applied_by = current_user, hostname = EXCLUDED.hostname,"
-                    " bootstrap_version = EXCLUDED.bootstrap_version"
-                ).format(self.ledger),
-                values,
-            )
+        self._cursor.execute(
+            _LEDGER_INSERT.format(
+                ledger=self.ledger, values=sql.SQL("VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
+            ),
+            [m.version, m.name, m.kind.value, m.checksum, duration_ms, m.transactional, _HOSTNAME, __version__],
+            prepare=True,
+        )
 
     def apply(self, parsed: ParsedMigration) -> int:
         """
@@ -857,29 +849,14 @@ class Database:
         while True:
             attempt += 1
             try:
-                pgconn = self.conn.pgconn
-                pgconn.send_query(query.encode("utf-8"))
-                results = self.conn.wait(generators.execute(pgconn))
+                # Without an error, the last rows are the ledger row's (COMMIT returns none).
+                done, error, recorded = self._run_script(query)
             except psycopg.OperationalError as exc:
                 raise self._connection_lost(parsed, exc) from None
-            done, error, recorded = 0, None, None
-            for result in results:
-                status = result.status
-                if status == pq.ExecStatus.TUPLES_OK and result.ntuples == 1 and result.nfields == 4:
-                    recorded = result
-                if status in _OK_STATUSES:
-                    done += status != pq.ExecStatus.EMPTY_QUERY
-                    continue
-                if status == pq.ExecStatus.FATAL_ERROR:
-                    error = pgerrors.error_from_result(result, encoding=self.conn.info.encoding)
-                else:
-                    error = psycopg.ProgrammingError(
-                        f"unexpected result status {pq.ExecStatus(status).name} (COPY is not supported)")
-                break
             if error is None:
                 self._queued -= 1
                 self._taken += 1
-                assert recorded is not None
+                assert recorded is not None and recorded.nfields == 4
                 duration = recorded.get_value(0, 2)
                 return int(duration) if duration is not None else 0
             if self._is_disconnect(error):
@@ -1025,7 +1002,7 @@ class Database:
         while index < len(statements):
             statement = statements[index]
             try:
-                _done, error = self._run_script(statement.text)
+                _done, error, _rows = self._run_script(statement.text)
             except psycopg.OperationalError as exc:
                 raise self._connection_lost(parsed, exc, kept=index) from None
             if error is None:
@@ -1249,7 +1226,7 @@ class Database:
             for name, text in scripts:
                 self.conn.execute("SAVEPOINT bootstrap_verify")
                 with self._notices_about(verify=name):
-                    _done, error = self._run_script(text)
+                    _done, error, _rows = self._run_script(text)
                 if error is None:
                     self.conn.execute("RELEASE SAVEPOINT bootstrap_verify")
                     self.log.info("verify_passed", script=name)
