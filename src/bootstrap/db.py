@@ -440,6 +440,15 @@ class Database:
         except psycopg.Error:
             self.conn.close()
 
+    @contextmanager
+    def holding_lock(self) -> Iterator[None]:
+        """Hold the migration lock for the block (see `acquire_lock`)."""
+        self.acquire_lock()
+        try:
+            yield
+        finally:
+            self.release_lock()
+
     def lock_holder(self) -> str:
         """Describe the session holding the lock (pid, application, client), if visible."""
         key = self.lock_key & 0xFFFFFFFFFFFFFFFF

@@ -276,8 +276,7 @@ def rollback(settings: Settings, log: Log, db: Database, outcome: Outcome, *,
 
 def _rollback(log: Log, db: Database, outcome: Outcome, *, steps: int | None, to: int | None,
               migrations: list[Migration]) -> None:
-    db.acquire_lock()
-    try:
+    with db.holding_lock():
         applied = db.read_ledger_if_exists()
         downs = plan_rollback(migrations, applied, steps=steps, to=to)
         outcome.extra["migrations_rolled_back"] = 0
@@ -294,8 +293,6 @@ def _rollback(log: Log, db: Database, outcome: Outcome, *, steps: int | None, to
         if repeatables:
             log.info("repeatables_reset", migrations=repeatables,
                      reason="they may stand on what was rolled back; the next migrate re-applies them")
-    finally:
-        db.release_lock()
 
 
 def _versioned_rows(applied: list[AppliedMigration]) -> dict[int, AppliedMigration]:
@@ -312,25 +309,21 @@ def baseline(settings: Settings, log: Log, db: Database, outcome: Outcome, *, ve
         IntegrityError: the ledger already has rows (unless `allow_existing`:
             then only versions not yet recorded are added).
     """
-    with db.guard():
-        db.acquire_lock()
-        try:
-            db.prepare()
-            applied = db.read_ledger()
-            if applied and not allow_existing:
-                raise IntegrityError(
-                    f"the ledger {settings.ledger_name} already has {len(applied)} rows; baseline is for "
-                    "adopting a database bootstrap has not migrated yet. Pass --allow-existing to record "
-                    "only the versions up to the baseline that are not recorded yet",
-                    rows=len(applied),
-                )
-            recorded = _versioned_rows(applied)
-            chosen = [m for m in migrations
-                      if m.kind is Kind.VERSIONED and m.version is not None and m.version <= version
-                      and m.version not in recorded]
-            db.record_without_running([(m, "baseline", None) for m in chosen])
-        finally:
-            db.release_lock()
+    with db.guard(), db.holding_lock():
+        db.prepare()
+        applied = db.read_ledger()
+        if applied and not allow_existing:
+            raise IntegrityError(
+                f"the ledger {settings.ledger_name} already has {len(applied)} rows; baseline is for "
+                "adopting a database bootstrap has not migrated yet. Pass --allow-existing to record "
+                "only the versions up to the baseline that are not recorded yet",
+                rows=len(applied),
+            )
+        recorded = _versioned_rows(applied)
+        chosen = [m for m in migrations
+                  if m.kind is Kind.VERSIONED and m.version is not None and m.version <= version
+                  and m.version not in recorded]
+        db.record_without_running([(m, "baseline", None) for m in chosen])
     for m in chosen:
         log.info("migration_baselined", migration=m.name, version=m.version)
         echo(f"baselined  {m.version}  {m.name}")
@@ -349,33 +342,29 @@ def repair(settings: Settings, log: Log, db: Database, outcome: Outcome, *, dry_
     listed, not touched; repeatables are re-applied by migrate, not repaired).
     """
     files = {m.version: m for m in migrations if m.kind is Kind.VERSIONED and m.version is not None}
-    with db.guard():
-        db.acquire_lock()
-        try:
-            applied = db.read_ledger_if_exists()
-            changes: list[tuple[int, str, str]] = []
-            for version, row in sorted(_versioned_rows(applied).items()):
-                migration = files.get(version)
-                if migration is None:
-                    echo(f"missing    {version}  {row.name}: no file; left as it is")
-                    log.warning("repair_skipped_missing", version=version, migration=row.name)
-                    continue
-                if migration.checksum == row.checksum and migration.name == row.name:
-                    continue
-                changes.append((version, migration.checksum, migration.name))
-                what = []
-                if migration.checksum != row.checksum:
-                    what.append(f"checksum {row.checksum[:12]} -> {migration.checksum[:12]}")
-                if migration.name != row.name:
-                    what.append(f"name {row.name} -> {migration.name}")
-                echo(f"{'would fix' if dry_run else 'repaired '}  {version}  {migration.name}: {', '.join(what)}")
-                log.info("migration_repaired" if not dry_run else "migration_repair_planned",
-                         version=version, migration=migration.name, old_checksum=row.checksum,
-                         new_checksum=migration.checksum, old_name=row.name)
-            if changes and not dry_run:
-                db.rewrite_checksums(changes)
-        finally:
-            db.release_lock()
+    with db.guard(), db.holding_lock():
+        applied = db.read_ledger_if_exists()
+        changes: list[tuple[int, str, str]] = []
+        for version, row in sorted(_versioned_rows(applied).items()):
+            migration = files.get(version)
+            if migration is None:
+                echo(f"missing    {version}  {row.name}: no file; left as it is")
+                log.warning("repair_skipped_missing", version=version, migration=row.name)
+                continue
+            if migration.checksum == row.checksum and migration.name == row.name:
+                continue
+            changes.append((version, migration.checksum, migration.name))
+            what = []
+            if migration.checksum != row.checksum:
+                what.append(f"checksum {row.checksum[:12]} -> {migration.checksum[:12]}")
+            if migration.name != row.name:
+                what.append(f"name {row.name} -> {migration.name}")
+            echo(f"{'would fix' if dry_run else 'repaired '}  {version}  {migration.name}: {', '.join(what)}")
+            log.info("migration_repaired" if not dry_run else "migration_repair_planned",
+                     version=version, migration=migration.name, old_checksum=row.checksum,
+                     new_checksum=migration.checksum, old_name=row.name)
+        if changes and not dry_run:
+            db.rewrite_checksums(changes)
     if not changes:
         echo("nothing to repair: every applied file matches the ledger")
     outcome.extra["migrations_repaired"] = 0 if dry_run else len(changes)
@@ -418,14 +407,11 @@ def adopt(settings: Settings, log: Log, db: Database, outcome: Outcome, *, tool_
         for entry in result.repeatables:
             echo(f"repeatable  {entry.label}: not adopted; migrate re-applies it once (repeatables are idempotent)")
         if result.matched and not dry_run:
-            db.acquire_lock()
-            try:
+            with db.holding_lock():
                 db.prepare()
                 recorded = set(_versioned_rows(db.read_ledger()))
                 todo = [(m, "adopted", e.applied_at) for m, e in result.matched if m.version not in recorded]
                 db.record_without_running(todo)
-            finally:
-                db.release_lock()
     for migration, entry in result.matched:
         log.info("migration_adopt_planned" if dry_run else "migration_adopted", tool=tool.name,
                  migration=migration.name, version=migration.version, source_entry=entry.label)
