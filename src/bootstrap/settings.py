@@ -296,29 +296,33 @@ def command_flags(
         ConfigError: a variable holds an invalid value (naming it).
     """
     environ = os.environ if environ is None else environ
-    out: dict[str, Any] = {}
-    for option in OPTIONS:
-        if option.kind == "str" or command not in option.commands:
-            continue
-        value = flags.get(option.key)
-        if value is not None and option.kind == "text":
-            # A name checked like the ledger's: a bad one is a configuration error
-            # naming the flag, as for --ledger-table.
+    return {
+        option.key: _command_value(option, flags, environ)
+        for option in OPTIONS
+        if option.kind != "str" and command in option.commands
+    }
+
+
+def _command_value(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+    """One command-specific option: its flag, else its variable (parsed), else its default."""
+    value = flags.get(option.key)
+    if value is not None and option.kind == "text":
+        # A name checked like the ledger's: a bad one is a configuration error
+        # naming the flag, as for --ledger-table.
+        try:
+            value = _parse_command_value(option, str(value))
+        except ValueError as exc:
+            raise ConfigError(f"{option.flag}: {exc}", variable=option.flag) from None
+    if value is None:
+        raw = environ.get(option.env)
+        if raw is not None and raw.strip():
             try:
-                value = _parse_command_value(option, str(value))
+                value = _parse_command_value(option, raw)
             except ValueError as exc:
-                raise ConfigError(f"{option.flag}: {exc}", variable=option.flag) from None
-        if value is None:
-            raw = environ.get(option.env)
-            if raw is not None and raw.strip():
-                try:
-                    value = _parse_command_value(option, raw)
-                except ValueError as exc:
-                    raise ConfigError(f"{option.env}: {exc}", variable=option.env) from None
-        if value is None and option.kind == "bool":
-            value = False
-        out[option.key] = value
-    return out
+                raise ConfigError(f"{option.env}: {exc}", variable=option.env) from None
+    if value is None and option.kind == "bool":
+        value = False
+    return value
 
 
 def _parse_command_value(option: Option, raw: str) -> Any:
@@ -551,24 +555,23 @@ def load_settings(
         # The flag wins: the variables are not read (X with X_FILE is still an error).
         for name in SECRET_VARS:
             _refuse_both(environ, name)
-        secret_values: dict[str, tuple[str | None, str]] = {}
+        database_url, url_source = str(flags["database_url"]), "--database-url"
     else:
         # Read every secret variable: a conflict or unreadable file is an error even
         # when the other variable wins (DATABASE_URL_FILE is the app's, read by it
         # after exec: better refused before).
         secret_values = {name: env_value(environ, name) for name in SECRET_VARS}
-    for value, _source in secret_values.values():
-        redact.register_url_secrets(value)
-
-    if flags.get("database_url") is not None:
-        database_url, url_source = str(flags["database_url"]), "--database-url"
-        redact.register_url_secrets(database_url)
-    elif secret_values["BOOTSTRAP_DATABASE_URL"][0] is not None:
-        database_url, url_source = secret_values["BOOTSTRAP_DATABASE_URL"]  # type: ignore[assignment]
-    elif secret_values["DATABASE_URL"][0] is not None:
-        database_url, url_source = secret_values["DATABASE_URL"]  # type: ignore[assignment]
-    else:
-        database_url, url_source = "", "libpq PG* variables"
+        for value, _source in secret_values.values():
+            redact.register_url_secrets(value)
+        bootstrap_url, bootstrap_source = secret_values["BOOTSTRAP_DATABASE_URL"]
+        app_url, app_source = secret_values["DATABASE_URL"]
+        if bootstrap_url is not None:
+            database_url, url_source = bootstrap_url, bootstrap_source
+        elif app_url is not None:
+            database_url, url_source = app_url, app_source
+        else:
+            database_url, url_source = "", "libpq PG* variables"
+    redact.register_url_secrets(database_url)
 
     ledger_schema, ledger_table = _parsed(
         flags, environ, "ledger_table", parse_ledger_table, ("public", "bootstrap_migrations")
@@ -599,7 +602,7 @@ def load_settings(
         ),
         log_format=_parsed(flags, environ, "log_format", lambda v: parse_choice(v, LOG_FORMATS), "auto"),
         log_level=_parsed(flags, environ, "log_level", lambda v: parse_choice(v, LOG_LEVELS), "info"),
-        out_of_order=bool(command_flags("migrate", flags, environ)["out_of_order"]),
+        out_of_order=bool(_command_value(OPTION_BY_KEY["out_of_order"], flags, environ)),
         environ=environ,
     )
 
