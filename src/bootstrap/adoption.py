@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .migrations import Kind, Migration
+from .migrations import Migration, versioned_files
 
 _LEADING_DIGITS = re.compile(r"^([0-9]+)(?:[_.\-]|$)")
 
@@ -91,7 +91,7 @@ def match(found: list[Entry], migrations: list[Migration], recorded: set[int]) -
         migrations: files in sql/.
         recorded: versions already in bootstrap's ledger (never recorded twice).
     """
-    files = {m.version: m for m in migrations if m.kind is Kind.VERSIONED and m.version is not None}
+    files = versioned_files(migrations)
     by_version = {e.version: e for e in found if e.version is not None and not e.baseline}
     baseline = max((e.version for e in found if e.baseline and e.version is not None), default=None)
     matched: list[tuple[Migration, Entry]] = []

@@ -301,6 +301,11 @@ def _listing(sql_dir: Path) -> list[os.DirEntry[str]]:
         ) from None
 
 
+def versioned_files(migrations: list[Migration]) -> dict[int, Migration]:
+    """The versioned migrations by version."""
+    return {m.version: m for m in migrations if m.kind is Kind.VERSIONED and m.version is not None}
+
+
 def discover_migrations(sql_dir: Path) -> list[Migration]:
     """
     Find every migration in `sql_dir`, versioned ones by version, then repeatables by name.

@@ -22,6 +22,7 @@ from .migrations import (
     discover_verify_scripts,
     parse_file,
     parse_migration,
+    versioned_files,
 )
 from .plan import AppliedMigration, Plan, build_plan, evaluate
 from .settings import Settings
@@ -217,8 +218,7 @@ def plan_rollback(
         IntegrityError: an applied file in range changed or is missing.
         ConfigError: a partner in range is missing or cannot be parsed.
     """
-    versions = sorted((r for r in applied if r.kind is Kind.VERSIONED and r.version is not None),
-                      key=lambda r: r.version or 0, reverse=True)
+    versions = sorted(_versioned_rows(applied).items(), reverse=True)  # (version, row), newest first
     if steps is not None:
         if steps > len(versions):
             raise UsageError(
@@ -229,16 +229,16 @@ def plan_rollback(
         chosen = versions[:steps]
     else:
         assert to is not None
-        chosen = [r for r in versions if (r.version or 0) > to]
-    files = {m.version: m for m in migrations if m.kind is Kind.VERSIONED}
+        chosen = [(version, row) for version, row in versions if version > to]
+    files = versioned_files(migrations)
     problems = []
     missing_partners = []
-    for row in chosen:
-        migration = files.get(row.version)
+    for version, row in chosen:
+        migration = files.get(version)
         if migration is None:
-            problems.append(f"{row.name} (version {row.version}) is applied but its file is missing")
+            problems.append(f"{row.name} (version {version}) is applied but its file is missing")
         elif migration.checksum != row.checksum:
-            problems.append(f"{migration.name} (version {row.version}) changed after it was applied")
+            problems.append(f"{migration.name} (version {version}) changed after it was applied")
         elif migration.down_path is None:
             missing_partners.append(f"{migration.name} has no {migration.path.stem}.down.sql")
     if problems:
@@ -248,8 +248,8 @@ def plan_rollback(
         raise ConfigError("refusing to roll back, nothing was changed: " + "; ".join(missing_partners),
                           missing=missing_partners)
     downs = []
-    for row in chosen:
-        migration = files[row.version]
+    for version, _row in chosen:
+        migration = files[version]
         assert migration.down_path is not None
         read, script = parse_file(migration.down_path)
         downs.append(ParsedMigration(
@@ -341,7 +341,7 @@ def repair(settings: Settings, log: Log, db: Database, outcome: Outcome, *, dry_
     reviewed edit; list each change; change nothing else (missing files are
     listed, not touched; repeatables are re-applied by migrate, not repaired).
     """
-    files = {m.version: m for m in migrations if m.kind is Kind.VERSIONED and m.version is not None}
+    files = versioned_files(migrations)
     with db.guard(), db.holding_lock():
         applied = db.read_ledger_if_exists()
         changes: list[tuple[int, str, str]] = []
