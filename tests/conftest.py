@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -121,9 +122,16 @@ def _forget_secrets() -> Iterator[None]:
 
 
 @pytest.fixture
-def clusters() -> Iterator[list]:
-    """Extra throwaway clusters a test starts itself (late, restarting); all destroyed after."""
-    made: list = []
-    yield made
+def new_cluster() -> Iterator[Callable[..., Any]]:
+    """Make extra throwaway clusters a test starts itself (late, restarting); all destroyed after."""
+    from pgcluster import Cluster
+
+    made: list[Cluster] = []
+
+    def make(**kwargs: Any) -> Cluster:
+        made.append(Cluster(**kwargs))
+        return made[-1]
+
+    yield make
     for cluster in made:
         cluster.destroy()

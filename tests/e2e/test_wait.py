@@ -13,10 +13,9 @@ from tests.helpers import Spawned, bootstrap_cmd, clean_env, events, last_error,
 SENTINEL = "S3ntinel-Pa55word"
 
 
-def test_waits_for_a_server_that_starts_late(clusters: list, tmp_path: Path) -> None:
+def test_waits_for_a_server_that_starts_late(new_cluster, tmp_path: Path) -> None:
     """wait-db keeps retrying a refused port and succeeds once the server answers."""
-    cluster = Cluster()
-    clusters.append(cluster)
+    cluster = new_cluster()
     cluster.init()
     env = clean_env(DATABASE_URL=cluster.dsn(), BOOTSTRAP_WAIT_TIMEOUT="120")
     with Spawned(bootstrap_cmd("wait-db"), env) as proc:
@@ -149,12 +148,11 @@ def test_signal_while_waiting_exits_128_plus_n(sig: signal.Signals, code: int) -
         assert sig.name == interrupted[0]["signal"]
 
 
-def test_too_many_clients_is_waited_out(clusters: list) -> None:
+def test_too_many_clients_is_waited_out(new_cluster) -> None:
     """A full server ('too many clients') is transient: wait-db succeeds once a slot frees up."""
     import psycopg
 
-    cluster = Cluster(settings=("max_connections=2", "superuser_reserved_connections=0"))
-    clusters.append(cluster)
+    cluster = new_cluster(settings=("max_connections=2", "superuser_reserved_connections=0"))
     cluster.start()
     cluster.wait_ready()
     held = [psycopg.connect(cluster.dsn()) for _ in range(2)]

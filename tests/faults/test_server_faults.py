@@ -6,7 +6,6 @@ from pathlib import Path
 
 import psycopg
 
-from pgcluster import Cluster
 from tests.faults.conftest import Gate, env_for, migrate_cmd
 from tests.faults.test_kill import assert_exactly_once, counted_files
 from tests.helpers import Spawned, ledger, run_cli, table_exists
@@ -29,10 +28,9 @@ def test_terminated_connection_mid_migration(fdb: str, sql_dir: Path, fconn: psy
     assert_exactly_once(fconn, 4)
 
 
-def test_server_restart_while_waiting(clusters: list, sql_dir: Path) -> None:
+def test_server_restart_while_waiting(new_cluster, sql_dir: Path) -> None:
     """The server goes down before bootstrap starts and comes back while it waits: the run completes."""
-    cluster = Cluster()
-    clusters.append(cluster)
+    cluster = new_cluster()
     cluster.start()
     cluster.wait_ready()
     cluster.stop()
@@ -45,10 +43,9 @@ def test_server_restart_while_waiting(clusters: list, sql_dir: Path) -> None:
         assert_exactly_once(conn, 3)
 
 
-def test_server_restart_while_migrating(clusters: list, sql_dir: Path) -> None:
+def test_server_restart_while_migrating(new_cluster, sql_dir: Path) -> None:
     """The server restarts in the middle of a file: exit 5, that file rolled back; a re-run completes."""
-    cluster = Cluster()
-    clusters.append(cluster)
+    cluster = new_cluster()
     cluster.start()
     cluster.wait_ready()
     counted_files(sql_dir, 4, gate_at=3)
