@@ -17,6 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 BENCH = Path(__file__).resolve().parent
@@ -28,12 +29,24 @@ NPM_CACHE = Path(os.environ.get("BOOTSTRAP_NPM_CACHE", "/var/tmp/bootstrap-npm")
 class Peer:
     """A peer tool: how to lay out migrations for it and how to run `up`."""
 
-    name: str
-    available: bool
+    binary: Path | None  # None: not installed (why_not says why)
     why_not: str = ""
+    name: ClassVar[str]
+    folder: ClassVar[str]  # where its copy of the migrations goes, under the work directory
+    up_marker: ClassVar[str] = ""  # its files' section markers around the SQL
+    down_marker: ClassVar[str] = ""
 
-    def prepare(self, bootstrap_dir: Path, work: Path) -> Path:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @property
+    def available(self) -> bool:
+        return self.binary is not None
+
+    def prepare(self, bootstrap_dir: Path, work: Path) -> Path:
+        """The bootstrap workload's versioned files, in this tool's format."""
+        folder = work / self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(p for p in bootstrap_dir.glob("*.sql") if p.name[0].isdigit() and ".down." not in p.name):
+            (folder / path.name).write_text(self.up_marker + path.read_text() + self.down_marker)
+        return folder
 
     def up(self, folder: Path, url: str) -> list[str]:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -42,23 +55,12 @@ class Peer:
         return {}
 
 
-def _sql_files(bootstrap_dir: Path) -> list[Path]:
-    return sorted(p for p in bootstrap_dir.glob("*.sql") if p.name[0].isdigit() and ".down." not in p.name)
-
-
 class Dbmate(Peer):
     """dbmate: `-- migrate:up` sections, one transaction per file, schema_migrations."""
 
-    def __init__(self, binary: Path | None, why_not: str = "") -> None:
-        super().__init__("dbmate", binary is not None, why_not)
-        self.binary = binary
-
-    def prepare(self, bootstrap_dir: Path, work: Path) -> Path:
-        folder = work / "dbmate" / "migrations"
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in _sql_files(bootstrap_dir):
-            (folder / path.name).write_text("-- migrate:up\n" + path.read_text() + "\n-- migrate:down\n")
-        return folder
+    name = "dbmate"
+    folder = "dbmate/migrations"
+    up_marker, down_marker = "-- migrate:up\n", "\n-- migrate:down\n"
 
     def up(self, folder: Path, url: str) -> list[str]:
         return [str(self.binary), "--no-dump-schema", "--migrations-dir", str(folder), "up"]
@@ -70,16 +72,9 @@ class Dbmate(Peer):
 class NodePgMigrate(Peer):
     """node-pg-migrate: SQL files with `-- Up Migration`, pgmigrations."""
 
-    def __init__(self, binary: Path | None, why_not: str = "") -> None:
-        super().__init__("node-pg-migrate", binary is not None, why_not)
-        self.binary = binary
-
-    def prepare(self, bootstrap_dir: Path, work: Path) -> Path:
-        folder = work / "node-pg-migrate"
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in _sql_files(bootstrap_dir):
-            (folder / path.name).write_text("-- Up Migration\n" + path.read_text() + "\n-- Down Migration\n")
-        return folder
+    name = "node-pg-migrate"
+    folder = "node-pg-migrate"
+    up_marker, down_marker = "-- Up Migration\n", "\n-- Down Migration\n"
 
     def up(self, folder: Path, url: str) -> list[str]:
         return [str(self.binary), "up", "-m", str(folder), "--no-check-order"]
@@ -89,18 +84,10 @@ class NodePgMigrate(Peer):
 
 
 class Yoyo(Peer):
-    """yoyo-migrations: .sql files, one transaction each, _yoyo_migration."""
+    """yoyo-migrations: .sql files as they are, one transaction each, _yoyo_migration."""
 
-    def __init__(self, binary: Path | None, why_not: str = "") -> None:
-        super().__init__("yoyo", binary is not None, why_not)
-        self.binary = binary
-
-    def prepare(self, bootstrap_dir: Path, work: Path) -> Path:
-        folder = work / "yoyo"
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in _sql_files(bootstrap_dir):
-            shutil.copy(path, folder / path.name)
-        return folder
+    name = "yoyo"
+    folder = "yoyo"
 
     def up(self, folder: Path, url: str) -> list[str]:
         parts = urlsplit(url)
