@@ -432,7 +432,7 @@ def render(measures: list[Measure], info: dict[str, str]) -> str:
                     f"{m.median:.1f} /s" if "attempts" in m.tool else f"{m.median:.2f} s")
                 ratio = "—"
             else:
-                value = f"{m.median * 1000:.0f} ms" if m.median < 10 else f"{m.median:.1f} s"
+                value = _seconds(m.median)
                 ratio = f"{m.median / ref.median:.2f}\u00d7" if ref else "—"
             rss = f"{m.max_rss_kb / 1024:.0f} MB" if m.max_rss_kb else "—"
             cpu = _seconds(m.median_cpu) if m.cpu else "—"
