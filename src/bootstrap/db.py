@@ -13,7 +13,7 @@ import hashlib
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -153,16 +153,14 @@ class _Transient(Exception):
         self.failure = failure
 
 
-def startup_options(settings: Settings) -> str:
+def startup_options(settings: Settings, params: dict[str, Any]) -> str:
     """
-    libpq `options` for bootstrap's connection: the DSN's (or PGOPTIONS) plus
-    lock_timeout and statement_timeout in milliseconds. As startup values they
-    are the session's defaults, so the RESET ALL after each file keeps them.
+    libpq `options` for bootstrap's connection: the DSN's (`params`, as
+    `validate_conninfo` parsed it) or PGOPTIONS, plus lock_timeout and
+    statement_timeout in milliseconds. As startup values they are the
+    session's defaults, so the RESET ALL after each file keeps them.
     """
-    try:
-        own = conninfo_to_dict(settings.database_url).get("options")
-    except psycopg.Error:
-        own = None
+    own = params.get("options")
     base = str(own) if own else settings.environ.get("PGOPTIONS", "")
 
     def ms(seconds: float | None) -> int:
@@ -237,12 +235,12 @@ class Database:
             ConfigError: a permanent failure (authentication, bad settings).
             DatabaseUnavailableError: the timeout ran out.
         """
-        validate_conninfo(settings)
+        params = validate_conninfo(settings)
         timeout = settings.wait_timeout if wait else 0.0
         started = time.monotonic()
         deadline = started + timeout
         target = settings.safe_target().as_log()
-        options = startup_options(settings)
+        options = startup_options(settings, params)
         attempts = 0
         last: Failure | None = None
 
@@ -285,7 +283,8 @@ class Database:
             if timeout <= 0:
                 conn = None
             else:
-                conn = _retry_until(deadline, attempt, lambda: attempts, lambda: last, settings, log, target)
+                conn = _retry_until(deadline, attempt, lambda: attempts, lambda: last,
+                                    lambda: _probe_targets(params, settings.environ), log, target)
         if conn is None:
             assert last is not None
             waited = time.monotonic() - started
@@ -1285,7 +1284,7 @@ def _retry_until(
     attempt: Callable[[], psycopg.Connection[Any]],
     attempts_made: Callable[[], int],
     last_failure: Callable[[], Failure | None],
-    settings: Settings,
+    probe_targets: Callable[[], list[tuple[int, Any]]],
     log: Log,
     target: dict[str, str],
 ) -> psycopg.Connection[Any] | None:
@@ -1333,7 +1332,7 @@ def _retry_until(
         if failure is None or failure.kind not in PROBED_KINDS:
             time.sleep(seconds)
         else:
-            _pause_until_listening(seconds, _probe_targets(settings))
+            _pause_until_listening(seconds, probe_targets())
 
     if time.monotonic() >= deadline:
         return None
@@ -1355,13 +1354,8 @@ def _retry_until(
         return None
 
 
-def _probe_targets(settings: Settings) -> list[tuple[int, Any]]:
+def _probe_targets(params: dict[str, Any], env: Mapping[str, str]) -> list[tuple[int, Any]]:
     """(family, address) pairs the server would listen on, as libpq would try them."""
-    try:
-        params = conninfo_to_dict(settings.database_url)
-    except psycopg.Error:
-        return []
-    env = settings.environ
     hosts = str(params.get("hostaddr") or params.get("host") or env.get("PGHOSTADDR") or env.get("PGHOST") or "")
     ports = str(params.get("port") or env.get("PGPORT") or "5432").split(",")
     out: list[tuple[int, Any]] = []
