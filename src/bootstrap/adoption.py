@@ -1,48 +1,59 @@
 """
-Taking over from another migration tool: where each keeps its ledger, how to
-read it, and how its entries match files in sql/ (by version). Pure: the
-queries are composed here, run by `db`, and matched here.
+Taking over from another migration tool: where each keeps its ledger, which
+of its columns say what, and how its entries match files in sql/ (by version).
+
+Pure: a `Tool` names columns; `bootstrap.pg.ledger` composes them into a query
+(as identifiers) and hands back the rows, which are matched here.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .migrations import Migration, versioned_files
 
 _LEADING_DIGITS = re.compile(r"^([0-9]+)(?:[_.\-]|$)")
 
 
-@dataclass(frozen=True, slots=True)
-class Tool:
-    """Another tool's ledger: its default table and how to read a version from each row."""
+class Tool(NamedTuple):
+    """
+    Another tool's ledger: its default table and the columns to read.
+
+    Attributes:
+        label: the column naming an entry in messages.
+        version: the column holding the version (as text or a number).
+        applied_at: when it was applied (None: the tool keeps no time).
+        kind: Flyway's `type` (None: every row is a migration).
+        success: whether it succeeded (None: every row did).
+        order_by: the order rows were written.
+    """
 
     name: str
     schema: str
     table: str
-    columns: str  # SELECT list (a constant): label, version text, applied_at, kind, success
-    order_by: str  # a constant column name
+    label: str
+    version: str
+    applied_at: str | None
+    kind: str | None
+    success: str | None
+    order_by: str
 
 
 TOOLS: dict[str, Tool] = {
     # node-pg-migrate: pgmigrations(id serial, name varchar(255), run_on timestamp); name = file stem.
-    "node-pg-migrate": Tool("node-pg-migrate", "public", "pgmigrations",
-                            "name, name, run_on, 'migration', true", "id"),
+    "node-pg-migrate": Tool("node-pg-migrate", "public", "pgmigrations", "name", "name", "run_on", None, None, "id"),
     # dbmate: schema_migrations(version varchar primary key); version = the file's digits.
-    "dbmate": Tool("dbmate", "public", "schema_migrations",
-                   "version, version, NULL::timestamptz, 'migration', true", "version"),
+    "dbmate": Tool("dbmate", "public", "schema_migrations", "version", "version", None, None, None, "version"),
     # Flyway: flyway_schema_history(installed_rank, version, description, type, script, checksum,
     #   installed_by, installed_on, execution_time, success); BASELINE rows mark "everything up to here".
-    "flyway": Tool("flyway", "public", "flyway_schema_history",
-                   "script, version, installed_on, type, success", "installed_rank"),
+    "flyway": Tool("flyway", "public", "flyway_schema_history", "script", "version", "installed_on", "type",
+                   "success", "installed_rank"),
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One applied migration as the other tool recorded it."""
 
     label: str
@@ -52,8 +63,7 @@ class Entry:
     repeatable: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     """What adoption would record, and what it could not place."""
 
     matched: list[tuple[Migration, Entry]]

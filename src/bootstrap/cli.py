@@ -1,235 +1,34 @@
 """
-The command line: flags and variables -> Settings -> runner; errors -> exit codes.
+The command line: one click command per bootstrap command, and nothing else.
 
-Thin on purpose. Every command goes through `_action`, which configures
-logging, loads settings, runs the work, writes one summary line
-(`bootstrap_completed`, or `bootstrap_failed` with the error's fields) and
-picks the exit code. Heavy modules (psycopg, the runner) load only when a
-command needs them, so `--help` stays fast.
+Each command checks its own usage, then hands `command.run_command` its work:
+a few lines that call `runner` and print with `render`. The driver (psycopg)
+loads only when a command reaches the database, so `--help` stays fast.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 
-from . import __version__
-from .errors import (
-    BootstrapError,
-    ExitCode,
-    NotUpToDateError,
-    SignalReceived,
-    UsageError,
-)
-from .handoff import install_signal_handlers
-from .settings import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    OPTIONS,
-    app_environ,
-    command_flags,
-    load_settings,
-    parse_choice,
-    parse_duration,
-)
-
-if TYPE_CHECKING:
-    from .db import Database
-    from .migrations import Migration
-    from .runner import Outcome
-    from .settings import Settings
+from . import __version__, render
+from .command import Done, config_options, run_command
+from .errors import NotUpToDateError, UsageError
+from .migrations import load_verify_scripts
+from .runner import before_exec, on_database, open_migrator, wait_for_database
+from .settings import Settings, app_environ
+from .typing import Logger
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ExecFn = Callable[[Sequence[str], Mapping[str, str]], Any]
-T = TypeVar("T")
 
 
-class DurationType(click.ParamType):  # type: ignore[type-arg]
-    """A duration flag: seconds (`60`, `2.5`) or with a unit (`500ms`, `30s`, `5min`)."""
-
-    name = "duration"
-
-    def __init__(self, allow_none: bool = False) -> None:
-        self.allow_none = allow_none
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return parse_duration(value, allow_none=self.allow_none)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class ChoiceType(click.ParamType):  # type: ignore[type-arg]
-    """A case-insensitive choice, parsed like its environment variable."""
-
-    name = "choice"
-
-    def __init__(self, choices: tuple[str, ...]) -> None:
-        self.choices = choices
-        self.name = "|".join(choices)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return parse_choice(str(value), self.choices)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-_TYPES: dict[str, Any] = {
-    "ddl_lock_retries": click.IntRange(min=0),
-    "wait_timeout": DurationType(),
-    "lock_timeout": DurationType(),
-    "ddl_lock_timeout": DurationType(allow_none=True),
-    "statement_timeout": DurationType(allow_none=True),
-    "log_format": ChoiceType(LOG_FORMATS),
-    "log_level": ChoiceType(LOG_LEVELS),
-}
-
-
-def _metavar(key: str) -> str | None:
-    """The placeholder `--help` shows for a flag's value (choices show themselves)."""
-    if key == "ddl_lock_retries":
-        return "N"
-    return None if key in _TYPES else key.split("_")[-1].upper()
-
-
-def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add every flag `command` takes, each with its variable (see `settings.OPTIONS`)."""
-
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(OPTIONS):
-            if option.commands and command not in option.commands:
-                continue
-            help_text = f"{option.help} [env: {option.env}"
-            help_text += "]" if option.kind != "str" else f"; default: {option.default}]"
-            if option.kind == "bool":
-                func = click.option(option.flag, option.key, is_flag=True, default=None,
-                                    help=help_text)(func)
-            elif option.kind == "int":
-                func = click.option(option.flag, option.key, default=None, help=help_text,
-                                    type=click.IntRange(min=1 if option.key == "steps" else 0),
-                                    metavar="N" if option.key == "steps" else "VERSION")(func)
-            elif option.kind == "choice":
-                func = click.option(option.flag, option.key, default=None, help=help_text,
-                                    type=ChoiceType(option.choices))(func)
-            elif option.kind == "text":
-                func = click.option(option.flag, option.key, default=None, help=help_text,
-                                    metavar="TABLE")(func)
-            else:
-                func = click.option(
-                    option.flag,
-                    option.key,
-                    type=_TYPES.get(option.key, str),
-                    default=None,
-                    metavar=_metavar(option.key),
-                    help=help_text,
-                )(func)
-        return func
-
-    return decorate
-
-
-def _early_logging(flags: Mapping[str, Any]) -> tuple[str, str]:
-    """Log format and level before settings are validated (bad values fall back)."""
-    out = []
-    for key, choices, default in (("log_format", LOG_FORMATS, "auto"), ("log_level", LOG_LEVELS, "info")):
-        value = flags.get(key) or os.environ.get(f"BOOTSTRAP_{key.upper()}") or default
-        try:
-            out.append(parse_choice(str(value), choices))
-        except ValueError:
-            out.append(default)
-    return out[0], out[1]
-
-
-def _action(
-    command: str,
-    flags: Mapping[str, Any],
-    body: Callable[[Settings, Any, Outcome, dict[str, Any]], Callable[[], Any] | None],
-) -> NoReturn:
-    """
-    Run one command: settings, logging, the work, one summary line, the exit code.
-
-    Args:
-        command: the command's name, for the summary.
-        flags: option values from click.
-        body: the work; may return a callable to run after the summary (exec).
-    """
-    from .logs import configure_logging, get_logger
-    from .runner import Outcome
-
-    started = time.monotonic()
-    configure_logging(*_early_logging(flags))
-    log = get_logger()
-    outcome = Outcome()
-    ctx = click.get_current_context()
-
-    def elapsed_ms() -> int:
-        return round((time.monotonic() - started) * 1000)
-
-    try:
-        settings = load_settings(flags)
-        configure_logging(settings.log_format, settings.log_level)
-        log = get_logger()
-        then = body(settings, log, outcome, command_flags(command, flags, settings.environ))
-        log.info("bootstrap_completed", command=command, duration_ms=elapsed_ms(), **outcome.as_log())
-        if then is not None:
-            then()
-    except NotUpToDateError as exc:
-        log.info(exc.event, **{**exc.fields, "command": command, "exit_code": int(exc.exit_code)})
-        ctx.exit(int(exc.exit_code))
-    except BootstrapError as exc:
-        fields = {
-            **exc.fields,
-            "command": command,
-            "error": exc.message,
-            "exit_code": int(exc.exit_code),
-            "duration_ms": elapsed_ms(),
-        }
-        log.error(exc.event, **fields)
-        ctx.exit(int(exc.exit_code))
-    except SignalReceived as exc:
-        log.warning(
-            "bootstrap_interrupted",
-            command=command,
-            signal=signal.Signals(exc.signum).name,
-            exit_code=exc.exit_code,
-            duration_ms=elapsed_ms(),
-        )
-        ctx.exit(exc.exit_code)
-    except click.exceptions.Exit:
-        raise
-    except Exception as exc:  # a bug: say so, with the traceback, and exit 1
-        log.error(
-            "bootstrap_failed",
-            command=command,
-            error=f"unexpected {type(exc).__name__}: {exc}",
-            exit_code=int(ExitCode.INTERNAL),
-            duration_ms=elapsed_ms(),
-            exc_info=exc,
-        )
-        ctx.exit(int(ExitCode.INTERNAL))
-    ctx.exit(0)
-
-
-def _on_database(settings: Settings, log: Any, work: Callable[[Database, list[Migration]], T]) -> T:
-    """Check the migration files, wait for the database, do `work` on it, close it."""
-    from .migrations import discover_migrations
-    from .runner import wait_for_database
-
-    migrations = discover_migrations(settings.sql_dir)  # before touching the database
-    db = wait_for_database(settings, log)
-    try:
-        return work(db, migrations)
-    finally:
-        db.close()
+def _echo(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -263,12 +62,10 @@ def wait_db(**flags: Any) -> None:
         bootstrap wait-db --timeout 30
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .runner import wait_for_database
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> None:
+        wait_for_database(settings, log)
 
-        wait_for_database(settings, log).close()
-
-    _action("wait-db", flags, body)
+    run_command("wait-db", flags, work)
 
 
 @cli.command(name="migrate")
@@ -287,12 +84,10 @@ def migrate_cmd(**flags: Any) -> None:
         BOOTSTRAP_SCHEMAS=financial bootstrap migrate --sql-dir db/sql
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .runner import migrate
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        return on_database(settings, log, lambda migrator, files: migrator.migrate(files))
 
-        _on_database(settings, log, lambda db, migrations: migrate(settings, log, db, outcome, migrations))
-
-    _action("migrate", flags, body)
+    run_command("migrate", flags, work)
 
 
 @cli.command(name="status")
@@ -308,16 +103,14 @@ def status_cmd(**flags: Any) -> None:
         bootstrap status --json | jq '.migrations[] | select(.state != "applied")'
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .runner import status
-
-        plan = _on_database(settings, log, lambda db, migrations: status(settings, log, db, migrations))
-        _print_status(plan, opts["as_json"])
-        outcome.extra.update(plan.counts())
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        plan = on_database(settings, log, lambda migrator, files: migrator.status(files))
+        _echo([render.status_json(plan)] if opts["as_json"] else render.status_table(plan))
         if opts["exit_code"] and not plan.up_to_date:
             raise NotUpToDateError("not up to date", **plan.counts())
+        return plan
 
-    _action("status", flags, body)
+    run_command("status", flags, work)
 
 
 @cli.command(name="verify")
@@ -334,20 +127,15 @@ def verify_cmd(**flags: Any) -> None:
         bootstrap verify
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .runner import load_verify_scripts, verify, wait_for_database
-
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         scripts = load_verify_scripts(settings.sql_dir, required=True)
         if not scripts:
             log.info("verify_skipped", reason=f"no scripts in {settings.sql_dir / 'verify'}")
-            return
-        db = wait_for_database(settings, log)
-        try:
-            verify(log, db, scripts, outcome)
-        finally:
-            db.close()
+            return None
+        with open_migrator(settings, log) as migrator:
+            return migrator.verify(scripts)
 
-    _action("verify", flags, body)
+    run_command("verify", flags, work)
 
 
 @cli.command(name="rollback")
@@ -368,16 +156,13 @@ def rollback_cmd(**flags: Any) -> None:
         bootstrap rollback --to 0
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .runner import rollback
-
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         steps, to_version = opts["steps"], opts["to_version"]
         if (steps is None) == (to_version is None):
             raise UsageError("give exactly one of --steps N or --to VERSION")
-        _on_database(settings, log, lambda db, migrations: rollback(
-            settings, log, db, outcome, steps=steps, to=to_version, migrations=migrations))
+        return on_database(settings, log, lambda migrator, files: migrator.rollback(files, steps=steps, to=to_version))
 
-    _action("rollback", flags, body)
+    run_command("rollback", flags, work)
 
 
 @cli.command(name="baseline")
@@ -395,16 +180,15 @@ def baseline_cmd(**flags: Any) -> None:
         bootstrap baseline --version 20240101000000
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .runner import baseline
-
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         if opts["baseline_version"] is None:
             raise UsageError("missing --version VERSION (or BOOTSTRAP_BASELINE_VERSION)")
-        _on_database(settings, log, lambda db, migrations: baseline(
-            settings, log, db, outcome, version=opts["baseline_version"],
-            allow_existing=opts["allow_existing"], migrations=migrations, echo=click.echo))
+        result = on_database(settings, log, lambda migrator, files: migrator.baseline(
+            files, version=opts["baseline_version"], allow_existing=opts["allow_existing"]))
+        _echo(render.baseline_lines(result))
+        return result
 
-    _action("baseline", flags, body)
+    run_command("baseline", flags, work)
 
 
 @cli.command(name="repair")
@@ -422,13 +206,12 @@ def repair_cmd(**flags: Any) -> None:
         bootstrap repair --dry-run && bootstrap repair
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .runner import repair
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        result = on_database(settings, log, lambda migrator, files: migrator.repair(files, dry_run=opts["dry_run"]))
+        _echo(render.repair_lines(result))
+        return result
 
-        _on_database(settings, log, lambda db, migrations: repair(
-            settings, log, db, outcome, dry_run=opts["dry_run"], migrations=migrations, echo=click.echo))
-
-    _action("repair", flags, body)
+    run_command("repair", flags, work)
 
 
 @cli.command(name="new")
@@ -446,7 +229,7 @@ def new_cmd(description: tuple[str, ...], **flags: Any) -> None:
         bootstrap new add email to accounts --down
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> None:
         from .scaffold import create_migration
 
         created = create_migration(settings.sql_dir, " ".join(description), down=opts["with_down"])
@@ -455,7 +238,7 @@ def new_cmd(description: tuple[str, ...], **flags: Any) -> None:
                 click.echo(str(path))
                 log.info("migration_created", path=str(path))
 
-    _action("new", flags, body)
+    run_command("new", flags, work)
 
 
 @cli.command(name="adopt")
@@ -475,17 +258,16 @@ def adopt_cmd(**flags: Any) -> None:
         bootstrap adopt --from node-pg-migrate --dry-run
     """
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> None:
-        from .runner import adopt
-
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         if opts["adopt_from"] is None:
             raise UsageError("missing --from node-pg-migrate|dbmate|flyway (or BOOTSTRAP_ADOPT_FROM)")
         # --table arrives as (schema, table), checked with the other settings.
-        _on_database(settings, log, lambda db, migrations: adopt(
-            settings, log, db, outcome, tool_name=opts["adopt_from"], table=opts["adopt_table"],
-            dry_run=opts["dry_run"], migrations=migrations, echo=click.echo))
+        result = on_database(settings, log, lambda migrator, files: migrator.adopt(
+            files, tool_name=opts["adopt_from"], table=opts["adopt_table"], dry_run=opts["dry_run"]))
+        _echo(render.adopt_lines(result, settings.sql_dir))
+        return result
 
-    _action("adopt", flags, body)
+    run_command("adopt", flags, work)
 
 
 @cli.command(name="run", context_settings={"allow_interspersed_args": False})
@@ -511,146 +293,20 @@ def run_cmd(command: tuple[str, ...], **flags: Any) -> None:
     ctx = click.get_current_context()
     exec_fn: ExecFn | None = (ctx.obj or {}).get("exec") if isinstance(ctx.obj, dict) else None
 
-    def body(settings: Settings, log: Any, outcome: Outcome, opts: dict[str, Any]) -> Callable[[], Any]:
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
         from .handoff import exec_app, resolve_command
 
         if not argv:
             raise UsageError("missing command: use `bootstrap run -- CMD [ARG...]`")
         env = app_environ(settings.environ)
         resolve_command(argv[0], env)  # 127/126 before touching anything
-        from .migrations import discover_migrations
-        from .runner import load_verify_scripts, migrate, verify, wait_for_database
-
-        migrations = None if opts["no_migrate"] else discover_migrations(settings.sql_dir)
-        scripts = [] if opts["no_verify"] else load_verify_scripts(settings.sql_dir)
-        if migrations is not None or scripts or not opts["no_wait"]:
-            db = wait_for_database(settings, log, wait=not opts["no_wait"])
-            try:
-                if migrations is not None:
-                    migrate(settings, log, db, outcome, migrations)
-                if scripts:
-                    verify(log, db, scripts, outcome)
-            finally:
-                db.close()
+        result = before_exec(settings, log, no_wait=opts["no_wait"], no_migrate=opts["no_migrate"],
+                             no_verify=opts["no_verify"])
 
         def handoff() -> None:
             log.info("app_exec_started", app=argv[0], arg_count=len(argv) - 1, pid=os.getpid())
             (exec_fn or exec_app)(argv, env)
 
-        return handoff
+        return Done(result, handoff)
 
-    _action("run", flags, body)
-
-
-def _print_status(plan: Any, as_json: bool) -> None:
-    entries = plan.entries
-    if as_json:
-        import json
-
-        doc = {
-            "up_to_date": plan.up_to_date,
-            "summary": plan.counts(),
-            "migrations": [
-                {
-                    "version": e.version,
-                    "name": e.name,
-                    "kind": e.kind.value,
-                    "state": e.state.value,
-                    "checksum": e.migration.checksum if e.migration else None,
-                    "applied_checksum": e.applied.checksum if e.applied else None,
-                    "applied_at": e.applied.applied_at.isoformat()
-                    if e.applied and e.applied.applied_at
-                    else None,
-                    "detail": e.detail or None,
-                }
-                for e in entries
-            ],
-        }
-        click.echo(json.dumps(doc, indent=2))
-        return
-    rows = [("VERSION", "STATE", "NAME", "APPLIED AT", "DETAIL")]
-    for e in entries:
-        applied_at = (
-            e.applied.applied_at.strftime("%Y-%m-%d %H:%M:%S%z") if e.applied and e.applied.applied_at else ""
-        )
-        rows.append((str(e.version) if e.version is not None else "R", e.state.value, e.name,
-                     applied_at, e.detail))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        line = "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True))
-        # Padding kept when a detail follows, so it stays in its column.
-        click.echo(f"{line}  {r[4]}" if r[4] else line.rstrip())
-    counts = plan.counts()
-    click.echo(
-        f"\n{len(entries)} migrations: "
-        + ", ".join(f"{n} {state}" for state, n in counts.items())
-        + (" (up to date)" if plan.up_to_date else "")
-    )
-
-
-def _report_usage_error(exc: click.ClickException, args: Sequence[str]) -> None:
-    """
-    Show a usage error: click's text on a console, one `bootstrap_failed`
-    JSON line when logs are JSON (so every stderr line stays parseable).
-    """
-    fmt = os.environ.get("BOOTSTRAP_LOG_FORMAT", "auto")
-    for i, arg in enumerate(args):
-        if arg == "--":
-            break
-        if arg == "--log-format" and i + 1 < len(args):
-            fmt = args[i + 1]
-        elif arg.startswith("--log-format="):
-            fmt = arg.split("=", 1)[1]
-    from .logs import configure_logging, get_logger, resolve_format
-
-    try:
-        fmt = resolve_format(parse_choice(fmt, LOG_FORMATS), sys.stderr)
-    except ValueError:
-        fmt = resolve_format("auto", sys.stderr)
-    if fmt != "json":
-        exc.show()
-        return
-    configure_logging("json")
-    ctx = getattr(exc, "ctx", None)
-    usage = ctx.get_usage() if ctx is not None else ""
-    get_logger().error("bootstrap_failed", error=exc.format_message(), exit_code=exc.exit_code,
-                       usage=usage.replace("\n", " ").strip() or None)
-
-
-def main(argv: Sequence[str] | None = None, *, fast_exit: bool = False) -> NoReturn:
-    """
-    Run the CLI and exit with its code.
-
-    Args:
-        argv: the arguments (default: the process's).
-        fast_exit: end with os._exit once output is flushed and connections are
-            closed, skipping the interpreter's teardown of every loaded module
-            (~60-80 ms after psycopg, on every container start). The console
-            script does; callers embedding the CLI don't.
-    """
-    install_signal_handlers()
-    args = list(argv) if argv is not None else sys.argv[1:]
-    try:
-        rv = cli.main(args=args, prog_name="bootstrap", standalone_mode=False)
-        code = rv if isinstance(rv, int) else 0
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        _report_usage_error(exc, args)
-        code = exc.exit_code
-    except click.exceptions.Abort:
-        code = int(ExitCode.INTERNAL)
-    except SignalReceived as exc:
-        code = exc.exit_code
-    try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        # Reader went away (`bootstrap status | head`): not an error of ours.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    if fast_exit:
-        try:
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-    sys.exit(code)
+    run_command("run", flags, work)

@@ -90,13 +90,22 @@ class ConfigError(BootstrapError):
 
 
 class DatabaseUnavailableError(BootstrapError):
-    """Raised when the database did not answer before the wait timeout ran out."""
+    """
+    Raised when the database did not answer before `--timeout` ran out
+    (fields: attempts, waited_ms, error_type), or when the connection was lost
+    between files, where nothing is half-applied.
+    """
 
     exit_code = ExitCode.UNAVAILABLE
 
 
 class MigrationFailedError(BootstrapError):
-    """Raised when a migration file fails; its transaction was rolled back."""
+    """
+    Raised when a migration or rollback file fails (fields: file, line,
+    column, sqlstate). A transactional file was rolled back whole; a
+    `no-transaction` file kept the statements before the failing one, and the
+    message says which ran, which failed and which did not run.
+    """
 
     exit_code = ExitCode.MIGRATION_FAILED
 
@@ -105,38 +114,42 @@ class IntegrityError(BootstrapError):
     """
     Raised when the ledger and the files disagree: an applied file changed or
     is missing, or a pending version is older than the newest applied one.
+    Every problem is listed (`problems`); nothing was applied.
     """
 
     exit_code = ExitCode.INTEGRITY
 
 
 class LockTimeoutError(BootstrapError):
-    """Raised when another runner held the migration lock past `--lock-timeout`."""
+    """Raised when another runner held the migration lock past `--lock-timeout`; names the holder."""
 
     exit_code = ExitCode.LOCK_TIMEOUT
 
 
 class NotUpToDateError(BootstrapError):
-    """Raised by `status --exit-code` when anything is pending, changed or missing."""
+    """Raised by `status --exit-code` when anything is pending, changed or missing (the counts as fields)."""
 
     exit_code = ExitCode.NOT_UP_TO_DATE
     event = "status_not_up_to_date"
 
 
 class VerifyFailedError(BootstrapError):
-    """Raised when a verify script raised an error."""
+    """
+    Raised when one or more verify scripts raised an error; each failing
+    script is named with the server's message (`failures`).
+    """
 
     exit_code = ExitCode.VERIFY_FAILED
 
 
 class CommandNotFoundError(BootstrapError):
-    """Raised by `run` when the command to exec does not exist."""
+    """Raised by `run` when the command to exec does not exist (exit 127, as shells do)."""
 
     exit_code = ExitCode.NOT_FOUND
 
 
 class CommandNotExecutableError(BootstrapError):
-    """Raised by `run` when the command to exec exists but cannot be executed."""
+    """Raised by `run` when the command exists but cannot be executed: a directory, no x bit (exit 126)."""
 
     exit_code = ExitCode.NOT_EXECUTABLE
 

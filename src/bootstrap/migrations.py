@@ -1,49 +1,34 @@
 """
-Migration files: find them, check their names, read and checksum them, parse them.
+The migrations directory: find the files, check their names and versions,
+pair rollbacks with their migrations, and parse the ones about to run.
 
 Discovery (`discover_migrations`) looks at every file: names, versions,
 duplicates, readability, UTF-8, directives and checksums. Parsing
-(`parse_migration`) splits a file that is about to run into statements and
-checks what only matters for running it. Neither touches the database.
+(`parse_migration`, `parse_down`, `load_verify_scripts`) splits a file that is
+about to run into statements and checks what only matters for running it.
+Neither touches the database; reading one file is `sqlfile`'s job.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import ConfigError
+from .sqlfile import VERIFY_DIR, SqlFile, parse_file, read_sql_file, where
 
 if TYPE_CHECKING:
     from .sqlsplit import Script
 
-BOM = b"\xef\xbb\xbf"
-# A file is sent as one query; PostgreSQL refuses queries of 1 GB and more.
-MAX_FILE_BYTES = 256 * 1024 * 1024
 KEEP_TEXT_CHARS = 64 * 1024  # files this small are parsed from the text discovery read
 MAX_VERSION = 2**63 - 1
-NO_TRANSACTION = "no-transaction"
-KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION})
-VERIFY_DIR = "verify"
-
 _VERSIONED = re.compile(r"^(?P<version>[0-9]+)_(?P<description>[^/]+)\.sql$")
 _DOWN = re.compile(r"^(?P<version>[0-9]+)_(?P<description>[^/]+)\.down\.sql$")
 _REPEATABLE = re.compile(r"^R__(?P<description>[^/]+)\.sql$")
 _FLYWAY = re.compile(r"^[VUR](?P<version>[0-9._]*)__(?P<description>.+)\.sql$", re.I)
-_DIRECTIVE = re.compile(r"^--\s*bootstrap\s*:(?P<rest>.*)$")
-_TRANSACTION_CONTROL = {
-    "prepare": "PREPARE TRANSACTION",
-    "begin": "BEGIN",
-    "start": "START TRANSACTION",
-    "commit": "COMMIT",
-    "end": "END",
-    "abort": "ABORT",
-    "rollback": "ROLLBACK",
-}
 
 
 class Kind(enum.StrEnum):
@@ -108,127 +93,6 @@ class ParsedMigration(NamedTuple):
     def text(self) -> str:
         """The normalised SQL (BOM dropped, CRLF read as LF)."""
         return self.script.text
-
-
-class SqlFile(NamedTuple):
-    """A file read and checked: decoded text, checksum and directives."""
-
-    path: str | os.PathLike[str]
-    text: str
-    checksum: str
-    transactional: bool
-
-
-def _where(path: str | os.PathLike[str]) -> str:
-    return os.fspath(path)
-
-
-def normalise(raw: bytes) -> bytes:
-    """Drop a UTF-8 BOM and read CRLF as LF: what the checksum is taken of."""
-    if raw.startswith(BOM):
-        raw = raw[len(BOM) :]
-    return raw.replace(b"\r\n", b"\n") if b"\r" in raw else raw
-
-
-def checksum_of(raw: bytes) -> str:
-    """SHA-256 (hex) of a file's content, BOM dropped and CRLF read as LF."""
-    return hashlib.sha256(normalise(raw)).hexdigest()
-
-
-def read_sql_file(path: str | os.PathLike[str]) -> SqlFile:
-    """
-    Read, decode, checksum one file and read its directives.
-
-    Raises:
-        ConfigError: unreadable, too big, not UTF-8, empty, or an unknown directive.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            size = os.fstat(fd).st_size
-            if size > MAX_FILE_BYTES:
-                raise ConfigError(
-                    f"{_where(path)}: {size / 2**20:.0f} MiB is more than bootstrap sends as one query "
-                    f"({MAX_FILE_BYTES // 2**20} MiB); split it into several migrations, or load bulk data "
-                    "with COPY from a server-side file",
-                    file=_where(path),
-                )
-            raw = os.read(fd, size) if size else b""
-            if len(raw) < size or not size:  # a short read, or a file that reports no size (/proc, pipes)
-                chunks = [raw]
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                raw = b"".join(chunks)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise ConfigError(
-            f"{_where(path)}: cannot read the file: {exc.strerror or exc}", file=_where(path)
-        ) from None
-    data = normalise(raw)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        from .sqlsplit import line_col
-
-        prefix = data[: exc.start].decode("utf-8")
-        line, col = line_col(prefix, len(prefix))
-        raise ConfigError(
-            f"{_where(path)}:{line}:{col}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
-            "save the file as UTF-8",
-            file=str(path),
-            line=line,
-        ) from None
-    if not text or text.isspace():
-        raise ConfigError(
-            f"{_where(path)}: the file is empty; a migration must contain SQL",
-            file=str(path),
-        )
-    return SqlFile(
-        path=path,
-        text=text,
-        checksum=hashlib.sha256(data).hexdigest(),
-        transactional=NO_TRANSACTION not in read_directives(path, text),
-    )
-
-
-def read_directives(path: str | os.PathLike[str], text: str) -> frozenset[str]:
-    """
-    Read `-- bootstrap:<option>` lines from the file's leading comments.
-
-    Raises:
-        ConfigError: an unknown option, naming the file and line.
-    """
-    found: set[str] = set()
-    start, number = 0, 0
-    while start < len(text):  # the leading comment lines only: never split a whole big file
-        end = text.find("\n", start)
-        end = len(text) if end < 0 else end
-        line, start, number = text[start:end], end + 1, number + 1
-        stripped = line.strip()
-        if stripped and not stripped.startswith("--"):
-            break
-        match = _DIRECTIVE.match(stripped)
-        if match is None:
-            continue
-        options = [o for o in re.split(r"[\s,]+", match.group("rest").strip()) if o]
-        if not options:
-            raise ConfigError(
-                f"{_where(path)}:{number}: empty bootstrap directive; "
-                f"known options: {', '.join(sorted(KNOWN_DIRECTIVES))}",
-                file=str(path),
-                line=number,
-            )
-        for option in options:
-            if option not in KNOWN_DIRECTIVES:
-                raise ConfigError(
-                    f"{_where(path)}:{number}: unknown directive 'bootstrap:{option}'; "
-                    f"known options: {', '.join(sorted(KNOWN_DIRECTIVES))}",
-                    file=str(path),
-                    line=number,
-                )
-            found.add(option)
-    return frozenset(found)
 
 
 def _check_entry(sql_dir: Path, entry: os.DirEntry[str]) -> str:
@@ -306,6 +170,23 @@ def versioned_files(migrations: list[Migration]) -> dict[int, Migration]:
     return {m.version: m for m in migrations if m.kind is Kind.VERSIONED and m.version is not None}
 
 
+def _read_migration(kind: Kind, version: int | None, path: str, name: str, description: str,
+                    down: str | None) -> Migration:
+    """Read and checksum one migration file (keeping the text of a small one for parsing)."""
+    read = read_sql_file(path)
+    return Migration(
+        kind=kind,
+        version=version,
+        description=description,
+        name=name,
+        location=path,
+        checksum=read.checksum,
+        transactional=read.transactional,
+        down_location=down,
+        text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
+    )
+
+
 def discover_migrations(sql_dir: Path) -> list[Migration]:
     """
     Find every migration in `sql_dir`, versioned ones by version, then repeatables by name.
@@ -361,37 +242,13 @@ def discover_migrations(sql_dir: Path) -> list[Migration]:
     migrations: list[Migration] = []
     for version in sorted(ups):
         path, name, description = ups[version]
-        read = read_sql_file(path)
         down = downs.get(version)
         if down is not None:
             read_sql_file(down[0])  # a broken rollback is found now, not during an incident
-        migrations.append(
-            Migration(
-                kind=Kind.VERSIONED,
-                version=version,
-                description=description,
-                name=name,
-                location=path,
-                checksum=read.checksum,
-                transactional=read.transactional,
-                down_location=down[0] if down is not None else None,
-                text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
-            )
-        )
+        migrations.append(_read_migration(Kind.VERSIONED, version, path, name, description,
+                                          down[0] if down is not None else None))
     for path, name, description in repeatables:
-        read = read_sql_file(path)
-        migrations.append(
-            Migration(
-                kind=Kind.REPEATABLE,
-                version=None,
-                description=description,
-                name=name,
-                location=path,
-                checksum=read.checksum,
-                transactional=read.transactional,
-                text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
-            )
-        )
+        migrations.append(_read_migration(Kind.REPEATABLE, None, path, name, description, None))
     return migrations
 
 
@@ -408,73 +265,6 @@ def discover_verify_scripts(sql_dir: Path) -> list[Path]:
             continue
         paths.append(Path(_check_entry(folder, entry)))
     return paths
-
-
-def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> tuple[SqlFile, Script]:
-    """
-    Read and split one file.
-
-    Args:
-        path: the file.
-        already: the file as discovery read it (saves reading it again).
-
-    Raises:
-        ConfigError: for anything `read_sql_file` refuses, an unterminated
-            quote or comment, a psql meta-command, or a file with no statement.
-    """
-    from .sqlsplit import SqlSyntaxError, line_col, split_statements
-
-    read = already or read_sql_file(path)
-    try:
-        script = split_statements(read.text)
-    except SqlSyntaxError as exc:
-        line, col = line_col(read.text, exc.offset)
-        raise ConfigError(
-            f"{_where(path)}:{line}:{col}: {exc}", file=str(path), line=line
-        ) from None
-    for statement in script.code_statements:
-        if statement.words[:1] == ("copy",) and "stdin" in _code_words(statement.text):
-            line, _ = line_col(read.text, statement.code_start)
-            raise ConfigError(
-                f"{_where(path)}:{line}: COPY ... FROM STDIN needs psql; "
-                "use INSERT statements or COPY from a server-side file",
-                file=str(path),
-                line=line,
-            )
-    if script.backslashes:
-        line, col = line_col(read.text, script.backslashes[0])
-        snippet = read.text[script.backslashes[0] :].split("\n", 1)[0][:40]
-        raise ConfigError(
-            f"{_where(path)}:{line}:{col}: '{snippet}' is a psql meta-command, not SQL; "
-            "bootstrap sends files to the server as they are",
-            file=str(path),
-            line=line,
-        )
-    if not script.code_statements:
-        raise ConfigError(
-            f"{_where(path)}: the file has only comments; a migration must contain SQL",
-            file=str(path),
-        )
-    for statement in script.code_statements:
-        words = statement.words
-
-        if read.transactional and _is_transaction_control(words):
-            line, _ = line_col(read.text, statement.code_start)
-            if os.path.basename(os.path.dirname(os.fspath(path))) == VERIFY_DIR:
-                raise ConfigError(
-                    f"{_where(path)}:{line}: {_TRANSACTION_CONTROL[words[0]]} in a verify script; verify "
-                    "scripts run inside one transaction that bootstrap always rolls back. Remove it",
-                    file=str(path),
-                    line=line,
-                )
-            raise ConfigError(
-                f"{_where(path)}:{line}: {_TRANSACTION_CONTROL[words[0]]} in a transactional file; "
-                "bootstrap already runs each file in one transaction together with its ledger row. "
-                "Remove it, or put '-- bootstrap:no-transaction' on the first line",
-                file=str(path),
-                line=line,
-            )
-    return read, script
 
 
 # Other tools keep the rollback in the same file; bootstrap would run it right after the up part.
@@ -501,7 +291,7 @@ def parse_migration(migration: Migration) -> ParsedMigration:
 
         line, _ = line_col(read.text, marker.start())
         raise ConfigError(
-            f"{_where(migration.path)}:{line}: '{marker.group(0)}' starts another tool's rollback section, "
+            f"{where(migration.path)}:{line}: '{marker.group(0)}' starts another tool's rollback section, "
             f"which bootstrap would run right after the up part; move it to "
             f"{migration.path.name.removesuffix('.sql')}.down.sql",
             file=str(migration.path),
@@ -509,21 +299,53 @@ def parse_migration(migration: Migration) -> ParsedMigration:
         )
     if read.checksum != migration.checksum:
         raise ConfigError(
-            f"{_where(migration.path)}: the file changed while bootstrap was running",
+            f"{where(migration.path)}: the file changed while bootstrap was running",
             file=str(migration.path),
         )
     return ParsedMigration(migration=migration, script=script)
 
 
-def _is_transaction_control(words: tuple[str, ...]) -> bool:
-    if not words or words[0] not in _TRANSACTION_CONTROL:
-        return False
-    if words[0] == "prepare":  # PREPARE name AS ... is a prepared statement, not a transaction
-        return len(words) > 1 and words[1] == "transaction"
-    # ROLLBACK TO SAVEPOINT and ROLLBACK PREPARED are not the end of our transaction...
-    # but ROLLBACK PREPARED cannot run in one either, and COMMIT PREPARED neither.
-    return not (words[0] == "rollback" and len(words) > 1 and words[1] == "to")
+def parse_down(migration: Migration) -> ParsedMigration:
+    """
+    Read and split a versioned migration's `.down.sql` partner, as the migration
+    that rollback runs (its name, checksum and directives are the down file's).
+
+    Raises:
+        ConfigError: as `parse_file`.
+    """
+    assert migration.down_path is not None
+    read, script = parse_file(migration.down_path)
+    down = migration._replace(location=migration.down_path, name=migration.down_path.name,
+                              checksum=read.checksum, transactional=read.transactional,
+                              down_location=None, text=None)
+    return ParsedMigration(migration=down, script=script)
 
 
-def _code_words(text: str) -> set[str]:
-    return {w.lower() for w in re.findall(r"[A-Za-z_]+", text)}
+def load_verify_scripts(sql_dir: Path, *, required: bool = False) -> list[tuple[str, str]]:
+    """
+    Read and check the verify scripts (before touching the database).
+
+    Args:
+        sql_dir: the migrations directory.
+        required: the directory must exist (`bootstrap verify`); `run` verifies
+            only when scripts exist.
+
+    Returns:
+        (name, text) of each script, in name order.
+    """
+    if required and not sql_dir.is_dir():
+        raise ConfigError(
+            f"migrations directory {sql_dir} does not exist (set BOOTSTRAP_SQL_DIR or --sql-dir)",
+            variable="BOOTSTRAP_SQL_DIR",
+        )
+    scripts = []
+    for path in discover_verify_scripts(sql_dir):
+        read, _script = parse_file(path)
+        if not read.transactional:
+            raise ConfigError(
+                f"{path}: verify scripts always run inside bootstrap's transaction, which is rolled "
+                "back; remove the '-- bootstrap:no-transaction' line",
+                file=str(path),
+            )
+        scripts.append((path.name, read.text))
+    return scripts

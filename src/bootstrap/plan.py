@@ -3,17 +3,21 @@ The planner: compare the files with the ledger and decide what to do.
 
 Pure: takes values, returns values. `evaluate` never raises, so `status` can
 show every state; `build_plan` raises `IntegrityError` when the ledger and the
-files disagree in a way `migrate` must not paper over.
+files disagree in a way `migrate` must not paper over. `plan_rollback`,
+`plan_baseline` and `plan_repair` choose what those commands touch.
 """
 
 from __future__ import annotations
 
 import enum
-from datetime import datetime
 from typing import NamedTuple
 
-from .errors import IntegrityError
-from .migrations import Kind, Migration
+from .errors import ConfigError, IntegrityError, UsageError
+from .migrations import Kind, Migration, versioned_files
+from .typing import AppliedMigration, RepairChange
+
+__all__ = ["AppliedMigration", "Entry", "Plan", "State", "build_plan", "evaluate", "plan_baseline",
+           "plan_repair", "plan_rollback"]
 
 
 class State(enum.StrEnum):
@@ -23,22 +27,6 @@ class State(enum.StrEnum):
     PENDING = "pending"
     CHANGED = "changed"
     MISSING = "missing"
-
-
-class AppliedMigration(NamedTuple):
-    """One ledger row."""
-
-    version: int | None
-    name: str
-    kind: Kind
-    checksum: str
-    applied_at: datetime | None = None
-    source: str = "applied"
-
-    @property
-    def key(self) -> str:
-        """Identity: the version for versioned rows, the name for repeatables."""
-        return str(self.version) if self.version is not None else self.name
 
 
 class Entry(NamedTuple):
@@ -80,6 +68,10 @@ class Plan(NamedTuple):
         for entry in self.entries:
             out[entry.state.value] += 1
         return out
+
+    def as_log(self) -> dict[str, int]:
+        """The `bootstrap_completed` fields of `status`: the counts."""
+        return self.counts()
 
 
 def evaluate(
@@ -191,3 +183,83 @@ def build_plan(
             problems=list(plan.problems),
         )
     return plan
+
+
+def versioned_rows(applied: list[AppliedMigration]) -> dict[int, AppliedMigration]:
+    """The versioned ledger rows by version."""
+    return {r.version: r for r in applied if r.kind is Kind.VERSIONED and r.version is not None}
+
+
+def plan_rollback(
+    migrations: list[Migration], applied: list[AppliedMigration], *, steps: int | None, to: int | None
+) -> list[Migration]:
+    """
+    Choose the versions to undo, newest first, and check each has its partner.
+
+    Args:
+        migrations: discovered files.
+        applied: ledger rows.
+        steps: undo this many of the newest applied versions.
+        to: undo every applied version above this one (0: everything).
+
+    Returns:
+        The migrations to undo (each with its `.down.sql`), newest version first.
+
+    Raises:
+        UsageError: more steps than applied versions.
+        IntegrityError: an applied file in range changed or is missing.
+        ConfigError: a partner in range is missing.
+    """
+    versions = sorted(versioned_rows(applied).items(), reverse=True)  # (version, row), newest first
+    if steps is not None:
+        if steps > len(versions):
+            raise UsageError(
+                f"--steps {steps}, but only {len(versions)} versioned migration"
+                f"{'s are' if len(versions) != 1 else ' is'} applied; nothing was rolled back",
+                applied=len(versions),
+            )
+        chosen = versions[:steps]
+    else:
+        assert to is not None
+        chosen = [(version, row) for version, row in versions if version > to]
+    files = versioned_files(migrations)
+    problems = []
+    missing_partners = []
+    for version, row in chosen:
+        migration = files.get(version)
+        if migration is None:
+            problems.append(f"{row.name} (version {version}) is applied but its file is missing")
+        elif migration.checksum != row.checksum:
+            problems.append(f"{migration.name} (version {version}) changed after it was applied")
+        elif migration.down_path is None:
+            missing_partners.append(f"{migration.name} has no {migration.path.stem}.down.sql")
+    if problems:
+        raise IntegrityError("refusing to roll back, nothing was changed: " + "; ".join(problems),
+                             problems=problems)
+    if missing_partners:
+        raise ConfigError("refusing to roll back, nothing was changed: " + "; ".join(missing_partners),
+                          missing=missing_partners)
+    return [files[version] for version, _row in chosen]
+
+
+def plan_baseline(migrations: list[Migration], applied: list[AppliedMigration], version: int) -> list[Migration]:
+    """The versioned files up to `version` that the ledger does not hold yet, in order."""
+    recorded = versioned_rows(applied)
+    return [m for m in migrations
+            if m.kind is Kind.VERSIONED and m.version is not None and m.version <= version
+            and m.version not in recorded]
+
+
+def plan_repair(migrations: list[Migration], applied: list[AppliedMigration]) -> list[RepairChange]:
+    """
+    The applied versions whose file now differs (checksum or name) or is gone,
+    in version order; matching ones are left out.
+    """
+    files = versioned_files(migrations)
+    out: list[RepairChange] = []
+    for version, row in sorted(versioned_rows(applied).items()):
+        migration = files.get(version)
+        if migration is not None and migration.checksum == row.checksum and migration.name == row.name:
+            continue
+        out.append(RepairChange(row=row, migration=migration))
+    return out

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import ConfigError, UsageError
 from .migrations import Kind, discover_migrations
@@ -28,8 +28,7 @@ DOWN_TEMPLATE = """\
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Created:
+class Created(NamedTuple):
     """The files `new` wrote."""
 
     up: Path

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from bootstrap import cli
+from bootstrap._entry import run_cli as run_cli_main
 from bootstrap.errors import ExitCode
 from tests.helpers import clean_env, write
 
@@ -115,7 +116,7 @@ def test_version() -> None:
 def test_main_maps_usage_errors_to_2(capsys: pytest.CaptureFixture[str]) -> None:
     """The console script's main() exits 2 for usage errors, like click standalone."""
     with pytest.raises(SystemExit) as info:
-        cli.main(["migrate", "--no-such-flag"])
+        run_cli_main(["migrate", "--no-such-flag"])
     assert ExitCode.USAGE == info.value.code
     assert "No such option" in capsys.readouterr().err
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from bootstrap.db import advisory_key
+from bootstrap.pg import advisory_key
 from tests.helpers import Spawned, bootstrap_cmd, clean_env, events, ledger, logs, poll, run_cli, table_exists, write
 
 SENTINEL = "S3ntinel-Pa55word"

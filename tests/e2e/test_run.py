@@ -182,23 +182,3 @@ def test_script_without_shebang_runs_with_sh(fresh_url: str, sql_dir: Path, tmp_
     script.chmod(0o755)
     result = run_cli(["run", "--no-migrate", "--", str(script)], env_for(fresh_url, sql_dir))
     assert (0, f"from-sh {script}\n") == (result.returncode, result.stdout)
-
-
-def test_entrypoint_dispatch_table() -> None:
-    """entrypoint.py: bootstrap commands and --help/--version pass through; anything else is the app."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    try:
-        from entrypoint import dispatch
-    finally:
-        sys.path.pop(0)
-    assert ["migrate", "--log-level", "debug"] == dispatch(["migrate", "--log-level", "debug"])
-    assert ["--version"] == dispatch(["--version"])
-    assert ["run", "--", "node", "server.js"] == dispatch(["node", "server.js"])
-    assert ["run", "--", "node", "server.js"] == dispatch(["--", "node", "server.js"])
-    assert ["run", "--no-migrate", "node", "server.js"] == dispatch(["--no-migrate", "node", "server.js"])
-    assert ["run"] == dispatch([])
-    # Flags before a bootstrap command belong to it; before anything else, to run.
-    assert ["migrate", "--log-level", "debug"] == dispatch(["--log-level", "debug", "migrate"])
-    assert ["status", "--sql-dir=db", "--json"] == dispatch(["--sql-dir=db", "status", "--json"])
-    assert ["run", "--no-migrate", "--timeout", "5", "node", "migrate"] == \
-        dispatch(["--no-migrate", "--timeout", "5", "node", "migrate"])

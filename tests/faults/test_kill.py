@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-from bootstrap.db import advisory_key
+from bootstrap.pg import advisory_key
 from pgcluster import free_port
 from tests.faults.conftest import GATE_SQL, Gate, env_for, migrate_cmd
 from tests.helpers import Spawned, clean_env, bootstrap_cmd, ledger, poll, run_cli, table_exists, write

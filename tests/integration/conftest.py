@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import structlog
 
-from bootstrap.db import Database
-from bootstrap.runner import Outcome, migrate, status
+from bootstrap.migrations import discover_migrations
+from bootstrap.runner import Migrator, open_migrator
 from bootstrap.settings import load_settings
+from bootstrap.typing import MigrateResult
 
 
 class Runner:
@@ -21,6 +22,7 @@ class Runner:
         self.dsn = dsn
         self.sql_dir = sql_dir
         self.events: list[dict[str, Any]] = []
+        self.lock_poll: Any = None  # a Backoff for the lock polls, or the default schedule
 
     def settings(self, **env: str) -> Any:
         base = {"DATABASE_URL": self.dsn, "BOOTSTRAP_SQL_DIR": str(self.sql_dir),
@@ -29,28 +31,27 @@ class Runner:
         flags = {"out_of_order": True} if base.pop("OUT_OF_ORDER", None) else {}
         return load_settings(flags, base)
 
-    def _with_db(self, work: Callable[[Any, Any, Database], Any], **env: str) -> Any:
+    def _with_db(self, work: Callable[[Migrator], Any], **env: str) -> Any:
         settings = self.settings(**env)
         with structlog.testing.capture_logs() as captured:
             log = structlog.get_logger()
             try:
-                db = Database.connect(settings, log)
-                try:
-                    return work(settings, log, db)
-                finally:
-                    db.close()
+                with open_migrator(settings, log, lock_poll=self.lock_poll) as migrator:
+                    return work(migrator)
             finally:
                 self.events = captured
 
-    def migrate(self, **env: str) -> Outcome:
+    def files(self) -> Any:
+        """The migration files, discovered as commands do."""
+        return discover_migrations(self.sql_dir)
+
+    def migrate(self, **env: str) -> MigrateResult:
         """`bootstrap migrate` with these variables on top of the defaults."""
-        outcome = Outcome()
-        self._with_db(lambda s, log, db: migrate(s, log, db, outcome), **env)
-        return outcome
+        return self._with_db(lambda m: m.migrate(self.files()), **env)
 
     def status(self, **env: str) -> Any:
         """`bootstrap status`'s plan."""
-        return self._with_db(lambda s, log, db: status(s, log, db), **env)
+        return self._with_db(lambda m: m.status(self.files()), **env)
 
     def names(self) -> list[str]:
         """Event names of the last call."""

@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bootstrap import render
 from bootstrap.errors import ConfigError, IntegrityError, UsageError
 from bootstrap.migrations import discover_migrations
-from bootstrap.runner import Outcome, adopt, baseline, repair
 from bootstrap.scaffold import create_migration, slugify
 from tests.helpers import clean_env, ledger, run_cli, table_exists, write
 
@@ -45,13 +45,12 @@ def npm_tools() -> Path:
     return bin_dir
 
 
-def call(runner, work, **kwargs):
-    """Run one of the runner's commands in-process, collecting what it prints."""
-    printed: list[str] = []
-    outcome = Outcome()
-    runner._with_db(lambda s, log, db: work(s, log, db, outcome, migrations=discover_migrations(runner.sql_dir),
-                                            echo=printed.append, **kwargs))
-    return outcome, printed
+def call(runner, command: str, **kwargs):
+    """Run one of the Migrator's commands in-process: its result, and the lines the CLI prints for it."""
+    result = runner._with_db(lambda migrator: getattr(migrator, command)(runner.files(), **kwargs))
+    if command == "adopt":
+        return result, render.adopt_lines(result, runner.sql_dir)
+    return result, getattr(render, f"{command}_lines")(result)
 
 
 # -- baseline --------------------------------------------------------------------------------
@@ -62,8 +61,8 @@ def test_baseline_records_without_running(runner, sql_dir: Path, db: psycopg.Con
     write(sql_dir, "1_existing.sql", "CREATE TABLE existing (id int);")
     write(sql_dir, "2_more.sql", "CREATE TABLE existing_more (id int);")
     write(sql_dir, "3_new.sql", "CREATE TABLE brand_new (id int);")
-    outcome, printed = call(runner, baseline, version=2, allow_existing=False)
-    assert 2 == outcome.extra["migrations_baselined"]
+    outcome, printed = call(runner, "baseline", version=2, allow_existing=False)
+    assert 2 == outcome.as_log()["migrations_baselined"]
     assert ["baselined  1  1_existing.sql", "baselined  2  2_more.sql"] == printed
     assert [("baseline",), ("baseline",)] == db.execute("SELECT source FROM bootstrap_migrations ORDER BY version").fetchall()
     assert not table_exists(db, "existing_more")
@@ -76,9 +75,9 @@ def test_baseline_refuses_a_ledger_with_rows(runner, sql_dir: Path, db: psycopg.
     runner.migrate()
     write(sql_dir, "2_b.sql", "CREATE TABLE b (id int);")
     with pytest.raises(IntegrityError, match="already has 1 rows"):
-        call(runner, baseline, version=2, allow_existing=False)
-    outcome, _ = call(runner, baseline, version=2, allow_existing=True)
-    assert 1 == outcome.extra["migrations_baselined"]
+        call(runner, "baseline", version=2, allow_existing=False)
+    outcome, _ = call(runner, "baseline", version=2, allow_existing=True)
+    assert 1 == outcome.as_log()["migrations_baselined"]
     assert [(1, "applied"), (2, "baseline")] == db.execute(
         "SELECT version, source FROM bootstrap_migrations ORDER BY version").fetchall()
 
@@ -106,10 +105,10 @@ def test_repair_rerecords_checksums_and_lists_them(runner, sql_dir: Path, db: ps
     (sql_dir / "2_b.sql").rename(sql_dir / "2_create_b.sql")
     gone.unlink()
     before = db.execute("SELECT version, checksum, applied_at FROM bootstrap_migrations ORDER BY version").fetchall()
-    _, planned = call(runner, repair, dry_run=True)
+    _, planned = call(runner, "repair", dry_run=True)
     assert before == db.execute("SELECT version, checksum, applied_at FROM bootstrap_migrations ORDER BY version").fetchall()
-    outcome, printed = call(runner, repair, dry_run=False)
-    assert 2 == outcome.extra["migrations_repaired"]
+    outcome, printed = call(runner, "repair", dry_run=False)
+    assert 2 == outcome.as_log()["migrations_repaired"]
     assert printed[0].startswith("repaired   1  1_a.sql: checksum ")
     assert printed[1] == "repaired   2  2_create_b.sql: name 2_b.sql -> 2_create_b.sql"
     assert printed[2] == "missing    3  3_c.sql: no file; left as it is"
@@ -126,7 +125,7 @@ def test_repair_leaves_repeatables_to_migrate(runner, sql_dir: Path) -> None:
     view = write(sql_dir, "R__v.sql", "CREATE OR REPLACE VIEW v AS SELECT 1 AS n;")
     runner.migrate()
     view.write_text("CREATE OR REPLACE VIEW v AS SELECT 2 AS n;")
-    _, printed = call(runner, repair, dry_run=False)
+    _, printed = call(runner, "repair", dry_run=False)
     assert ["nothing to repair: every applied file matches the ledger"] == printed
     assert ["R__v.sql"] == runner.migrate().repeatables
 
@@ -292,18 +291,18 @@ def test_flyway_history_adopted(runner, sql_dir: Path, db: psycopg.Connection) -
     for name in ("1_init.sql", "2_accounts.sql", "3_add_email.sql", "4_broken.sql", "5_later.sql"):
         write(sql_dir, name, f"SELECT '{name}';")
     write(sql_dir, "R__views.sql", "SELECT 'views';")
-    outcome, printed = call(runner, adopt, tool_name="flyway", table=None, dry_run=False)
+    outcome, printed = call(runner, "adopt", tool_name="flyway", table=None, dry_run=False)
     assert [1, 2, 3] == [r[0] for r in ledger(db)]
     assert "unmatched   V3.1__fix.sql: no file in" in "\n".join(printed)
     assert "pending     4  4_broken.sql: not in flyway's ledger; migrate will apply it" in printed
-    assert (3, 1, 2) == (outcome.extra["matched"], outcome.extra["unmatched"], outcome.extra["pending"])
+    assert (3, 1, 2) == (outcome.as_log()["matched"], outcome.as_log()["unmatched"], outcome.as_log()["pending"])
 
 
 def test_adopt_without_the_tools_ledger(runner, sql_dir: Path) -> None:
     """No ledger of that tool: a configuration error naming where it looked."""
     write(sql_dir, "1_a.sql", "SELECT 1;")
     with pytest.raises(ConfigError, match="no dbmate ledger public.schema_migrations in this database"):
-        call(runner, adopt, tool_name="dbmate", table=None, dry_run=True)
+        call(runner, "adopt", tool_name="dbmate", table=None, dry_run=True)
 
 
 def test_pending_file_with_another_tools_down_section_is_refused(runner, sql_dir: Path, db: psycopg.Connection) -> None:

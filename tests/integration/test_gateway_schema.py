@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 from bootstrap.errors import ConfigError, MigrationFailedError, UsageError, VerifyFailedError
-from bootstrap.runner import Outcome, load_verify_scripts, rollback, verify
+from bootstrap.migrations import load_verify_scripts
+from bootstrap.typing import RollbackResult
 from tests.helpers import REPO, ledger, table_exists
 
 TABLE = "financial.integration_configs"
@@ -154,7 +155,7 @@ def snapshot(db: psycopg.Connection) -> list[tuple]:
 def run_verify(runner) -> None:
     """`bootstrap verify` with the shipped scripts."""
     scripts = load_verify_scripts(runner.sql_dir)
-    runner._with_db(lambda s, log, db: verify(log, db, scripts, Outcome()))
+    runner._with_db(lambda migrator: migrator.verify(scripts))
 
 
 @pytest.mark.parametrize("state", list(PRIOR_STATES), ids=list(PRIOR_STATES))
@@ -309,17 +310,15 @@ def test_verify_changes_nothing(runner, shipped_sql: Path, db: psycopg.Connectio
     assert 0 == db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
 
 
-def do_rollback(runner, **kwargs) -> Outcome:
+def do_rollback(runner, **kwargs) -> RollbackResult:
     """`bootstrap rollback` in-process."""
-    outcome = Outcome()
-    runner._with_db(lambda s, log, dbase: rollback(s, log, dbase, outcome, **kwargs))
-    return outcome
+    return runner._with_db(lambda migrator: migrator.rollback(runner.files(), **kwargs))
 
 
 def test_rollback_to_zero_undoes_everything(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
     """--to 0 on an empty table removes the FK, the table, the function and the schema 0001 created."""
     runner.migrate()
-    assert 3 == do_rollback(runner, steps=None, to=0).extra["migrations_rolled_back"]
+    assert 3 == do_rollback(runner, steps=None, to=0).as_log()["migrations_rolled_back"]
     assert [] == ledger(db)
     assert db.execute("SELECT to_regnamespace('financial')").fetchone()[0] is None
     assert ["0001_financial_schema.sql", "0002_integration_configs.sql", "0003_integration_configs_users_fk.sql"] == \

@@ -8,8 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bootstrap.db import advisory_key
+from bootstrap.backoff import Backoff
 from bootstrap.errors import ConfigError, IntegrityError, LockTimeoutError, MigrationFailedError
+from bootstrap.pg import advisory_key
 from tests.helpers import Spawned, bootstrap_cmd, clean_env, ledger, poll, table_exists, write
 
 
@@ -268,14 +269,11 @@ def test_waits_for_the_lock_then_applies(runner, sql_dir: Path, fresh_db: str, d
     assert table_exists(db, "t")
 
 
-def test_waiter_is_woken_by_the_release(runner, sql_dir: Path, fresh_db: str, db: psycopg.Connection,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_waiter_is_woken_by_the_release(runner, sql_dir: Path, fresh_db: str, db: psycopg.Connection) -> None:
     """
     A waiting runner proceeds as soon as the holder releases the lock (it announces
     the release), not at its next backoff step: here that step is an hour away.
     """
-    import bootstrap.db
-
     write(sql_dir, "1_t.sql", "SELECT pg_advisory_xact_lock_shared(777);\nCREATE TABLE t (id int);")
     gate = psycopg.connect(fresh_db, autocommit=True)
     gate.execute("SELECT pg_advisory_lock(777)")  # the holder's file waits on this
@@ -283,8 +281,7 @@ def test_waiter_is_woken_by_the_release(runner, sql_dir: Path, fresh_db: str, db
                                                          BOOTSTRAP_LOG_FORMAT="json"))
     try:
         holder.wait_for_event("lock_acquired")
-        monkeypatch.setattr(bootstrap.db, "LOCK_POLL_INITIAL_S", 3600.0)
-        monkeypatch.setattr(bootstrap.db, "LOCK_POLL_MAX_S", 3600.0)
+        runner.lock_poll = Backoff(3600.0, 3600.0)
         errors: list[BaseException] = []
 
         def work() -> None:
@@ -346,7 +343,7 @@ def test_missing_privilege_is_a_configuration_error(runner, sql_dir: Path, db: p
 ], ids=["begin-rollback", "no-transaction"])
 def test_verify_scripts_cannot_escape_the_rollback(sql_dir: Path, content: str, message: str) -> None:
     """A verify script that would end bootstrap's transaction is refused before it runs (exit 3)."""
-    from bootstrap.runner import load_verify_scripts
+    from bootstrap.migrations import load_verify_scripts
 
     write(sql_dir, "verify/01_check.sql", content)
     with pytest.raises(ConfigError, match=message):

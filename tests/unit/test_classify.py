@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bootstrap.db import classify
+from bootstrap.pg.connection import classify
 
 CASES = [
     ("refused", 'connection failed: connection to server at "127.0.0.1", port 5999 failed: Connection refused\n'

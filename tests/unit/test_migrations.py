@@ -11,11 +11,11 @@ import pytest
 from bootstrap.errors import ConfigError, ExitCode
 from bootstrap.migrations import (
     Kind,
-    checksum_of,
     discover_migrations,
     discover_verify_scripts,
     parse_migration,
 )
+from bootstrap.sqlfile import checksum_of
 from tests.helpers import write
 
 

@@ -1,0 +1,208 @@
+"""
+How every command runs (dbmate's `action()`): flags and variables -> Settings
+-> the work -> one summary line -> the exit code.
+
+`run_command` configures logging, loads settings, runs the command's work,
+writes `bootstrap_completed` (or `bootstrap_failed` with the error's fields,
+or `bootstrap_interrupted`) and picks the exit code. `config_options` gives a
+click command every flag of `options.OPTIONS` it takes. structlog loads only
+when a command runs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, NoReturn
+
+import click
+
+from .errors import BootstrapError, ExitCode, NotUpToDateError, SignalReceived
+from .options import OPTIONS, parse_choice, parse_duration
+from .settings import LOG_FORMATS, LOG_LEVELS, Settings, command_flags, load_settings
+from .typing import Logger
+
+
+class DurationType(click.ParamType):  # type: ignore[type-arg]
+    """A duration flag: seconds (`60`, `2.5`) or with a unit (`500ms`, `30s`, `5min`)."""
+
+    name = "duration"
+
+    def __init__(self, allow_none: bool = False) -> None:
+        self.allow_none = allow_none
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_duration(value, allow_none=self.allow_none)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ChoiceType(click.ParamType):  # type: ignore[type-arg]
+    """A case-insensitive choice, parsed like its environment variable."""
+
+    name = "choice"
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
+        self.name = "|".join(choices)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_choice(str(value), self.choices)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_TYPES: dict[str, Any] = {
+    "ddl_lock_retries": click.IntRange(min=0),
+    "wait_timeout": DurationType(),
+    "lock_timeout": DurationType(),
+    "ddl_lock_timeout": DurationType(allow_none=True),
+    "statement_timeout": DurationType(allow_none=True),
+    "log_format": ChoiceType(LOG_FORMATS),
+    "log_level": ChoiceType(LOG_LEVELS),
+}
+
+
+def _metavar(key: str) -> str | None:
+    """The placeholder `--help` shows for a flag's value (choices show themselves)."""
+    if key == "ddl_lock_retries":
+        return "N"
+    return None if key in _TYPES else key.split("_")[-1].upper()
+
+
+def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add every flag `command` takes, each with its variable (see `options.OPTIONS`)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(OPTIONS):
+            if option.commands and command not in option.commands:
+                continue
+            help_text = f"{option.help} [env: {option.env}"
+            help_text += "]" if option.kind != "str" else f"; default: {option.default}]"
+            if option.kind == "bool":
+                func = click.option(option.flag, option.key, is_flag=True, default=None,
+                                    help=help_text)(func)
+            elif option.kind == "int":
+                func = click.option(option.flag, option.key, default=None, help=help_text,
+                                    type=click.IntRange(min=option.minimum),
+                                    metavar="N" if option.key == "steps" else "VERSION")(func)
+            elif option.kind == "choice":
+                func = click.option(option.flag, option.key, default=None, help=help_text,
+                                    type=ChoiceType(option.choices))(func)
+            elif option.kind == "text":
+                func = click.option(option.flag, option.key, default=None, help=help_text,
+                                    metavar="TABLE")(func)
+            else:
+                func = click.option(
+                    option.flag,
+                    option.key,
+                    type=_TYPES.get(option.key, str),
+                    default=None,
+                    metavar=_metavar(option.key),
+                    help=help_text,
+                )(func)
+        return func
+
+    return decorate
+
+
+def _early_logging(flags: Mapping[str, Any]) -> tuple[str, str]:
+    """Log format and level before settings are validated (bad values fall back)."""
+    out = []
+    for key, choices, default in (("log_format", LOG_FORMATS, "auto"), ("log_level", LOG_LEVELS, "info")):
+        value = flags.get(key) or os.environ.get(f"BOOTSTRAP_{key.upper()}") or default
+        try:
+            out.append(parse_choice(str(value), choices))
+        except ValueError:
+            out.append(default)
+    return out[0], out[1]
+
+
+class Done(NamedTuple):
+    """
+    What a command's work hands back.
+
+    Attributes:
+        result: a result value whose `as_log()` fields go into the summary line (or None).
+        then: what to do after the summary line (the `exec` of `run`), or None.
+    """
+
+    result: Any = None
+    then: Callable[[], Any] | None = None
+
+
+Work = Callable[[Settings, Logger, dict[str, Any]], "Done | Any"]
+
+
+def run_command(command: str, flags: Mapping[str, Any], work: Work) -> NoReturn:
+    """
+    Run one command: settings, logging, the work, one summary line, the exit code.
+
+    Args:
+        command: the command's name, for the summary.
+        flags: option values from click.
+        work: the command's work, given the settings, a logger and the
+            command-specific flags; returns a `Done`, a result value or None.
+    """
+    from .logs import configure_logging, get_logger
+
+    started = time.monotonic()
+    configure_logging(*_early_logging(flags))
+    log = get_logger()
+    ctx = click.get_current_context()
+
+    def elapsed_ms() -> int:
+        return round((time.monotonic() - started) * 1000)
+
+    try:
+        settings = load_settings(flags)
+        configure_logging(settings.log_format, settings.log_level)
+        log = get_logger()
+        done = work(settings, log, command_flags(command, flags, settings.environ))
+        if not isinstance(done, Done):
+            done = Done(done)
+        fields = done.result.as_log() if done.result is not None else {}
+        log.info("bootstrap_completed", command=command, duration_ms=elapsed_ms(), **fields)
+        if done.then is not None:
+            done.then()
+    except NotUpToDateError as exc:
+        log.info(exc.event, **{**exc.fields, "command": command, "exit_code": int(exc.exit_code)})
+        ctx.exit(int(exc.exit_code))
+    except BootstrapError as exc:
+        fields = {
+            **exc.fields,
+            "command": command,
+            "error": exc.message,
+            "exit_code": int(exc.exit_code),
+            "duration_ms": elapsed_ms(),
+        }
+        log.error(exc.event, **fields)
+        ctx.exit(int(exc.exit_code))
+    except SignalReceived as exc:
+        log.warning(
+            "bootstrap_interrupted",
+            command=command,
+            signal=signal.Signals(exc.signum).name,
+            exit_code=exc.exit_code,
+            duration_ms=elapsed_ms(),
+        )
+        ctx.exit(exc.exit_code)
+    except click.exceptions.Exit:
+        raise
+    except Exception as exc:  # a bug: say so, with the traceback, and exit 1
+        log.error(
+            "bootstrap_failed",
+            command=command,
+            error=f"unexpected {type(exc).__name__}: {exc}",
+            exit_code=int(ExitCode.INTERNAL),
+            duration_ms=elapsed_ms(),
+            exc_info=exc,
+        )
+        ctx.exit(int(ExitCode.INTERNAL))
+    ctx.exit(0)

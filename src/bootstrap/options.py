@@ -1,0 +1,288 @@
+"""
+The one table of configuration: every flag, its environment variable, its
+default and its help. The CLI builds its options from it, `settings` resolves
+values through it, and a test keeps the README's configuration table equal to it.
+
+Pure: imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import NamedTuple
+
+
+class Option(NamedTuple):
+    """One configurable value: its flag, its variable, its default and what it means."""
+
+    key: str
+    flag: str
+    env: str
+    default: str
+    help: str
+    kind: str = "str"  # str, bool, int, choice or text (command-specific str)
+    commands: tuple[str, ...] = ()  # the commands that take it; () = every command
+    choices: tuple[str, ...] = ()
+    minimum: int = 0  # for kind int: the smallest value accepted
+
+
+def _switch(key: str, flag: str, env: str, commands: tuple[str, ...], help: str) -> Option:
+    """A command-specific flag, off unless given."""
+    return Option(key, flag, env, "false", help, kind="bool", commands=commands)
+
+
+def _number(key: str, flag: str, env: str, commands: tuple[str, ...], help: str, *,
+            minimum: int = 0) -> Option:
+    """A command-specific whole number (a version, a count), unset unless given."""
+    return Option(key, flag, env, "none", help, kind="int", commands=commands, minimum=minimum)
+
+
+# The one table of configuration; the CLI, the README and the tests read it.
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "database_url",
+        "--database-url",
+        "DATABASE_URL",
+        "libpq's PG* variables",
+        "PostgreSQL URL or key=value conninfo of the app's database.",
+    ),
+    Option(
+        "sql_dir",
+        "--sql-dir",
+        "BOOTSTRAP_SQL_DIR",
+        "./sql",
+        "Directory holding the migration files.",
+    ),
+    Option(
+        "schemas",
+        "--schemas",
+        "BOOTSTRAP_SCHEMAS",
+        "none",
+        "Comma-separated schemas created (IF NOT EXISTS) before migrations.",
+    ),
+    Option(
+        "wait_timeout",
+        "--timeout",
+        "BOOTSTRAP_WAIT_TIMEOUT",
+        "60",
+        "Seconds to wait for the database to answer.",
+    ),
+    Option(
+        "lock_timeout",
+        "--lock-timeout",
+        "BOOTSTRAP_LOCK_TIMEOUT",
+        "300",
+        "Seconds to wait for another runner's migration lock.",
+    ),
+    Option(
+        "ledger_table",
+        "--ledger-table",
+        "BOOTSTRAP_LEDGER_TABLE",
+        "public.bootstrap_migrations",
+        "Table recording applied migrations ([schema.]table).",
+    ),
+    Option(
+        "ddl_lock_timeout",
+        "--ddl-lock-timeout",
+        "BOOTSTRAP_DDL_LOCK_TIMEOUT",
+        "5",
+        "lock_timeout for migration statements; a file that cannot get its locks "
+        "is rolled back and retried with backoff.",
+    ),
+    Option(
+        "ddl_lock_retries",
+        "--ddl-lock-retries",
+        "BOOTSTRAP_DDL_LOCK_RETRIES",
+        "5",
+        "How many times a file that could not get its locks is retried (backoff 0.5 s doubling, "
+        "at most 8 s) before it fails.",
+    ),
+    Option(
+        "statement_timeout",
+        "--statement-timeout",
+        "BOOTSTRAP_STATEMENT_TIMEOUT",
+        "none",
+        "statement_timeout for migration statements (0 or none: no limit).",
+    ),
+    Option(
+        "log_format",
+        "--log-format",
+        "BOOTSTRAP_LOG_FORMAT",
+        "auto",
+        "auto (console on a TTY, JSON lines otherwise), json or console.",
+    ),
+    Option(
+        "log_level",
+        "--log-level",
+        "BOOTSTRAP_LOG_LEVEL",
+        "info",
+        "debug, info, warning or error.",
+    ),
+    # -- command-specific: off (flags) or unset (values) unless given --
+    _switch("out_of_order", "--out-of-order", "BOOTSTRAP_OUT_OF_ORDER", ("migrate", "run", "status"),
+            "Apply pending versions older than the newest applied one instead of refusing."),
+    # run: the phases a replica may skip
+    _switch("no_wait", "--no-wait", "BOOTSTRAP_NO_WAIT", ("run",), "Do not wait for the database (one attempt)."),
+    _switch("no_migrate", "--no-migrate", "BOOTSTRAP_NO_MIGRATE", ("run",),
+            "Do not migrate (replicas that must not migrate)."),
+    _switch("no_verify", "--no-verify", "BOOTSTRAP_NO_VERIFY", ("run",), "Do not run the verify scripts."),
+    # status
+    _switch("as_json", "--json", "BOOTSTRAP_STATUS_JSON", ("status",), "Print one JSON document to stdout."),
+    _switch("exit_code", "--exit-code", "BOOTSTRAP_STATUS_EXIT_CODE", ("status",),
+            "Exit 8 when anything is pending, changed or missing."),
+    # rollback
+    _number("steps", "--steps", "BOOTSTRAP_ROLLBACK_STEPS", ("rollback",),
+            "Undo this many of the newest applied versions.", minimum=1),
+    _number("to_version", "--to", "BOOTSTRAP_ROLLBACK_TO", ("rollback",),
+            "Undo every applied version above VERSION (0: everything)."),
+    # baseline
+    _number("baseline_version", "--version", "BOOTSTRAP_BASELINE_VERSION", ("baseline",),
+            "Record every version up to this one as applied, without running it."),
+    _switch("allow_existing", "--allow-existing", "BOOTSTRAP_BASELINE_ALLOW_EXISTING", ("baseline",),
+            "Baseline a ledger that already has rows (records only versions not recorded yet)."),
+    # adopt (and repair's --dry-run)
+    Option("adopt_from", "--from", "BOOTSTRAP_ADOPT_FROM", "none", "The tool that migrated this database until now.",
+           kind="choice", commands=("adopt",), choices=("node-pg-migrate", "dbmate", "flyway")),
+    Option("adopt_table", "--table", "BOOTSTRAP_ADOPT_TABLE", "the tool's default",
+           "Where that tool keeps its ledger ([schema.]table), if not its default.", kind="text",
+           commands=("adopt",)),
+    _switch("dry_run", "--dry-run", "BOOTSTRAP_DRY_RUN", ("repair", "adopt"),
+            "List what would change and change nothing."),
+    # new
+    _switch("with_down", "--down", "BOOTSTRAP_NEW_DOWN", ("new",), "Also write the .down.sql rollback partner."),
+)
+OPTION_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+# -- reading values: each kind of option has one parser, shared by flags and variables --
+
+_DURATION = re.compile(r"^\s*(?P<num>[0-9]*\.?[0-9]+)\s*(?P<unit>ms|s|sec|m|min|h)?\s*$", re.I)
+_UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+# Names bootstrap creates itself: plain lowercase identifiers, as unquoted SQL would fold them.
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_$]*$")
+_MAX_IDENTIFIER_BYTES = 63
+
+
+def parse_duration(text: str, *, allow_none: bool = False) -> float | None:
+    """
+    Parse a duration: seconds as a number (`60`, `2.5`) or with a unit (`500ms`, `30s`, `5min`, `1h`).
+
+    Args:
+        text: the raw value.
+        allow_none: accept `0`, `none` and `off` as "no limit" (returns None).
+
+    Returns:
+        Seconds, or None for "no limit".
+
+    Raises:
+        ValueError: with a message saying what is accepted.
+    """
+    raw = text.strip()
+    if allow_none and raw.lower() in ("none", "off", "0", "0s", "0ms"):
+        return None
+    match = _DURATION.match(raw)
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a duration (use seconds such as 60 or 2.5, or 500ms, 30s, 5min)"
+        )
+    seconds = float(match.group("num")) * _UNIT_SECONDS[(match.group("unit") or "").lower() or None]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{text!r} is not a finite duration")
+    return seconds
+
+
+def parse_identifier(text: str, what: str) -> str:
+    """
+    Check one schema or table name bootstrap will create.
+
+    Args:
+        text: the name, already stripped.
+        what: how to call it in the error ("schema", "table").
+
+    Returns:
+        The name.
+
+    Raises:
+        ValueError: when the name is empty, not a plain lowercase identifier,
+            too long, or reserved (`pg_*`).
+    """
+    if not text:
+        raise ValueError(f"empty {what} name")
+    if not _IDENTIFIER.match(text):
+        raise ValueError(
+            f"{what} name {text!r} is not a plain lowercase identifier "
+            "(letters a-z, digits, _ and $, not starting with a digit)"
+        )
+    if len(text.encode()) > _MAX_IDENTIFIER_BYTES:
+        raise ValueError(f"{what} name {text!r} is longer than 63 bytes")
+    if text.startswith("pg_"):
+        raise ValueError(f"{what} name {text!r} is reserved: names starting with pg_ are PostgreSQL's")
+    return text
+
+
+def parse_schemas(text: str) -> tuple[str, ...]:
+    """
+    Parse `BOOTSTRAP_SCHEMAS`: comma-separated names, spaces around them ignored.
+
+    Returns:
+        The names, in order, without duplicates.
+    """
+    names: list[str] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue  # "a,b," and "a,,b": an empty item is a typo, not a schema
+        name = parse_identifier(part.strip(), "schema")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def parse_ledger_table(text: str) -> tuple[str, str]:
+    """
+    Parse `BOOTSTRAP_LEDGER_TABLE`: `schema.table`, or `table` (in `public`).
+
+    Returns:
+        (schema, table)
+    """
+    parts = text.strip().split(".")
+    if len(parts) == 1:
+        return "public", parse_identifier(parts[0], "table")
+    if len(parts) == 2:
+        return parse_identifier(parts[0], "schema"), parse_identifier(parts[1], "table")
+    raise ValueError(f"{text!r} is not a table name (use table or schema.table)")
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def parse_bool(text: str) -> bool:
+    """`1/true/yes/on` or `0/false/no/off` (any case)."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use true or false)")
+
+
+def parse_count(text: str, minimum: int) -> int:
+    """A whole number no smaller than `minimum`."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{value} is below the minimum {minimum}")
+    return value
+
+
+def parse_choice(text: str, choices: tuple[str, ...]) -> str:
+    """Return `text` lowercased when it is one of `choices`, else raise ValueError."""
+    value = text.strip().lower()
+    if value == "warn":
+        value = "warning"
+    if value not in choices:
+        raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+    return value

@@ -1,0 +1,49 @@
+"""
+bootstrap on PostgreSQL: the only package that imports psycopg and tenacity.
+
+- `connection`: check the connection string, connect, wait with backoff.
+- `session`: the connection and the session-bound mechanisms (`Capabilities`).
+- `ledger`: every statement on bootstrap's ledger table (`PgLedger`).
+- `lock`: the advisory lock runners serialise on (`AdvisoryLocker`).
+- `applier`: running files with their ledger rows, and rollbacks (`Applier`).
+- `failure`: what a failed file's error says (pure).
+- `verifier`: verify scripts, always rolled back.
+
+`bootstrap.runner` reaches this package through one lazy import, in
+`open_migrator`; nothing else in bootstrap imports it.
+"""
+
+from __future__ import annotations
+
+from ..settings import Settings
+from ..typing import Logger
+from .applier import Applier
+from .connection import validate_conninfo, wait_for_connection
+from .ledger import PgLedger
+from .lock import AdvisoryLocker, advisory_key, lock_channel
+from .session import Capabilities, Session
+from .verifier import run_verify
+
+__all__ = [
+    "AdvisoryLocker",
+    "Applier",
+    "Capabilities",
+    "PgLedger",
+    "Session",
+    "advisory_key",
+    "lock_channel",
+    "open_session",
+    "run_verify",
+    "validate_conninfo",
+]
+
+
+def open_session(settings: Settings, log: Logger, *, wait: bool = True) -> Session:
+    """
+    Wait for the database (unless `wait` is False: one attempt) and open bootstrap's session on it.
+
+    Raises:
+        ConfigError: a permanent failure (authentication, bad settings).
+        DatabaseUnavailableError: the wait timed out.
+    """
+    return Session(wait_for_connection(settings, log, wait=wait), log)

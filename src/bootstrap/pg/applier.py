@@ -1,0 +1,270 @@
+"""
+Applying files: each transactional file in one transaction with its ledger
+row, each `no-transaction` file statement by statement, rollbacks newest first.
+
+Three shapes, one retry loop. A transactional file is sent as ONE simple query
+(`BEGIN;` file, the session reset, its queued ledger row, `COMMIT`) when the
+ledger could queue its row, else as the same query without the row, followed
+by the row and COMMIT. A file (or, for a `no-transaction` file, a statement)
+that cannot get its locks within `--ddl-lock-timeout` is rolled back and
+retried with backoff, `--ddl-lock-retries` times.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import psycopg
+
+from .. import redact
+from ..backoff import DDL_RETRY, Backoff
+from ..errors import BootstrapError
+from ..migrations import ParsedMigration
+from ..typing import Logger, RecordQueue
+from . import failure
+from .ledger import PgLedger
+from .session import Session
+
+# What a file is retried for (the error class logged with each retry).
+RETRYABLE_SQLSTATES = {"55P03": "lock_timeout", "40P01": "deadlock", "40001": "serialization_failure"}
+_BEGIN_PREFIX = "BEGIN;\n"
+T = TypeVar("T")
+
+
+class _Failed(Exception):
+    """An attempt failed on the server's error `error`; `final` is raised unless it is retried."""
+
+    def __init__(self, parsed: ParsedMigration, error: psycopg.Error, final: BootstrapError) -> None:
+        super().__init__(final.message)
+        self.parsed = parsed
+        self.error = error
+        self.final = final
+
+
+class Applier:
+    """
+    Runs migration and rollback files on the session, recording them in the ledger.
+
+    Args:
+        session: the runner's session.
+        ledger: where rows are written (inside each file's transaction).
+        retries: `--ddl-lock-retries`.
+        log: a structlog logger.
+        backoff: the pause before each retry.
+    """
+
+    def __init__(self, session: Session, ledger: PgLedger, *, retries: int, log: Logger,
+                 backoff: Backoff = DDL_RETRY) -> None:
+        self.session = session
+        self.ledger = ledger
+        self.retries = retries
+        self.log = log
+        self.backoff = backoff
+        self._queue: RecordQueue | None = None
+
+    def prepare(self, todo: Sequence[ParsedMigration] = ()) -> None:
+        """Before the first file: the session's settings and, when files are about to run, their queued rows."""
+        self.session.use_migration_settings()
+        self._queue = self.ledger.queue([p.migration for p in todo]) if todo else None
+
+    # -- one file --------------------------------------------------------------------------
+
+    def apply(self, parsed: ParsedMigration) -> int:
+        """
+        Apply one migration and record it.
+
+        Returns:
+            Duration in milliseconds.
+
+        Raises:
+            MigrationFailedError: the file failed; what was kept is said.
+        """
+        m = parsed.migration
+        queue = self._queue if self._queue is not None and self._queue.remaining > 0 else None
+        return self._run_file(parsed, lambda ms: self.ledger.record(m, ms), queue)
+
+    def unapply(self, down: ParsedMigration) -> int:
+        """
+        Run a `.down.sql` file and remove its version's ledger row, in one
+        transaction (or after its last statement for a no-transaction file).
+
+        Returns:
+            Duration in milliseconds.
+        """
+        return self._run_file(down, lambda _ms: self.ledger.forget(down.migration.version), None)
+
+    def _run_file(self, parsed: ParsedMigration, ledger_action: Callable[[int], None],
+                  queue: RecordQueue | None) -> int:
+        with self.session.notices(migration=parsed.migration.name):
+            try:
+                if parsed.migration.transactional:
+                    return self._transactional(parsed, ledger_action, queue)
+                return self._statements(parsed, ledger_action)
+            except BaseException:
+                # Interrupted (signal) or failed: never leave a transaction open.
+                self.session.rollback_quietly()
+                raise
+
+    def _transactional(self, parsed: ParsedMigration, ledger_action: Callable[[int], None],
+                       queue: RecordQueue | None) -> int:
+        """
+        BEGIN; the file; the reset; then its queued ledger row and COMMIT in the
+        same query (one round trip) or, without a queue, the row and COMMIT after it.
+        """
+        session = self.session
+        tail = f";{queue.sql};COMMIT" if queue is not None else ""
+        query = _BEGIN_PREFIX + parsed.text + "\n;" + session.reset_sql + tail
+        code = len(parsed.script.code_statements)
+
+        def attempt() -> int:
+            started = time.monotonic()
+            try:
+                # Without an error, the last rows are the queued ledger row's (COMMIT returns none).
+                done, error, recorded = session.run_script(query)
+                if error is None and queue is None:
+                    duration_ms = round((time.monotonic() - started) * 1000)
+                    ledger_action(duration_ms)
+                    session.cursor.execute("COMMIT")
+                    return duration_ms
+            except psycopg.OperationalError as exc:
+                raise failure.connection_lost(parsed, exc) from None
+            except psycopg.Error as exc:
+                # Raised by the ledger row or at COMMIT (deferred constraints).
+                session.rollback_quietly()
+                raise self._commit_failed(parsed, exc) from None
+            if error is None:
+                assert queue is not None and recorded is not None and recorded.nfields == 4
+                queue.taken()
+                duration = recorded.get_value(0, 2)
+                return int(duration) if duration is not None else 0
+            if session.is_disconnect(error):
+                raise failure.connection_lost(parsed, error) from None
+            session.rollback_quietly()
+            if queue is not None:
+                queue.requeue()
+            done = max(0, done - 1)  # BEGIN
+            if done >= code:  # the file ran; the reset, its ledger row or COMMIT failed
+                if queue is not None and error.sqlstate == "22012":
+                    raise failure.queued_row_lost(parsed)
+                raise self._commit_failed(parsed, error)
+            raise _Failed(parsed, error, failure.migration_failed(
+                parsed, done, error, kept=None, attempts=self.retries + 1, shift=len(_BEGIN_PREFIX)))
+
+        return self._with_retries(attempt)
+
+    def _statements(self, parsed: ParsedMigration, ledger_action: Callable[[int], None]) -> int:
+        """A `no-transaction` file: each statement on its own (retried on its own), then the ledger row."""
+        session = self.session
+        statements = parsed.script.code_statements
+        started = time.monotonic()
+        for index in range(len(statements)):
+
+            def attempt(index: int = index) -> None:
+                try:
+                    _done, error, _rows = session.run_script(statements[index].text)
+                except psycopg.OperationalError as exc:
+                    raise failure.connection_lost(parsed, exc, kept=index) from None
+                if error is None:
+                    return
+                if session.is_disconnect(error):
+                    raise failure.connection_lost(parsed, error, kept=index) from None
+                if session.in_transaction():
+                    session.rollback_quietly()
+                raise _Failed(parsed, error, failure.migration_failed(
+                    parsed, 0, error, kept=index, attempts=self.retries + 1, base=statements[index]))
+
+            self._with_retries(attempt)
+        if session.in_transaction():
+            session.rollback_quietly()
+            raise failure.left_open(parsed)
+        duration_ms = round((time.monotonic() - started) * 1000)
+        try:
+            session.conn.execute(session.reset_sql)
+            ledger_action(duration_ms)
+        except psycopg.OperationalError as exc:
+            raise failure.connection_lost(parsed, exc, kept=len(statements)) from None
+        except psycopg.Error as exc:
+            raise self._commit_failed(parsed, exc) from None
+        return duration_ms
+
+    # -- a whole rollback ------------------------------------------------------------------
+
+    def unapply_all(self, downs: Sequence[ParsedMigration]) -> list[int]:
+        """
+        Run several `.down.sql` files (newest first) and remove their ledger rows
+        in ONE transaction, so a refusing down file leaves every version applied.
+        Only when every file is transactional; otherwise each runs on its own.
+
+        Returns:
+            Each file's duration in milliseconds.
+
+        Raises:
+            MigrationFailedError: a down file failed; nothing was rolled back.
+        """
+        if not all(d.migration.transactional for d in downs):
+            return [self.unapply(d) for d in downs]
+        session = self.session
+
+        def attempt() -> list[int]:
+            durations: list[int] = []
+            failed: tuple[ParsedMigration, int, psycopg.Error] | None = None
+            try:
+                session.conn.execute("BEGIN")
+                for down in downs:
+                    started = time.monotonic()
+                    with session.notices(migration=down.migration.name):
+                        done, error, _rows = session.run_script(down.text + "\n;" + session.reset_sql)
+                    if error is not None:
+                        failed = (down, done, error)
+                        break
+                    duration_ms = round((time.monotonic() - started) * 1000)
+                    self.ledger.forget(down.migration.version)
+                    durations.append(duration_ms)
+                if failed is None:
+                    session.conn.execute("COMMIT")
+                    return durations
+            except psycopg.OperationalError as exc:
+                raise failure.connection_lost(downs[len(durations)], exc) from None
+            except psycopg.Error as exc:
+                session.rollback_quietly()
+                raise self._commit_failed(downs[min(len(durations), len(downs) - 1)], exc) from None
+            except BaseException:
+                session.rollback_quietly()
+                raise
+            session.rollback_quietly()
+            down, done, error = failed
+            raise _Failed(down, error, failure.migration_failed(
+                down, done, error, kept=None, attempts=self.retries + 1,
+                outcome="the rollback ran in one transaction, so nothing was rolled back"))
+
+        return self._with_retries(attempt)
+
+    # -- the one retry loop ----------------------------------------------------------------
+
+    def _with_retries(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt`; after a lock failure, pause with backoff and run it again, `retries` times."""
+        for number in itertools.count(1):
+            try:
+                return attempt()
+            except _Failed as failed:
+                error = failed.error
+                if error.sqlstate not in RETRYABLE_SQLSTATES or number > self.retries:
+                    raise failed.final from None
+                delay = self.backoff.pause(number - 1)
+                self.log.warning(
+                    "migration_lock_retried",
+                    migration=failed.parsed.migration.name,
+                    attempt=number,
+                    delay_s=round(delay, 3),
+                    error_type=RETRYABLE_SQLSTATES.get(error.sqlstate or "", "unknown"),
+                    sqlstate=error.sqlstate,
+                    error=redact.redact(error.diag.message_primary or str(error)),
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _commit_failed(self, parsed: ParsedMigration, error: psycopg.Error) -> BootstrapError:
+        return failure.commit_failed(parsed, error, ledger_table=self.ledger.settings.ledger_table)

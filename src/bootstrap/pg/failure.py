@@ -1,0 +1,177 @@
+"""
+What a failed file's error says: where (file, line, column), what (the server's
+message, detail, hint), and what was kept.
+
+Pure builders: each takes the file and the driver's error (anything with
+`sqlstate` and a `diag` of the server's fields) and returns the
+`BootstrapError` to raise, so every message is unit-testable without a server.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .. import redact
+from ..errors import BootstrapError, IntegrityError, MigrationFailedError
+from ..migrations import ParsedMigration
+from ..sqlsplit import Script, Statement, line_col
+
+NOTHING_KEPT = "the file was rolled back; nothing of it was kept"
+
+
+class ServerError(Protocol):
+    """What the builders read of a driver error (psycopg.Error has it)."""
+
+    @property
+    def sqlstate(self) -> str | None:
+        """The SQLSTATE code."""
+        ...
+
+    @property
+    def diag(self) -> Any:
+        """The server's fields: message_primary, message_detail, statement_position..."""
+        ...
+
+
+def kept_phrase(script: Script, kept: int) -> str:
+    """What a `no-transaction` file kept when statement `kept + 1` failed (0: none ran)."""
+    code = script.code_statements
+    total = len(code)
+    if kept == 0:
+        return f"no statement of its {total} ran; nothing was kept and the ledger was not changed"
+    first_line = line_col(script.text, code[0].code_start)[0]
+    last_line = line_col(script.text, code[kept - 1].end - 1)[0]
+    return (
+        f"statements 1-{kept} of {total} (lines {first_line}-{last_line}) ran and were kept, "
+        f"statement {kept + 1} failed, {total - kept - 1} did not run; the ledger was not changed. "
+        "Make it safe to re-run (IF NOT EXISTS), fix it, and run migrate again"
+    )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _about(parsed: ParsedMigration, text: str, **fields: Any) -> MigrationFailedError:
+    """A failed file's error: its path, then `text`; `file` and `fields` for the log line."""
+    path = parsed.migration.path
+    return MigrationFailedError(f"{path}: {text}", file=str(path), **fields)
+
+
+def _primary(error: ServerError) -> str:
+    return redact.redact(error.diag.message_primary or str(error).split("\n")[0])
+
+
+def migration_failed(
+    parsed: ParsedMigration,
+    done: int,
+    error: ServerError,
+    *,
+    kept: int | None,
+    attempts: int,
+    base: Statement | None = None,
+    outcome: str | None = None,
+    shift: int = 0,
+) -> MigrationFailedError:
+    """
+    The error for a file whose SQL failed: where, what, and what was kept.
+
+    Args:
+        parsed: the file.
+        done: statements of the file that completed before the failing one
+            (when the file ran as one query).
+        error: the server's error.
+        kept: for a `no-transaction` file, how many statements ran and were
+            kept; None for a file that was rolled back.
+        attempts: how many times the file was tried (named for a lock timeout).
+        base: the statement that failed, when it ran on its own.
+        outcome: what happened to the file, when not the default for `kept`.
+        shift: characters sent before the file's text (`BEGIN;`), to correct
+            the server's error position by.
+    """
+    m = parsed.migration
+    script = parsed.script
+    code = script.code_statements
+    diag = error.diag
+    position = _int_or_none(diag.statement_position)
+    if base is None:
+        failing = code[done] if done < len(code) else None
+        offset_base = -shift
+    else:
+        failing = base
+        offset_base = base.start
+    if position is not None and 0 <= offset_base + position - 1 < len(script.text):
+        line, col = line_col(script.text, offset_base + position - 1)
+    elif failing is not None:
+        line, col = line_col(script.text, failing.code_start)
+    else:
+        line, col = 0, 0
+    where = f"{m.path}:{line}:{col}" if line else str(m.path)
+    extras = []
+    if diag.message_detail:
+        extras.append(f"detail: {redact.redact(diag.message_detail)}")
+    if diag.message_hint:
+        extras.append(f"hint: {redact.redact(diag.message_hint)}")
+    if diag.context:
+        extras.append(f"context: {redact.redact(diag.context.strip().splitlines()[0])}")
+    if error.sqlstate == "25001":
+        extras.append("hint: put '-- bootstrap:no-transaction' on the first line of the file")
+    if error.sqlstate == "55P03":
+        extras.append(
+            f"still locked after {attempts} attempts; a long transaction holds the "
+            "table (raise --ddl-lock-timeout, or run when traffic is low)"
+        )
+    if outcome is None:
+        outcome = NOTHING_KEPT if kept is None else kept_phrase(script, kept)
+    text = f"{where}: {_primary(error)} (SQLSTATE {error.sqlstate})"
+    if extras:
+        text += "; " + "; ".join(extras)
+    return MigrationFailedError(
+        f"{text}; {outcome}",
+        file=str(m.path),
+        line=line or None,
+        column=col or None,
+        sqlstate=error.sqlstate,
+    )
+
+
+def commit_failed(parsed: ParsedMigration, error: ServerError, *, ledger_table: str) -> BootstrapError:
+    """The file ran, but recording it (or its COMMIT) failed."""
+    m = parsed.migration
+    if error.sqlstate == "23505" and error.diag.table_name == ledger_table:
+        return IntegrityError(
+            f"{m.path}: version {m.version} was recorded by another runner while this one applied it; "
+            "rolled back (is the ledger shared with a runner that ignores the lock?)",
+            file=str(m.path),
+        )
+    detail = f"; detail: {redact.redact(error.diag.message_detail)}" if error.diag.message_detail else ""
+    outcome = (NOTHING_KEPT if m.transactional
+               else "its statements ran and were kept, but the ledger was not changed")
+    return _about(parsed, f"{_primary(error)} (SQLSTATE {error.sqlstate}) at COMMIT{detail}; {outcome}",
+                  sqlstate=error.sqlstate)
+
+
+def queued_row_lost(parsed: ParsedMigration) -> MigrationFailedError:
+    """The one-trip query's ledger row was not written (the file dropped bootstrap's temporary table)."""
+    return _about(parsed, "its ledger row could not be written (did the file drop bootstrap's temporary table "
+                  f"pg_temp.bootstrap_pending?); {NOTHING_KEPT}")
+
+
+def connection_lost(parsed: ParsedMigration, error: ServerError, kept: int | None = None) -> MigrationFailedError:
+    """The connection dropped while the file ran."""
+    reason = redact.redact((error.diag.message_primary if error.diag else None) or str(error)).strip()
+    if parsed.migration.transactional:
+        outcome = "the server rolled the file back; nothing of it was kept"
+    else:
+        outcome = kept_phrase(parsed.script, kept or 0)
+    return _about(parsed, f"lost the connection while applying it ({reason}); {outcome}. "
+                  "Run migrate again once the database is back", sqlstate=error.sqlstate)
+
+
+def left_open(parsed: ParsedMigration) -> MigrationFailedError:
+    """A `no-transaction` file ended with a transaction still open."""
+    return _about(parsed, "the file left a transaction open (BEGIN without COMMIT); "
+                  "that transaction was rolled back and the ledger was not changed")

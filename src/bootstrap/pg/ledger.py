@@ -1,0 +1,416 @@
+"""
+The ledger on PostgreSQL (goose's Store): all of bootstrap's ledger SQL is here.
+
+One row per applied versioned file and one per repeatable. Reads are one round
+trip and take no lock; writes join the caller's transaction, so a file and
+its ledger row commit together. Identifiers reach SQL only through
+`sql.Identifier`; values only as parameters or as COPY data.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+
+from .. import __version__, redact
+from ..adoption import Tool
+from ..errors import ConfigError
+from ..migrations import Kind, Migration
+from ..settings import Settings
+from ..typing import AppliedMigration, Logger, Snapshot
+from .session import Session
+
+_HOSTNAME = socket.gethostname()
+# A ledger row: a versioned one is new (its version is unique); a repeatable one
+# replaces its row by name (the partial unique index on name WHERE version IS NULL).
+_INSERT = sql.SQL(
+    "INSERT INTO {ledger} (version, name, kind, checksum, duration_ms, transactional, hostname, bootstrap_version)"
+    " {values} ON CONFLICT (name) WHERE version IS NULL DO UPDATE SET checksum = EXCLUDED.checksum,"
+    " duration_ms = EXCLUDED.duration_ms, transactional = EXCLUDED.transactional, applied_at = now(),"
+    " applied_by = current_user, hostname = EXCLUDED.hostname, bootstrap_version = EXCLUDED.bootstrap_version"
+)
+_LAYOUT_COMMENT = "bootstrap migration ledger (layout 1): one row per applied migration"
+
+
+class PgRecordQueue:
+    """
+    The ledger rows of the transactional files about to run, in a temporary
+    table; each file's query ends with `sql` (EXECUTE bootstrap_record), which
+    moves the next row into the ledger inside the file's own transaction.
+    """
+
+    sql = "EXECUTE bootstrap_record"
+
+    def __init__(self, session: Session, queued: int) -> None:
+        self.session = session
+        self.remaining = queued
+        self._taken = 0
+
+    @classmethod
+    def fill(cls, session: Session, ledger: psycopg.sql.Identifier, rows: Sequence[Migration]) -> PgRecordQueue | None:
+        """
+        Queue `rows` (COPY into pg_temp.bootstrap_pending) and prepare the
+        statement that records the next one; None without the TEMPORARY privilege.
+        """
+        conn = session.conn
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "CREATE TEMPORARY TABLE IF NOT EXISTS bootstrap_pending (ord integer PRIMARY KEY,"
+                    " version bigint, name text NOT NULL, kind text NOT NULL, checksum text NOT NULL,"
+                    " transactional boolean NOT NULL, hostname text, bootstrap_version text)"
+                )
+                # Which queued row a file takes: a temporary sequence (O(1), unlike updating a
+                # row 1,000 times, which leaves its page full of dead versions to scan).
+                conn.execute("CREATE TEMPORARY SEQUENCE IF NOT EXISTS bootstrap_position MINVALUE 0 START 0")
+                conn.execute("SELECT pg_catalog.setval('pg_temp.bootstrap_position', 0, false)")
+                conn.execute("TRUNCATE pg_temp.bootstrap_pending")
+                with session.cursor.copy(
+                    "COPY pg_temp.bootstrap_pending (ord, version, name, kind, checksum, transactional,"
+                    " hostname, bootstrap_version) FROM STDIN"
+                ) as copy:
+                    for ord_, m in enumerate(rows):
+                        copy.write_row((ord_, m.version, m.name, m.kind.value, m.checksum, True,
+                                        _HOSTNAME, __version__))
+                if conn.execute(
+                    "SELECT FROM pg_catalog.pg_prepared_statements WHERE name = 'bootstrap_record'"
+                ).fetchone():
+                    conn.execute("DEALLOCATE bootstrap_record")
+                # Prepared once: each file's query says EXECUTE bootstrap_record, planned once.
+                # A sequence does not roll back: a file that fails puts the position back
+                # (requeue) before it is retried.
+                conn.execute(
+                    sql.SQL(
+                        "PREPARE bootstrap_record AS"
+                        " WITH pos AS (SELECT pg_catalog.nextval('pg_temp.bootstrap_position')::integer AS ord),"
+                        " next AS (SELECT q.* FROM pg_temp.bootstrap_pending q JOIN pos USING (ord)),"
+                        " recorded AS ({insert} RETURNING version, name, duration_ms)"
+                        # Exactly one row, or a division by zero aborts the transaction before COMMIT.
+                        " SELECT max(version), max(name), max(duration_ms), 1 / (count(*) = 1)::integer"
+                        " FROM recorded"
+                    ).format(insert=_INSERT.format(
+                        ledger=ledger,
+                        values=sql.SQL(
+                            "SELECT version, name, kind, checksum,"
+                            " (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now())"
+                            " * 1000)::integer, transactional, hostname, bootstrap_version FROM next"
+                        ),
+                    ))
+                )
+        except (pgerrors.InsufficientPrivilege, pgerrors.ReadOnlySqlTransaction):
+            return None  # no temp tables for this role: three round trips per file instead
+        return cls(session, len(rows))
+
+    def taken(self) -> None:
+        """A file committed with its queued row."""
+        self.remaining -= 1
+        self._taken += 1
+
+    def requeue(self) -> None:
+        """After a rolled-back file: the next EXECUTE takes that file's queued row again."""
+        try:
+            self.session.conn.execute("SELECT pg_catalog.setval('pg_temp.bootstrap_position', %s, false)",
+                                      [self._taken])
+        except psycopg.Error:
+            pass
+
+
+class PgLedger:
+    """
+    The `Ledger` in a PostgreSQL table.
+
+    Args:
+        session: the runner's session.
+        settings: the ledger's name and the schemas to create.
+        log: a structlog logger.
+    """
+
+    def __init__(self, session: Session, settings: Settings, log: Logger) -> None:
+        self.session = session
+        self.settings = settings
+        self.log = log
+        self.name = settings.ledger_name
+        self.table = sql.Identifier(settings.ledger_schema, settings.ledger_table)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _inspect_query_on(self, cur: psycopg.Cursor[Any]) -> None:
+        wanted = [*self.settings.schemas, self.settings.ledger_schema]
+        cur.execute(
+            """
+            SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL,
+                   ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s))
+            """,
+            [self.settings.ledger_schema, self.settings.ledger_table, wanted],
+        )
+
+    def _inspect(self) -> tuple[bool, set[str]]:
+        """Whether the ledger exists, and which configured schemas exist."""
+        with self.session.conn.cursor() as cur:
+            self._inspect_query_on(cur)
+            row = cur.fetchone()
+        assert row is not None
+        return bool(row[0]), set(row[1])
+
+    def _rows_query(self, *, full: bool) -> sql.Composed:
+        # Without the timestamps a start reads 1,000 rows in a third of the time.
+        applied_at = sql.SQL("applied_at" if full else "NULL::timestamptz")
+        return sql.SQL(
+            "SELECT version, name, kind, checksum, {applied_at}, source FROM {ledger}"
+            " ORDER BY version NULLS LAST, name"
+        ).format(applied_at=applied_at, ledger=self.table)
+
+    def snapshot(self, *, full: bool = False) -> Snapshot:
+        """
+        What is there, in one round trip and without writing or locking: whether
+        the ledger exists, which schemas exist, and the ledger's rows.
+
+        Raises:
+            ConfigError: the ledger table exists but is not a bootstrap ledger.
+        """
+        conn = self.session.conn
+        inspect_cur = conn.cursor()
+        ledger_cur = conn.cursor()
+        missing_ledger = False
+        try:
+            with conn.pipeline():
+                self._inspect_query_on(inspect_cur)
+                ledger_cur.execute(self._rows_query(full=full))
+        except pgerrors.UndefinedTable:
+            missing_ledger = True
+        except (pgerrors.UndefinedColumn, pgerrors.DatatypeMismatch) as exc:
+            raise self._foreign_ledger(exc) from None
+        row = inspect_cur.fetchone()
+        assert row is not None
+        ledger_exists, schemas = bool(row[0]), set(row[1])
+        applied = [] if missing_ledger or not ledger_exists else _rows(ledger_cur.fetchall())
+        return Snapshot(ledger_exists=ledger_exists and not missing_ledger, schemas=schemas, applied=applied)
+
+    def read(self) -> list[AppliedMigration]:
+        """Every row with its time of application; none when the ledger does not exist yet (read-only)."""
+        return self.snapshot(full=True).applied
+
+    def has_version(self, version: int) -> bool:
+        """Whether the ledger holds this version (False when it does not exist yet)."""
+        try:
+            row = self.session.conn.execute(
+                sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE version = %s)").format(self.table), [version]
+            ).fetchone()
+        except pgerrors.UndefinedTable:
+            return False
+        return bool(row and row[0])
+
+    def needs_preparing(self, snap: Snapshot) -> bool:
+        """Whether schemas or the ledger are missing."""
+        wanted = {*self.settings.schemas, self.settings.ledger_schema}
+        return not snap.ledger_exists or not wanted <= snap.schemas
+
+    def _foreign_ledger(self, exc: psycopg.Error) -> ConfigError:
+        return ConfigError(
+            f"ledger table {self.name} exists but is not a bootstrap ledger "
+            f"({exc.diag.message_primary}); choose another BOOTSTRAP_LEDGER_TABLE",
+            variable="BOOTSTRAP_LEDGER_TABLE",
+        )
+
+    # -- creating ------------------------------------------------------------------------
+
+    def ensure(self) -> bool:
+        """
+        Create missing schemas and the ledger (under the lock).
+
+        Returns:
+            True when the ledger already existed.
+
+        Raises:
+            ConfigError: the role may not create them.
+        """
+        ledger_exists, existing = self._inspect()
+        conn = self.session.conn
+        try:
+            for schema in dict.fromkeys([*self.settings.schemas, self.settings.ledger_schema]):
+                if schema in existing:
+                    continue
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                self.log.info("schema_created", schema=schema)
+            if not ledger_exists:
+                self._create()
+        except pgerrors.InsufficientPrivilege as exc:
+            raise ConfigError(
+                f"role {self.session.user} may not create what bootstrap needs: "
+                f"{redact.redact(exc.diag.message_primary or str(exc))}; grant it CREATE on the "
+                "database (schemas) and on the ledger's schema, or create them beforehand",
+                sqlstate=exc.sqlstate,
+            ) from None
+        return ledger_exists
+
+    def _create(self) -> None:
+        """Create the ledger table (one transaction)."""
+        conn = self.session.conn
+        with conn.transaction():
+            conn.execute(
+                sql.SQL(
+                    """
+                    CREATE TABLE {ledger} (
+                        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                        version bigint UNIQUE,
+                        name text NOT NULL,
+                        kind text NOT NULL CHECK (kind IN ('versioned', 'repeatable')),
+                        checksum text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now(),
+                        duration_ms integer,
+                        transactional boolean NOT NULL DEFAULT true,
+                        source text NOT NULL DEFAULT 'applied'
+                            CHECK (source IN ('applied', 'baseline', 'adopted')),
+                        applied_by text NOT NULL DEFAULT current_user,
+                        hostname text,
+                        bootstrap_version text,
+                        CHECK ((kind = 'versioned') = (version IS NOT NULL))
+                    )
+                    """
+                ).format(ledger=self.table)
+            )
+            conn.execute(
+                sql.SQL("CREATE UNIQUE INDEX {index} ON {ledger} (name) WHERE version IS NULL").format(
+                    index=sql.Identifier(f"{self.settings.ledger_table}_repeatable_name_key"[:63]),
+                    ledger=self.table,
+                )
+            )
+            conn.execute(
+                sql.SQL("COMMENT ON TABLE {ledger} IS {comment}").format(
+                    ledger=self.table, comment=sql.Literal(_LAYOUT_COMMENT)
+                )
+            )
+        self.log.info("ledger_created", ledger=self.name)
+
+    # -- writing (inside the caller's transaction) ---------------------------------------
+
+    def record(self, migration: Migration, duration_ms: int) -> None:
+        """Write one applied file's row (a prepared statement: the same INSERT for every file)."""
+        m = migration
+        self.session.cursor.execute(
+            _INSERT.format(ledger=self.table, values=sql.SQL("VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")),
+            [m.version, m.name, m.kind.value, m.checksum, duration_ms, m.transactional, _HOSTNAME, __version__],
+            prepare=self.session.capabilities.protocol_prepare,
+        )
+
+    def forget(self, version: int | None) -> None:
+        """
+        Remove a rolled-back version's row, and the repeatables' rows: they have
+        no partners and may stand on what the down file dropped, so the next
+        migrate re-applies them (a round trip of rollback and migrate restores
+        the database). Done with the first down file, atomically with it.
+        """
+        self.session.cursor.execute(
+            sql.SQL("DELETE FROM {} WHERE version = %s OR kind = %s").format(self.table),
+            [version, Kind.REPEATABLE.value],
+        )
+
+    def queue(self, todo: Sequence[Migration]) -> PgRecordQueue | None:
+        """
+        Queue the ledger rows of the transactional files about to run, so each
+        file takes ONE round trip: BEGIN, the file, the reset, its ledger row and
+        COMMIT in a single simple query. The rows' values travel as data (COPY
+        into a temporary table, here, in one round trip), never as SQL literals;
+        the file's query takes the next queued row and fails (so nothing commits)
+        unless it recorded exactly one.
+
+        Returns:
+            The queue; None when there is nothing to queue, or the session cannot
+            keep temporary objects (a role without the TEMPORARY privilege: files
+            then take three round trips each).
+        """
+        caps = self.session.capabilities
+        rows = [m for m in todo if m.transactional]
+        if not rows or not (caps.temp_objects and caps.sql_prepare):
+            return None
+        return PgRecordQueue.fill(self.session, self.table, rows)
+
+    # -- maintenance: baseline, repair, adopt --------------------------------------------
+
+    def record_without_running(self, entries: Sequence[tuple[Migration, str, datetime | None]]) -> None:
+        """
+        Record versions as applied without running them, in one transaction.
+
+        Args:
+            entries: (migration, source, applied_at) with source `baseline` or `adopted`;
+                applied_at None means now.
+        """
+        conn = self.session.conn
+        with conn.transaction():
+            for migration, source, applied_at in entries:
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (version, name, kind, checksum, applied_at, duration_ms, transactional,"
+                        " source, hostname, bootstrap_version)"
+                        " VALUES (%s, %s, 'versioned', %s, coalesce(%s, now()), NULL, %s, %s, %s, %s)"
+                    ).format(self.table),
+                    [migration.version, migration.name, migration.checksum, applied_at,
+                     migration.transactional, source, _HOSTNAME, __version__],
+                )
+
+    def rewrite_checksums(self, changes: Sequence[tuple[int, str, str]]) -> None:
+        """
+        Re-record checksums (and names) of applied versions, in one transaction.
+
+        Args:
+            changes: (version, new checksum, new file name).
+        """
+        conn = self.session.conn
+        with conn.transaction():
+            for version, checksum, name in changes:
+                conn.execute(
+                    sql.SQL("UPDATE {} SET checksum = %s, name = %s WHERE version = %s").format(self.table),
+                    [checksum, name, version],
+                )
+
+    def read_foreign(self, tool: Tool, table: tuple[str, str]) -> list[tuple[Any, ...]] | None:
+        """
+        Rows of another tool's ledger table, or None when the table does not exist.
+
+        Args:
+            tool: which columns say what (constants of `adoption.TOOLS`, never user input).
+            table: (schema, table), reaching SQL as identifiers.
+
+        Returns:
+            (label, version, applied_at, kind, success) per row, in the order the tool wrote them.
+        """
+        conn = self.session.conn
+        exists = conn.execute(
+            "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+            list(table),
+        ).fetchone()
+        if not exists or not exists[0]:
+            return None
+
+        def column(name: str | None, otherwise: str) -> sql.Composable:
+            return sql.Identifier(name) if name is not None else sql.SQL(otherwise)
+
+        query = sql.SQL(
+            "SELECT {label}, {version}, {applied_at}, {kind}, {success} FROM {table} ORDER BY {order}"
+        ).format(
+            label=sql.Identifier(tool.label),
+            version=sql.Identifier(tool.version),
+            applied_at=column(tool.applied_at, "NULL::timestamptz"),
+            kind=column(tool.kind, "'migration'"),
+            success=column(tool.success, "true"),
+            table=sql.Identifier(*table),
+            order=sql.Identifier(tool.order_by),
+        )
+        try:
+            return conn.execute(query).fetchall()
+        except (pgerrors.UndefinedColumn, pgerrors.UndefinedTable) as exc:
+            raise ConfigError(
+                f"{table[0]}.{table[1]} does not have the layout bootstrap expects: "
+                f"{exc.diag.message_primary}",
+            ) from None
+
+
+def _rows(rows: list[Any]) -> list[AppliedMigration]:
+    kinds = {k.value: k for k in Kind}
+    return [AppliedMigration(r[0], r[1], kinds[r[2]], r[3], r[4], r[5]) for r in rows]

@@ -1,0 +1,180 @@
+"""
+The migration lock: a session-level PostgreSQL advisory lock (goose's SessionLocker).
+
+A waiting runner polls `pg_try_advisory_lock` with backoff and never waits
+inside the server (a waiter holding a snapshot would make the holder's
+CREATE INDEX CONCURRENTLY wait forever). Between polls it LISTENs on the lock's
+channel, which the holder NOTIFYs as it releases, so waiters go on at once.
+The lock lives on the runner's session: a crashed runner never leaves it behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+from ..backoff import LOCK_POLL, Backoff
+from ..errors import LockTimeoutError
+from ..typing import Logger
+from .session import Session
+
+LOCK_WAIT_LOG_EVERY_S = 10.0
+
+
+def advisory_key(schema: str, table: str) -> int:
+    """A stable signed 64-bit advisory lock key for one ledger (old and new bootstraps share it)."""
+    digest = hashlib.sha256(f"bootstrap:{schema}.{table}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_channel(key: int) -> str:
+    """The LISTEN/NOTIFY channel on which a lock holder announces its release."""
+    return f"bootstrap_lock_{key & 0xFFFFFFFFFFFFFFFF:x}"
+
+
+class AdvisoryLocker:
+    """
+    The `Locker` of a direct (or session-pooled) connection.
+
+    Args:
+        session: the runner's session; the lock lives on it.
+        key: the advisory key (`advisory_key` of the ledger).
+        timeout_s: how long to wait for another runner (`--lock-timeout`).
+        log: a structlog logger.
+        poll: the pause between polls.
+    """
+
+    def __init__(self, session: Session, key: int, *, timeout_s: float, log: Logger,
+                 poll: Backoff = LOCK_POLL) -> None:
+        self.session = session
+        self.key = key
+        self.channel = lock_channel(key)
+        self.timeout_s = timeout_s
+        self.log = log
+        self.poll = poll
+        self.locked = False
+
+    def acquire(self, still_needed: Callable[[], bool] | None = None) -> bool:
+        """
+        Take the lock, polling with backoff until `timeout_s`.
+
+        Args:
+            still_needed: asked after each refused poll; when it answers False
+                (another runner finished the work meanwhile), stop waiting.
+
+        Returns:
+            True when the lock is held; False when `still_needed` said it no longer is.
+
+        Raises:
+            LockTimeoutError: still held by another session after the timeout.
+        """
+        conn = self.session.conn
+        timeout = self.timeout_s
+        started = time.monotonic()
+        step = 0
+        next_report = 0.0
+        listening = released = False
+
+        def not_needed() -> bool:
+            if still_needed is None or still_needed():
+                return False
+            if listening:
+                self._stop_listening()
+            self.log.info("lock_not_needed", waited_ms=round((time.monotonic() - started) * 1000),
+                          reason="another runner finished the work")
+            return True
+
+        while True:
+            # Woken by the holder's release: it has most likely done the work, so ask
+            # that first rather than have every waiter take the lock in turn to see.
+            if released and not_needed():
+                return False
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
+            if row and row[0]:
+                self.locked = True
+                if listening:
+                    self._stop_listening()
+                waited = time.monotonic() - started
+                self.log.info("lock_acquired", waited_ms=round(waited * 1000), lock_key=self.key)
+                return True
+            if not released and not_needed():
+                return False
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                holder = self.holder()
+                raise LockTimeoutError(
+                    f"another runner held the migration lock for more than {timeout:g}s"
+                    + (f" ({holder})" if holder else ""),
+                    lock_key=self.key,
+                    holder=holder,
+                )
+            if waited >= next_report:
+                self.log.info("lock_waiting", waited_s=round(waited, 1), holder=self.holder(),
+                              lock_timeout_s=timeout)
+                next_report = waited + LOCK_WAIT_LOG_EVERY_S
+            pause = min(self.poll.pause(step), max(0.0, timeout - waited))
+            step += 1
+            if not listening:
+                # The holder notifies this channel as it releases the lock: waiters
+                # poll again at once instead of at their next backoff step. LISTEN
+                # holds no snapshot; a holder that dies without notifying is still
+                # met by the polls.
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                listening = True
+            released = self._await_release(pause)
+
+    def _await_release(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking early (True) when the lock holder announces its release."""
+        return any(True for _notify in self.session.conn.notifies(timeout=seconds, stop_after=1))
+
+    def _stop_listening(self) -> None:
+        conn = self.session.conn
+        if conn.closed:
+            return
+        try:
+            conn.execute("UNLISTEN *")
+        except psycopg.Error:
+            conn.close()
+
+    def release(self) -> None:
+        """Release the lock and wake the waiters; on a broken connection, closing it releases the lock."""
+        session = self.session
+        if self.locked and not session.closed:
+            session.rollback_quietly()
+            try:
+                # Release and wake the waiters (see acquire) in one round trip.
+                session.conn.execute("SELECT pg_advisory_unlock(%s), pg_notify(%s, '')", [self.key, self.channel])
+            except psycopg.Error:
+                session.conn.close()
+        self.locked = False
+
+    def holder(self) -> str:
+        """Describe the session holding the lock (pid, application, client), if visible."""
+        key = self.key & 0xFFFFFFFFFFFFFFFF
+        row = self.session.conn.execute(
+            """
+            SELECT l.pid, a.application_name, a.client_addr::text, a.backend_start
+              FROM pg_catalog.pg_locks l
+              LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                  WHERE datname = pg_catalog.current_database())
+               AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid
+            """,
+            [key >> 32, key & 0xFFFFFFFF],
+        ).fetchone()
+        if not row:
+            return ""
+        pid, app, addr, since = row
+        parts = [f"pid {pid}"]
+        if app:
+            parts.append(f"application {app}")
+        if addr:
+            parts.append(f"client {addr}")
+        if since:
+            parts.append(f"connected since {since:%Y-%m-%dT%H:%M:%S%z}")
+        return "held by " + ", ".join(parts)

@@ -1,0 +1,240 @@
+"""
+One SQL file: read it, checksum it, read its directives, split and check it.
+
+Used for migrations, their `.down.sql` partners and verify scripts alike.
+Touches no database; the lexer (`sqlsplit`) is imported only when a file is
+split, so listing and checksumming a thousand files on a container start
+never pays for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import TYPE_CHECKING, NamedTuple
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .sqlsplit import Script
+
+BOM = b"\xef\xbb\xbf"
+# A file is sent as one query; PostgreSQL refuses queries of 1 GB and more.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+NO_TRANSACTION = "no-transaction"
+KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION})
+VERIFY_DIR = "verify"
+_DIRECTIVE = re.compile(r"^--\s*bootstrap\s*:(?P<rest>.*)$")
+_TRANSACTION_CONTROL = {
+    "prepare": "PREPARE TRANSACTION",
+    "begin": "BEGIN",
+    "start": "START TRANSACTION",
+    "commit": "COMMIT",
+    "end": "END",
+    "abort": "ABORT",
+    "rollback": "ROLLBACK",
+}
+
+
+class SqlFile(NamedTuple):
+    """A file read and checked: decoded text, checksum and directives."""
+
+    path: str | os.PathLike[str]
+    text: str
+    checksum: str
+    transactional: bool
+
+
+def where(path: str | os.PathLike[str]) -> str:
+    """A path as messages show it."""
+    return os.fspath(path)
+
+
+def normalise(raw: bytes) -> bytes:
+    """Drop a UTF-8 BOM and read CRLF as LF: what the checksum is taken of."""
+    if raw.startswith(BOM):
+        raw = raw[len(BOM) :]
+    return raw.replace(b"\r\n", b"\n") if b"\r" in raw else raw
+
+
+def checksum_of(raw: bytes) -> str:
+    """SHA-256 (hex) of a file's content, BOM dropped and CRLF read as LF."""
+    return hashlib.sha256(normalise(raw)).hexdigest()
+
+
+def read_sql_file(path: str | os.PathLike[str]) -> SqlFile:
+    """
+    Read, decode, checksum one file and read its directives.
+
+    Raises:
+        ConfigError: unreadable, too big, not UTF-8, empty, or an unknown directive.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if size > MAX_FILE_BYTES:
+                raise ConfigError(
+                    f"{where(path)}: {size / 2**20:.0f} MiB is more than bootstrap sends as one query "
+                    f"({MAX_FILE_BYTES // 2**20} MiB); split it into several migrations, or load bulk data "
+                    "with COPY from a server-side file",
+                    file=where(path),
+                )
+            raw = os.read(fd, size) if size else b""
+            if len(raw) < size or not size:  # a short read, or a file that reports no size (/proc, pipes)
+                chunks = [raw]
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                raw = b"".join(chunks)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(
+            f"{where(path)}: cannot read the file: {exc.strerror or exc}", file=where(path)
+        ) from None
+    data = normalise(raw)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from .sqlsplit import line_col
+
+        prefix = data[: exc.start].decode("utf-8")
+        line, col = line_col(prefix, len(prefix))
+        raise ConfigError(
+            f"{where(path)}:{line}:{col}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+            "save the file as UTF-8",
+            file=str(path),
+            line=line,
+        ) from None
+    if not text or text.isspace():
+        raise ConfigError(
+            f"{where(path)}: the file is empty; a migration must contain SQL",
+            file=str(path),
+        )
+    return SqlFile(
+        path=path,
+        text=text,
+        checksum=hashlib.sha256(data).hexdigest(),
+        transactional=NO_TRANSACTION not in read_directives(path, text),
+    )
+
+
+def read_directives(path: str | os.PathLike[str], text: str) -> frozenset[str]:
+    """
+    Read `-- bootstrap:<option>` lines from the file's leading comments.
+
+    Raises:
+        ConfigError: an unknown option, naming the file and line.
+    """
+    found: set[str] = set()
+    start, number = 0, 0
+    while start < len(text):  # the leading comment lines only: never split a whole big file
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line, start, number = text[start:end], end + 1, number + 1
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--"):
+            break
+        match = _DIRECTIVE.match(stripped)
+        if match is None:
+            continue
+        options = [o for o in re.split(r"[\s,]+", match.group("rest").strip()) if o]
+        if not options:
+            raise ConfigError(
+                f"{where(path)}:{number}: empty bootstrap directive; "
+                f"known options: {', '.join(sorted(KNOWN_DIRECTIVES))}",
+                file=str(path),
+                line=number,
+            )
+        for option in options:
+            if option not in KNOWN_DIRECTIVES:
+                raise ConfigError(
+                    f"{where(path)}:{number}: unknown directive 'bootstrap:{option}'; "
+                    f"known options: {', '.join(sorted(KNOWN_DIRECTIVES))}",
+                    file=str(path),
+                    line=number,
+                )
+            found.add(option)
+    return frozenset(found)
+
+
+def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> tuple[SqlFile, Script]:
+    """
+    Read and split one file.
+
+    Args:
+        path: the file.
+        already: the file as discovery read it (saves reading it again).
+
+    Raises:
+        ConfigError: for anything `read_sql_file` refuses, an unterminated
+            quote or comment, a psql meta-command, or a file with no statement.
+    """
+    from .sqlsplit import SqlSyntaxError, line_col, split_statements
+
+    read = already or read_sql_file(path)
+    try:
+        script = split_statements(read.text)
+    except SqlSyntaxError as exc:
+        line, col = line_col(read.text, exc.offset)
+        raise ConfigError(
+            f"{where(path)}:{line}:{col}: {exc}", file=str(path), line=line
+        ) from None
+    for statement in script.code_statements:
+        if statement.words[:1] == ("copy",) and "stdin" in _code_words(statement.text):
+            line, _ = line_col(read.text, statement.code_start)
+            raise ConfigError(
+                f"{where(path)}:{line}: COPY ... FROM STDIN needs psql; "
+                "use INSERT statements or COPY from a server-side file",
+                file=str(path),
+                line=line,
+            )
+    if script.backslashes:
+        line, col = line_col(read.text, script.backslashes[0])
+        snippet = read.text[script.backslashes[0] :].split("\n", 1)[0][:40]
+        raise ConfigError(
+            f"{where(path)}:{line}:{col}: '{snippet}' is a psql meta-command, not SQL; "
+            "bootstrap sends files to the server as they are",
+            file=str(path),
+            line=line,
+        )
+    if not script.code_statements:
+        raise ConfigError(
+            f"{where(path)}: the file has only comments; a migration must contain SQL",
+            file=str(path),
+        )
+    for statement in script.code_statements:
+        words = statement.words
+
+        if read.transactional and _is_transaction_control(words):
+            line, _ = line_col(read.text, statement.code_start)
+            if os.path.basename(os.path.dirname(os.fspath(path))) == VERIFY_DIR:
+                raise ConfigError(
+                    f"{where(path)}:{line}: {_TRANSACTION_CONTROL[words[0]]} in a verify script; verify "
+                    "scripts run inside one transaction that bootstrap always rolls back. Remove it",
+                    file=str(path),
+                    line=line,
+                )
+            raise ConfigError(
+                f"{where(path)}:{line}: {_TRANSACTION_CONTROL[words[0]]} in a transactional file; "
+                "bootstrap already runs each file in one transaction together with its ledger row. "
+                "Remove it, or put '-- bootstrap:no-transaction' on the first line",
+                file=str(path),
+                line=line,
+            )
+    return read, script
+
+
+def _is_transaction_control(words: tuple[str, ...]) -> bool:
+    if not words or words[0] not in _TRANSACTION_CONTROL:
+        return False
+    if words[0] == "prepare":  # PREPARE name AS ... is a prepared statement, not a transaction
+        return len(words) > 1 and words[1] == "transaction"
+    # ROLLBACK TO SAVEPOINT and ROLLBACK PREPARED are not the end of our transaction...
+    # but ROLLBACK PREPARED cannot run in one either, and COMMIT PREPARED neither.
+    return not (words[0] == "rollback" and len(words) > 1 and words[1] == "to")
+
+
+def _code_words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z_]+", text)}

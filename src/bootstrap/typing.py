@@ -1,0 +1,238 @@
+"""
+The shapes the layers agree on: ledger rows, what a read found, the seams
+(Locker, Ledger, RecordQueue) and what each command returns.
+
+Pure: no psycopg, no structlog at run time. The concrete PostgreSQL side lives
+in `bootstrap.pg`; `bootstrap.runner` talks to it only through these shapes, so
+a second locker (a lease table for transaction-mode poolers) or ledger can be
+dropped in and held to the same contract tests.
+
+Value types are NamedTuples (not dataclasses) because they are defined on every
+container start: a NamedTuple class costs ~0.25 ms to create, a slotted
+dataclass ~1.4 ms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from .migrations import Kind, Migration
+
+if TYPE_CHECKING:
+    from .adoption import Match, Tool
+
+# A structlog bound logger (kept as Any: structlog's own protocol would load structlog).
+Logger = Any
+
+
+class AppliedMigration(NamedTuple):
+    """One ledger row."""
+
+    version: int | None
+    name: str
+    kind: Kind
+    checksum: str
+    applied_at: datetime | None = None
+    source: str = "applied"
+
+    @property
+    def key(self) -> str:
+        """Identity: the version for versioned rows, the name for repeatables."""
+        return str(self.version) if self.version is not None else self.name
+
+
+class Snapshot(NamedTuple):
+    """What a read-only look at the database found."""
+
+    ledger_exists: bool
+    schemas: set[str]
+    applied: list[AppliedMigration]
+
+
+class Locker(Protocol):
+    """
+    Serialises runners (goose's SessionLocker). `AdvisoryLocker` now; a lease-table
+    locker could follow for transaction-mode poolers, held to the same contract test.
+    """
+
+    def acquire(self, still_needed: Callable[[], bool] | None = None) -> bool:
+        """Take the lock; False when `still_needed` said another runner did the work meanwhile."""
+        ...
+
+    def release(self) -> None:
+        """Give the lock back (and wake the waiters)."""
+        ...
+
+    def holder(self) -> str:
+        """Who holds the lock ("held by pid 42, ..."), or "" when nobody visible does."""
+        ...
+
+
+class RecordQueue(Protocol):
+    """
+    The one-trip fast path: the ledger rows of the files about to run, queued up
+    front; each file's own query records its row with a constant SQL suffix.
+    """
+
+    sql: str
+    remaining: int  # rows still queued
+
+    def taken(self) -> None:
+        """A file committed: its queued row was used."""
+        ...
+
+    def requeue(self) -> None:
+        """A file was rolled back: the next attempt takes the same row again."""
+        ...
+
+
+class Ledger(Protocol):
+    """goose's database.Store, for bootstrap's layout. Writes join the caller's open transaction."""
+
+    name: str
+
+    def snapshot(self, *, full: bool = False) -> Snapshot:
+        """Whether the ledger exists, which schemas exist, the rows: one round trip, read-only."""
+        ...
+
+    def has_version(self, version: int) -> bool:
+        """The cheap poll while waiting for the lock."""
+        ...
+
+    def needs_preparing(self, snap: Snapshot) -> bool:
+        """Whether schemas or the ledger itself are missing."""
+        ...
+
+    def ensure(self) -> bool:
+        """Create missing schemas and the ledger; True when the ledger existed."""
+        ...
+
+    def read(self) -> list[AppliedMigration]:
+        """Every row, or none when the ledger does not exist yet."""
+        ...
+
+    def record(self, migration: Migration, duration_ms: int) -> None:
+        """Write one applied file's row."""
+        ...
+
+    def forget(self, version: int | None) -> None:
+        """A rolled-back version's row goes, and with it the repeatables' rows."""
+        ...
+
+    def queue(self, todo: Sequence[Migration]) -> RecordQueue | None:
+        """Queue the rows of transactional files about to run; None when the session cannot."""
+        ...
+
+    def record_without_running(self, entries: Sequence[tuple[Migration, str, datetime | None]]) -> None:
+        """Record versions as applied (baseline, adopt) in one transaction."""
+        ...
+
+    def rewrite_checksums(self, changes: Sequence[tuple[int, str, str]]) -> None:
+        """Re-record (version, checksum, name) in one transaction (repair)."""
+        ...
+
+    def read_foreign(self, tool: Tool, table: tuple[str, str]) -> list[tuple[Any, ...]] | None:
+        """Another tool's ledger rows, or None when that table does not exist."""
+        ...
+
+
+# -- what the commands return -------------------------------------------------------------
+
+
+class MigrateResult(NamedTuple):
+    """What `migrate` applied (file names, in order)."""
+
+    applied: list[str]
+    repeatables: list[str]
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {"migrations_applied": len(self.applied), "repeatables_applied": len(self.repeatables)}
+
+
+class VerifyResult(NamedTuple):
+    """How many verify scripts ran (all passed: a failure raises)."""
+
+    scripts: int
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {"verify_scripts": self.scripts}
+
+
+class RunResult(NamedTuple):
+    """What `run` did before handing over to the app."""
+
+    migrated: MigrateResult | None = None
+    verified: VerifyResult | None = None
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields of the phases that ran."""
+        out: dict[str, Any] = {}
+        for part in (self.migrated, self.verified):
+            if part is not None:
+                out.update(part.as_log())
+        return out
+
+
+class RollbackResult(NamedTuple):
+    """The down files that ran, newest first, with their durations."""
+
+    rolled_back: list[tuple[Migration, int]]
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {"migrations_rolled_back": len(self.rolled_back)}
+
+
+class BaselineResult(NamedTuple):
+    """The versions `baseline` recorded without running them."""
+
+    version: int
+    recorded: list[Migration]
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {"migrations_baselined": len(self.recorded)}
+
+
+class RepairChange(NamedTuple):
+    """One applied version `repair` looked at: its file was edited or renamed (migration), or is gone (None)."""
+
+    row: AppliedMigration
+    migration: Migration | None
+
+
+class RepairResult(NamedTuple):
+    """What `repair` found, in version order; changes made unless `dry_run`."""
+
+    dry_run: bool
+    entries: list[RepairChange]
+
+    @property
+    def changes(self) -> list[RepairChange]:
+        """The versions whose checksum or name is (or would be) re-recorded."""
+        return [e for e in self.entries if e.migration is not None]
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {"migrations_repaired": 0 if self.dry_run else len(self.changes)}
+
+
+class AdoptResult(NamedTuple):
+    """What `adopt` matched in another tool's ledger, and what it recorded."""
+
+    tool: Tool
+    match: Match
+    dry_run: bool
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {
+            "adopted": 0 if self.dry_run else len(self.match.matched),
+            "matched": len(self.match.matched),
+            "unmatched": len(self.match.unmatched),
+            "pending": len(self.match.pending),
+        }
