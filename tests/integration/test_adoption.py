@@ -311,3 +311,33 @@ def test_pending_file_with_another_tools_down_section_is_refused(runner, sql_dir
     with pytest.raises(ConfigError, match=r"1_a\.sql:3: '-- migrate:down' starts another tool's rollback section"):
         runner.migrate()
     assert not table_exists(db, "a")
+
+
+def test_repair_prints_nothing_when_its_write_fails(fresh_url: str, sql_dir: Path, db: psycopg.Connection) -> None:
+    """`repair` prints "repaired" lines only once the new checksums are committed; a failed write prints none."""
+    a = write(sql_dir, "1_a.sql", "CREATE TABLE a (id int);")
+    env = clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(sql_dir))
+    assert 0 == run_cli(["migrate"], env).returncode
+    a.write_text("-- creates a\nCREATE TABLE a (id int);\n")
+    db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE 'ledger is read-only'; END$$;"
+               "CREATE TRIGGER refuse BEFORE UPDATE OR INSERT ON bootstrap_migrations FOR EACH ROW EXECUTE FUNCTION refuse()")
+    before = db.execute("SELECT checksum FROM bootstrap_migrations").fetchall()
+    result = run_cli(["repair"], env)
+    assert (1, "") == (result.returncode, result.stdout)
+    assert "ledger is read-only" in result.stderr
+    assert before == db.execute("SELECT checksum FROM bootstrap_migrations").fetchall()
+    assert "would fix  1  1_a.sql: checksum " in run_cli(["repair", "--dry-run"], env).stdout
+
+
+def test_adopt_prints_nothing_when_its_write_fails(fresh_url: str, sql_dir: Path, db: psycopg.Connection) -> None:
+    """`adopt` prints "adopted" lines only once the rows are committed; a failed write prints none."""
+    write(sql_dir, "1_a.sql", "SELECT 1;")
+    env = clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(sql_dir))
+    db.execute("CREATE TABLE schema_migrations (version varchar PRIMARY KEY); INSERT INTO schema_migrations VALUES ('1')")
+    assert 0 == run_cli(["baseline", "--version", "0"], env).returncode  # creates the (empty) ledger
+    db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE 'ledger is read-only'; END$$;"
+               "CREATE TRIGGER refuse BEFORE INSERT ON bootstrap_migrations FOR EACH ROW EXECUTE FUNCTION refuse()")
+    result = run_cli(["adopt", "--from", "dbmate"], env)
+    assert (1, "") == (result.returncode, result.stdout)
+    assert [] == ledger(db)
+    assert "would adopt  1  1_a.sql  <- 1\n" == run_cli(["adopt", "--from", "dbmate", "--dry-run"], env).stdout

@@ -23,3 +23,19 @@ def test_help_does_not_import_psycopg_or_structlog() -> None:
             "print(sorted(m for m in ('psycopg', 'structlog', 'tenacity') if m in sys.modules), file=sys.stderr)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "[]" == out.stderr.strip()
+
+
+def test_only_the_pg_package_imports_the_driver() -> None:
+    """psycopg and tenacity are imported under bootstrap/pg/ and nowhere else in the package."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "src" / "bootstrap"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if any(n.split(".")[0] in ("psycopg", "tenacity") for n in names) and path.parent.name != "pg":
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert [] == offenders
