@@ -46,6 +46,37 @@ def test_every_command_is_documented() -> None:
         assert 0 == CliRunner().invoke(cli.cli, [name, "--help"]).exit_code
 
 
+def test_module_map_matches_the_package() -> None:
+    """The README's module map names every module of src/bootstrap/ and nothing that is not there."""
+    body = README.split("<!-- module-map -->")[1].split("<!-- /module-map -->")[0]
+    documented, folder = set(), ""
+    for line in body.splitlines():
+        name = line.strip().split(" ")[0] if line.startswith("  ") else ""
+        if name.endswith("/"):
+            folder = name
+        elif name.endswith(".py"):
+            documented.add(folder + name if line.startswith("    ") else name)
+    package = REPO / "src" / "bootstrap"
+    assert {str(p.relative_to(package)) for p in package.rglob("*.py")} == documented
+
+
+def test_cli_reference_is_current() -> None:
+    """docs/cli.md is what `--help` prints today (regenerate: python scripts/cli_reference.py)."""
+    from cli_reference import reference
+
+    assert reference() == (REPO / "docs" / "cli.md").read_text()
+
+
+def test_docs_links_resolve() -> None:
+    """Every relative link in the README and docs/ points at a file that exists."""
+    broken = []
+    for page in [REPO / "README.md", REPO / "sql" / "README.md", *(REPO / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert [] == broken
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     """.ci/run ends by running exactly the README's test command."""
     command = re.search(r"^\./scripts/test\b", README, re.M)
