@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     import click
 
 COMMANDS = frozenset(
-    {"wait-db", "migrate", "run", "status", "verify", "rollback", "baseline", "repair", "new", "adopt"}
+    {"wait-db", "migrate", "run", "status", "verify", "rollback", "baseline", "repair", "new", "adopt",
+     "wait-migrated"}
 )
 TOP_LEVEL_OPTIONS = frozenset({"-h", "--help", "-V", "--version"})
 

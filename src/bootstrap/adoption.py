@@ -12,6 +12,7 @@ import re
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from .errors import IntegrityError
 from .migrations import Migration, versioned_files
 
 _LEADING_DIGITS = re.compile(r"^([0-9]+)(?:[_.\-]|$)")
@@ -26,8 +27,12 @@ class Tool(NamedTuple):
         version: the column holding the version (as text or a number).
         applied_at: when it was applied (None: the tool keeps no time).
         kind: Flyway's `type` (None: every row is a migration).
-        success: whether it succeeded (None: every row did).
+        flag: the boolean column: Flyway's `success`, goose's `is_applied`,
+            golang-migrate's `dirty` (None: none).
         order_by: the order rows were written.
+        layout: how rows become entries: `log` (a row per applied migration),
+            `goose` (a row per up or down; the latest row of a version decides),
+            `version` (golang-migrate: one row, the current version).
     """
 
     name: str
@@ -37,8 +42,9 @@ class Tool(NamedTuple):
     version: str
     applied_at: str | None
     kind: str | None
-    success: str | None
+    flag: str | None
     order_by: str
+    layout: str = "log"
 
 
 TOOLS: dict[str, Tool] = {
@@ -50,6 +56,14 @@ TOOLS: dict[str, Tool] = {
     #   installed_by, installed_on, execution_time, success); BASELINE rows mark "everything up to here".
     "flyway": Tool("flyway", "public", "flyway_schema_history", "script", "version", "installed_on", "type",
                    "success", "installed_rank"),
+    # goose: goose_db_version(id serial, version_id bigint, is_applied boolean, tstamp timestamp): a row per
+    #   up (is_applied) and per down (not); version 0 is goose's own first row, not a migration.
+    "goose": Tool("goose", "public", "goose_db_version", "version_id", "version_id", "tstamp", None, "is_applied",
+                  "id", layout="goose"),
+    # golang-migrate: schema_migrations(version bigint, dirty boolean): one row, the version every file up to
+    #   which is applied; dirty means that version failed halfway.
+    "golang-migrate": Tool("golang-migrate", "public", "schema_migrations", "version", "version", None, None,
+                           "dirty", "version", layout="version"),
 }
 
 
@@ -74,7 +88,18 @@ class Match(NamedTuple):
 
 
 def entries(tool: Tool, rows: list[tuple[Any, ...]]) -> list[Entry]:
-    """The tool's successful entries, with the integer version each names (None when it has none)."""
+    """
+    The tool's applied entries, with the integer version each names (None when it has none).
+
+    Raises:
+        IntegrityError: golang-migrate's ledger is dirty (a version failed halfway).
+    """
+    if tool.layout == "goose":
+        # The latest row of each version says whether it is applied now (a down adds a row).
+        latest = {row[1]: row for row in rows if row[1] != 0}
+        rows = [row for row in latest.values() if row[4]]
+    elif tool.layout == "version":
+        return _current_version(tool, rows)
     out = []
     for label, version_text, applied_at, kind, success in rows:
         if not success:
@@ -89,6 +114,21 @@ def entries(tool: Tool, rows: list[tuple[Any, ...]]) -> list[Entry]:
                          baseline=str(kind).upper() == "BASELINE",
                          repeatable=version_text is None and str(label).startswith("R__")))
     return out
+
+
+def _current_version(tool: Tool, rows: list[tuple[Any, ...]]) -> list[Entry]:
+    """golang-migrate: its one row is the version every file up to which is applied (a baseline)."""
+    if not rows:
+        return []
+    _label, version, _applied_at, _kind, dirty = rows[-1]
+    if dirty:
+        raise IntegrityError(
+            f"{tool.name}'s ledger {tool.schema}.{tool.table} is dirty at version {version}: that migration failed "
+            "halfway, so the schema is in an unknown state; nothing was adopted. Finish or undo it by hand, then "
+            f"mark it clean with `migrate force {version}` (or `migrate force` the version before it) and adopt again",
+            version=version,
+        )
+    return [Entry(label=f"version {version}", version=int(version), applied_at=None, baseline=True)]
 
 
 def match(found: list[Entry], migrations: list[Migration], recorded: set[int]) -> Match:

@@ -18,7 +18,7 @@ from . import __version__, render
 from .command import Done, config_options, run_command
 from .errors import NotUpToDateError, UsageError
 from .migrations import load_verify_scripts
-from .runner import before_exec, on_database, open_migrator, wait_for_database
+from .runner import before_exec, on_database, open_migrator, wait_for_database, wait_for_migrations
 from .settings import Settings, app_environ
 from .typing import Logger
 
@@ -90,13 +90,39 @@ def migrate_cmd(**flags: Any) -> None:
     run_command("migrate", flags, work)
 
 
+@cli.command(name="wait-migrated")
+@config_options("wait-migrated")
+def wait_migrated_cmd(**flags: Any) -> None:
+    """
+    Wait until every file in the sql directory is applied; never migrate.
+
+    For app pods whose migrations run elsewhere (a Kubernetes Job): waits for
+    the database, then polls the ledger until every versioned file is applied
+    and every repeatable current (versions a newer release applied are fine),
+    waking as soon as the migrating runner releases its lock. A changed or
+    missing file fails at once (exit 6); still pending at --timeout: exit 10,
+    naming what is pending.
+
+    Example:
+
+        bootstrap wait-migrated --timeout 10min
+    """
+
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        return wait_for_migrations(settings, log)
+
+    run_command("wait-migrated", flags, work)
+
+
 @cli.command(name="status")
 @config_options("status")
 def status_cmd(**flags: Any) -> None:
     """
-    Show each migration's state: applied, pending, changed or missing.
+    Show each migration's state: applied, pending, changed, missing or future.
 
-    Reads only; takes no lock. Exits 0 whatever the states unless --exit-code.
+    Reads only; takes no lock. `future`: applied by a newer release (newer
+    than every local file). Exits 0 whatever the states unless --exit-code
+    (exit 8 when anything is pending, changed or missing; future is fine).
 
     Example:
 
@@ -245,13 +271,14 @@ def new_cmd(description: tuple[str, ...], **flags: Any) -> None:
 @config_options("adopt")
 def adopt_cmd(**flags: Any) -> None:
     """
-    Record as applied what node-pg-migrate, dbmate or Flyway already applied.
+    Record as applied what another migration tool already applied.
 
-    Reads that tool's ledger in the same database (pgmigrations,
-    schema_migrations, flyway_schema_history), matches its entries to files in
-    sql/ by version, and records the matches (`source = adopted`). Lists what
-    it matched, what it could not match and what stays pending; --dry-run
-    changes nothing.
+    Reads that tool's ledger in the same database (node-pg-migrate's
+    pgmigrations, dbmate's schema_migrations, Flyway's flyway_schema_history,
+    goose's goose_db_version, golang-migrate's schema_migrations), matches its
+    entries to files in sql/ by version, and records the matches (`source =
+    adopted`). Lists what it matched, what it could not match and what stays
+    pending; --dry-run changes nothing.
 
     Example:
 
@@ -260,7 +287,8 @@ def adopt_cmd(**flags: Any) -> None:
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         if opts["adopt_from"] is None:
-            raise UsageError("missing --from node-pg-migrate|dbmate|flyway (or BOOTSTRAP_ADOPT_FROM)")
+            raise UsageError("missing --from node-pg-migrate|dbmate|flyway|goose|golang-migrate "
+                             "(or BOOTSTRAP_ADOPT_FROM)")
         # --table arrives as (schema, table), checked with the other settings.
         result = on_database(settings, log, lambda migrator, files: migrator.adopt(
             files, tool_name=opts["adopt_from"], table=opts["adopt_table"], dry_run=opts["dry_run"]))
@@ -277,6 +305,9 @@ def run_cmd(command: tuple[str, ...], **flags: Any) -> None:
     """
     Wait, migrate, verify, then exec COMMAND: the app keeps the PID, gets the
     signals and owns the exit status.
+
+    With --wait-migrated it does not migrate: it waits (up to --timeout) until
+    another runner applied every file, as wait-migrated does, then verifies.
 
     BOOTSTRAP_DATABASE_URL (and its _FILE) are removed from the app's
     environment. A command that is not found exits 127, one that is not
@@ -301,7 +332,7 @@ def run_cmd(command: tuple[str, ...], **flags: Any) -> None:
         env = app_environ(settings.environ)
         resolve_command(argv[0], env)  # 127/126 before touching anything
         result = before_exec(settings, log, no_wait=opts["no_wait"], no_migrate=opts["no_migrate"],
-                             no_verify=opts["no_verify"])
+                             no_verify=opts["no_verify"], wait_migrated=opts["wait_migrated"])
 
         def handoff() -> None:
             log.info("app_exec_started", app=argv[0], arg_count=len(argv) - 1, pid=os.getpid())

@@ -25,6 +25,7 @@ class ExitCode(enum.IntEnum):
     LOCK_TIMEOUT = 7
     NOT_UP_TO_DATE = 8
     VERIFY_FAILED = 9
+    MIGRATIONS_PENDING = 10
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127
     # 128+N: stopped by signal N before exec (computed, see SignalReceived).
@@ -46,6 +47,7 @@ EXIT_CODE_MEANINGS: dict[int, str] = {
     ExitCode.LOCK_TIMEOUT: "another runner held the lock past the lock timeout",
     ExitCode.NOT_UP_TO_DATE: "`status --exit-code`: not up to date",
     ExitCode.VERIFY_FAILED: "a verify script failed",
+    ExitCode.MIGRATIONS_PENDING: "`wait-migrated` / `run --wait-migrated`: migrations not applied before the timeout",
     ExitCode.NOT_EXECUTABLE: "`run`: the command is not executable",
     ExitCode.NOT_FOUND: "`run`: the command is not found",
 }
@@ -140,6 +142,15 @@ class VerifyFailedError(BootstrapError):
     """
 
     exit_code = ExitCode.VERIFY_FAILED
+
+
+class MigrationsPendingError(BootstrapError):
+    """
+    Raised by `wait-migrated` and `run --wait-migrated` when files were still
+    pending at `--timeout`; names them (`pending`).
+    """
+
+    exit_code = ExitCode.MIGRATIONS_PENDING
 
 
 class CommandNotFoundError(BootstrapError):

@@ -268,7 +268,8 @@ def discover_verify_scripts(sql_dir: Path) -> list[Path]:
 
 
 # Other tools keep the rollback in the same file; bootstrap would run it right after the up part.
-_FOREIGN_DOWN_MARKERS = re.compile(r"^--\s*(migrate:down|down migration)\b", re.IGNORECASE | re.MULTILINE)
+_FOREIGN_DOWN_MARKERS = re.compile(r"^--\s*(migrate:down|down migration|\+goose\s+down)\b",
+                                   re.IGNORECASE | re.MULTILINE)
 
 
 def parse_migration(migration: Migration) -> ParsedMigration:
@@ -278,7 +279,8 @@ def parse_migration(migration: Migration) -> ParsedMigration:
     Raises:
         ConfigError: as `parse_file`; when the file changed since discovery; or
             when it still holds another tool's down section (dbmate's
-            `-- migrate:down`, node-pg-migrate's `-- Down Migration`).
+            `-- migrate:down`, node-pg-migrate's `-- Down Migration`, goose's
+            `-- +goose Down`).
     """
     known = None
     if migration.text is not None:

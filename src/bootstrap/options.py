@@ -38,6 +38,9 @@ def _number(key: str, flag: str, env: str, commands: tuple[str, ...], help: str,
     return Option(key, flag, env, "none", help, kind="int", commands=commands, minimum=minimum)
 
 
+# The commands that compare the files with the ledger.
+_PLANNING = ("migrate", "run", "status", "wait-migrated")
+
 # The one table of configuration; the CLI, the README and the tests read it.
 OPTIONS: tuple[Option, ...] = (
     Option(
@@ -120,13 +123,17 @@ OPTIONS: tuple[Option, ...] = (
         "debug, info, warning or error.",
     ),
     # -- command-specific: off (flags) or unset (values) unless given --
-    _switch("out_of_order", "--out-of-order", "BOOTSTRAP_OUT_OF_ORDER", ("migrate", "run", "status"),
+    _switch("out_of_order", "--out-of-order", "BOOTSTRAP_OUT_OF_ORDER", _PLANNING,
             "Apply pending versions older than the newest applied one instead of refusing."),
+    _switch("refuse_future", "--refuse-future", "BOOTSTRAP_REFUSE_FUTURE", _PLANNING,
+            "Refuse (exit 6) versions a newer release applied, instead of warning and going on."),
     # run: the phases a replica may skip
     _switch("no_wait", "--no-wait", "BOOTSTRAP_NO_WAIT", ("run",), "Do not wait for the database (one attempt)."),
     _switch("no_migrate", "--no-migrate", "BOOTSTRAP_NO_MIGRATE", ("run",),
             "Do not migrate (replicas that must not migrate)."),
     _switch("no_verify", "--no-verify", "BOOTSTRAP_NO_VERIFY", ("run",), "Do not run the verify scripts."),
+    _switch("wait_migrated", "--wait-migrated", "BOOTSTRAP_WAIT_MIGRATED", ("run",),
+            "Do not migrate: wait (up to --timeout) until another runner applied every file, as wait-migrated does."),
     # status
     _switch("as_json", "--json", "BOOTSTRAP_STATUS_JSON", ("status",), "Print one JSON document to stdout."),
     _switch("exit_code", "--exit-code", "BOOTSTRAP_STATUS_EXIT_CODE", ("status",),
@@ -143,7 +150,8 @@ OPTIONS: tuple[Option, ...] = (
             "Baseline a ledger that already has rows (records only versions not recorded yet)."),
     # adopt (and repair's --dry-run)
     Option("adopt_from", "--from", "BOOTSTRAP_ADOPT_FROM", "none", "The tool that migrated this database until now.",
-           kind="choice", commands=("adopt",), choices=("node-pg-migrate", "dbmate", "flyway")),
+           kind="choice", commands=("adopt",),
+           choices=("node-pg-migrate", "dbmate", "flyway", "goose", "golang-migrate")),
     Option("adopt_table", "--table", "BOOTSTRAP_ADOPT_TABLE", "the tool's default",
            "Where that tool keeps its ledger ([schema.]table), if not its default.", kind="text",
            commands=("adopt",)),

@@ -27,6 +27,7 @@ class State(enum.StrEnum):
     PENDING = "pending"
     CHANGED = "changed"
     MISSING = "missing"
+    FUTURE = "future"  # applied by a newer release: newer than every local file (or a repeatable it wrote)
 
 
 class Entry(NamedTuple):
@@ -59,8 +60,13 @@ class Plan(NamedTuple):
 
     @property
     def up_to_date(self) -> bool:
-        """True when nothing is pending, changed or missing."""
-        return all(e.state is State.APPLIED for e in self.entries)
+        """True when nothing is pending, changed or missing (future entries are fine, unless refused)."""
+        return not self.problems and all(e.state in (State.APPLIED, State.FUTURE) for e in self.entries)
+
+    @property
+    def future(self) -> tuple[Entry, ...]:
+        """What a newer release applied: versions newer than every local file, repeatables it wrote."""
+        return tuple(e for e in self.entries if e.state is State.FUTURE)
 
     def counts(self) -> dict[str, int]:
         """How many entries are in each state."""
@@ -79,14 +85,22 @@ def evaluate(
     applied: list[AppliedMigration],
     *,
     out_of_order: bool = False,
+    refuse_future: bool = False,
 ) -> Plan:
     """
     Compare files with ledger rows.
+
+    An applied version newer than every local versioned file is `future`: a newer
+    release applied it (this is an older image, in a rolling deploy or after a
+    rollback), so it is left alone; so is a repeatable that such a release wrote
+    (its row was written after a version this release does not have). A
+    version missing below the newest local file is still `missing`.
 
     Args:
         available: discovered migrations (versioned ascending, then repeatables).
         applied: ledger rows.
         out_of_order: allow pending versions older than the newest applied one.
+        refuse_future: count future versions as problems (`--refuse-future`).
 
     Returns:
         The plan; `problems` lists what `build_plan` would refuse.
@@ -96,6 +110,10 @@ def evaluate(
     rows_by_version = {r.version: r for r in applied if r.kind is Kind.VERSIONED}
     rows_by_name = {r.name: r for r in applied if r.kind is Kind.REPEATABLE}
     newest_applied = max((v for v in rows_by_version if v is not None), default=0)
+    newest_local = max((v for v in files_by_version if v is not None), default=None)
+
+    def newer(version: int | None) -> bool:
+        return version is not None and (newest_local is None or version > newest_local)
 
     entries: list[Entry] = []
     pending: list[Migration] = []
@@ -105,7 +123,16 @@ def evaluate(
     for version in sorted(v for v in files_by_version.keys() | rows_by_version.keys() if v is not None):
         migration = files_by_version.get(version)
         row = rows_by_version.get(version)
-        if migration is None:
+        if migration is None and newer(version):
+            assert row is not None
+            if refuse_future:
+                problems.append(
+                    f"{row.name} (version {version}) was applied by a newer release: it is newer than every "
+                    "file in the sql directory (refused by --refuse-future)"
+                )
+            entries.append(Entry(Kind.VERSIONED, version, row.name, State.FUTURE, None, row,
+                                 "applied by a newer release; left as it is"))
+        elif migration is None:
             assert row is not None
             problems.append(
                 f"{row.name} (version {version}) was applied but its file is missing from the sql directory"
@@ -140,7 +167,12 @@ def evaluate(
     for name in sorted(files_by_name.keys() | rows_by_name.keys()):
         migration = files_by_name.get(name)
         row = rows_by_name.get(name)
-        if migration is None:
+        if row is not None and newer(row.after_version) and (migration is None or row.checksum != migration.checksum):
+            # Written by a newer release (after a version this one lacks): re-applying this
+            # release's older text would undo it.
+            entries.append(Entry(Kind.REPEATABLE, None, name, State.FUTURE, migration, row,
+                                 f"written by a newer release (after version {row.after_version}); left as it is"))
+        elif migration is None:
             assert row is not None
             problems.append(f"{name} (repeatable) was applied but its file is missing")
             entries.append(Entry(Kind.REPEATABLE, None, name, State.MISSING, None, row,
@@ -166,15 +198,17 @@ def build_plan(
     applied: list[AppliedMigration],
     *,
     out_of_order: bool = False,
+    refuse_future: bool = False,
 ) -> Plan:
     """
     The plan `migrate` follows.
 
     Raises:
-        IntegrityError: an applied file changed or is missing, or a pending
-            version is older than the newest applied one (unless `out_of_order`).
+        IntegrityError: an applied file changed or is missing, a pending
+            version is older than the newest applied one (unless `out_of_order`),
+            or a version is newer than every local file and `refuse_future` is set.
     """
-    plan = evaluate(available, applied, out_of_order=out_of_order)
+    plan = evaluate(available, applied, out_of_order=out_of_order, refuse_future=refuse_future)
     if plan.problems:
         count = len(plan.problems)
         raise IntegrityError(

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import ConfigError, IntegrityError, VerifyFailedError
+from .backoff import WAIT
+from .errors import ConfigError, IntegrityError, MigrationsPendingError, VerifyFailedError
 from .migrations import (
     Kind,
     Migration,
@@ -39,7 +40,10 @@ from .typing import (
     RollbackResult,
     RunResult,
     VerifyResult,
+    WaitResult,
 )
+
+WAIT_LOG_EVERY_S = 10.0
 
 T = TypeVar("T")
 
@@ -72,7 +76,22 @@ class Migrator:
         self.applier = applier
 
     def _plan(self, migrations: list[Migration], applied: list[AppliedMigration]) -> Plan:
-        return build_plan(migrations, applied, out_of_order=self.settings.out_of_order)
+        return build_plan(migrations, applied, out_of_order=self.settings.out_of_order,
+                          refuse_future=self.settings.refuse_future)
+
+    def _report_future(self, plan: Plan) -> None:
+        """Say what a newer release applied, which this one leaves as it is."""
+        versions = [e.version for e in plan.future if e.version is not None]
+        if versions:
+            self.log.warning("migrations_future", count=len(versions), newest=max(versions),
+                             reason="applied by a newer release (an older image in a rolling deploy or after a "
+                                    "rollback); left as they are")
+        for entry in plan.future:
+            if entry.kind is Kind.REPEATABLE:
+                assert entry.applied is not None
+                self.log.warning("repeatable_skipped", migration=entry.name,
+                                 after_version=entry.applied.after_version,
+                                 reason="written by a newer release; this release's older file is not re-applied")
 
     # -- migrate ---------------------------------------------------------------------------
 
@@ -95,6 +114,8 @@ class Migrator:
         result = MigrateResult([], [])
         snap = ledger.snapshot()
         plan = self._plan(migrations, snap.applied)
+        if plan.future:
+            self._report_future(plan)
         if not (plan.pending or plan.repeatables) and not ledger.needs_preparing(snap):
             log.info("migrations_up_to_date", applied=len(snap.applied))
             return result
@@ -150,7 +171,47 @@ class Migrator:
         """The state of every migration; reads only, takes no lock."""
         with self.session.guard():
             applied = self.ledger.read()
-        return evaluate(migrations, applied, out_of_order=self.settings.out_of_order)
+        return evaluate(migrations, applied, out_of_order=self.settings.out_of_order,
+                        refuse_future=self.settings.refuse_future)
+
+    def wait_migrated(self, migrations: list[Migration], *, deadline: float) -> WaitResult:
+        """
+        Wait until every versioned file is applied and every repeatable current
+        (another runner, a migration Job, applies them); never migrate.
+
+        Polls the ledger (one read) with the wait's backoff, waking at once when
+        a runner releases the migration lock. Logs what is pending every 10 s.
+
+        Raises:
+            IntegrityError: a file changed or is missing (exit 6, at once).
+            MigrationsPendingError: files still pending at `deadline` (exit 10).
+        """
+        started = time.monotonic()
+        step, next_report = 0, 0.0
+        while True:
+            with self.session.guard():
+                plan = self._plan(migrations, self.ledger.snapshot().applied)
+            waiting = [m.name for m in (*plan.pending, *plan.repeatables)]
+            now = time.monotonic()
+            if not waiting:
+                if plan.future:
+                    self._report_future(plan)
+                self.log.info("migrations_ready", waited_ms=round((now - started) * 1000), polls=step + 1)
+                return WaitResult(round((now - started) * 1000))
+            if now >= deadline:
+                raise MigrationsPendingError(
+                    f"{len(waiting)} migration{'s' if len(waiting) != 1 else ''} still pending after "
+                    f"{now - started:.1f}s: {', '.join(waiting[:10])}{' ...' if len(waiting) > 10 else ''}; "
+                    "is the migration Job running? (raise --timeout to wait longer)",
+                    pending=waiting,
+                )
+            if now - started >= next_report:
+                self.log.info("migrations_waiting", pending=waiting[:10], count=len(waiting),
+                              waited_s=round(now - started, 1), timeout_s=self.settings.wait_timeout)
+                next_report = now - started + WAIT_LOG_EVERY_S
+            with self.session.guard():
+                self.locker.await_release(min(WAIT.pause(step), max(0.0, deadline - now)))
+            step += 1
 
     def verify(self, scripts: list[tuple[str, str]]) -> VerifyResult:
         """
@@ -263,11 +324,13 @@ class Migrator:
     def adopt(self, migrations: list[Migration], *, tool_name: str, table: tuple[str, str] | None,
               dry_run: bool) -> AdoptResult:
         """
-        Record as applied what another tool (node-pg-migrate, dbmate, Flyway)
-        already applied, matching its ledger to files in sql/ by version.
+        Record as applied what another tool (node-pg-migrate, dbmate, Flyway,
+        goose, golang-migrate) already applied, matching its ledger to files in
+        sql/ by version.
 
         Raises:
             ConfigError: the tool's ledger is not in this database.
+            IntegrityError: golang-migrate's ledger is dirty.
         """
         from .adoption import TOOLS, entries, match
 
@@ -336,17 +399,32 @@ def on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list[
         return work(migrator, migrations)
 
 
-def before_exec(settings: Settings, log: Logger, *, no_wait: bool, no_migrate: bool, no_verify: bool) -> RunResult:
+def wait_for_migrations(settings: Settings, log: Logger) -> WaitResult:
+    """`wait-migrated`: wait for the database, then until every file is applied (one --timeout for both)."""
+    deadline = time.monotonic() + settings.wait_timeout
+    migrations = discover_migrations(settings.sql_dir)
+    with open_migrator(settings, log) as migrator:
+        return migrator.wait_migrated(migrations, deadline=deadline)
+
+
+def before_exec(settings: Settings, log: Logger, *, no_wait: bool, no_migrate: bool, no_verify: bool,
+                wait_migrated: bool = False) -> RunResult:
     """
-    `run`'s work before `exec`: wait, migrate, verify, on one connection that is
+    `run`'s work before `exec`: wait, migrate (or, with `wait_migrated`, wait
+    for another runner to have migrated), verify, on one connection that is
     closed before the app starts. With nothing to do (`--no-wait --no-migrate`
     and no verify scripts) the database is not contacted at all.
     """
-    migrations = None if no_migrate else discover_migrations(settings.sql_dir)
+    deadline = time.monotonic() + settings.wait_timeout
+    migrations = None if no_migrate and not wait_migrated else discover_migrations(settings.sql_dir)
     scripts = [] if no_verify else load_verify_scripts(settings.sql_dir)
     if migrations is None and not scripts and no_wait:
         return RunResult()
     with open_migrator(settings, log, wait=not no_wait) as migrator:
-        migrated = migrator.migrate(migrations) if migrations is not None else None
+        migrated = waited = None
+        if migrations is not None and wait_migrated:
+            waited = migrator.wait_migrated(migrations, deadline=deadline)
+        elif migrations is not None:
+            migrated = migrator.migrate(migrations)
         verified = migrator.verify(scripts) if scripts else None
-    return RunResult(migrated, verified)
+    return RunResult(migrated, verified, waited)

@@ -126,6 +126,7 @@ class Settings(NamedTuple):
     log_format: str = "auto"
     log_level: str = "info"
     out_of_order: bool = False
+    refuse_future: bool = False
     environ: Mapping[str, str] = {}
 
     def __repr__(self) -> str:
@@ -346,6 +347,7 @@ def load_settings(
         log_format=_parsed(flags, environ, "log_format", lambda v: parse_choice(v, LOG_FORMATS), "auto"),
         log_level=_parsed(flags, environ, "log_level", lambda v: parse_choice(v, LOG_LEVELS), "info"),
         out_of_order=bool(_command_value(OPTION_BY_KEY["out_of_order"], flags, environ)),
+        refuse_future=bool(_command_value(OPTION_BY_KEY["refuse_future"], flags, environ)),
         environ=environ,
     )
 

@@ -28,7 +28,14 @@ Logger = Any
 
 
 class AppliedMigration(NamedTuple):
-    """One ledger row."""
+    """
+    One ledger row.
+
+    Attributes:
+        after_version: for a repeatable, the newest version applied before its row
+            was written: a release that lacks that version is older than the one
+            that wrote it, and leaves it alone. None for versioned rows.
+    """
 
     version: int | None
     name: str
@@ -36,6 +43,7 @@ class AppliedMigration(NamedTuple):
     checksum: str
     applied_at: datetime | None = None
     source: str = "applied"
+    after_version: int | None = None
 
     @property
     def key(self) -> str:
@@ -67,6 +75,10 @@ class Locker(Protocol):
 
     def holder(self) -> str:
         """Who holds the lock ("held by pid 42, ..."), or "" when nobody visible does."""
+        ...
+
+    def await_release(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True when woken early by a holder releasing the lock."""
         ...
 
 
@@ -162,16 +174,27 @@ class VerifyResult(NamedTuple):
         return {"verify_scripts": self.scripts}
 
 
+class WaitResult(NamedTuple):
+    """How long `wait-migrated` waited for another runner to apply the files."""
+
+    waited_ms: int
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {"migrations_waited_ms": self.waited_ms}
+
+
 class RunResult(NamedTuple):
     """What `run` did before handing over to the app."""
 
     migrated: MigrateResult | None = None
     verified: VerifyResult | None = None
+    waited: WaitResult | None = None
 
     def as_log(self) -> dict[str, Any]:
         """The `bootstrap_completed` fields of the phases that ran."""
         out: dict[str, Any] = {}
-        for part in (self.migrated, self.verified):
+        for part in (self.migrated, self.waited, self.verified):
             if part is not None:
                 out.update(part.as_log())
         return out

@@ -132,12 +132,13 @@ def test_status_shows_changed_and_missing(fresh_url: str, sql_dir: Path) -> None
     env = clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(sql_dir))
     a = write(sql_dir, "1_a.sql", "CREATE TABLE a (id int);")
     b = write(sql_dir, "2_b.sql", "CREATE TABLE b (id int);")
+    write(sql_dir, "3_c.sql", "CREATE TABLE c (id int);")
     assert 0 == run_cli(["migrate"], env).returncode
     a.write_text("CREATE TABLE a (id bigint);")
-    b.unlink()
+    b.unlink()  # missing below the newest local file (above it would be `future`)
     result = run_cli(["status", "--json"], env)
     assert 0 == result.returncode
-    assert {"1_a.sql": "changed", "2_b.sql": "missing"} == {
+    assert {"1_a.sql": "changed", "2_b.sql": "missing", "3_c.sql": "applied"} == {
         m["name"]: m["state"] for m in json.loads(result.stdout)["migrations"]}
     result = run_cli(["migrate"], env)
     assert 6 == result.returncode

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from bootstrap import render
-from bootstrap.errors import ConfigError, IntegrityError, UsageError
+from bootstrap.errors import ConfigError, ExitCode, IntegrityError, UsageError
 from bootstrap.migrations import discover_migrations
 from bootstrap.scaffold import create_migration, slugify
 from tests.helpers import clean_env, ledger, run_cli, table_exists, write
@@ -100,6 +100,7 @@ def test_repair_rerecords_checksums_and_lists_them(runner, sql_dir: Path, db: ps
     a = write(sql_dir, "1_a.sql", "CREATE TABLE a (id int);")
     write(sql_dir, "2_b.sql", "CREATE TABLE b (id int);")
     gone = write(sql_dir, "3_c.sql", "CREATE TABLE c (id int);")
+    write(sql_dir, "4_d.sql", "CREATE TABLE d (id int);")  # so 3 goes missing below the newest file
     runner.migrate()
     a.write_text("-- creates a\nCREATE TABLE a (id int);\n")
     (sql_dir / "2_b.sql").rename(sql_dir / "2_create_b.sql")
@@ -114,10 +115,10 @@ def test_repair_rerecords_checksums_and_lists_them(runner, sql_dir: Path, db: ps
     assert printed[2] == "missing    3  3_c.sql: no file; left as it is"
     assert [p.replace("would fix", "repaired ") for p in planned] == printed
     after = db.execute("SELECT version, name, applied_at FROM bootstrap_migrations ORDER BY version").fetchall()
-    assert [(1, "1_a.sql"), (2, "2_create_b.sql"), (3, "3_c.sql")] == [r[:2] for r in after]
+    assert [(1, "1_a.sql"), (2, "2_create_b.sql"), (3, "3_c.sql"), (4, "4_d.sql")] == [r[:2] for r in after]
     assert [r[2] for r in before] == [r[2] for r in after]
     state = {e.name: e.state.value for e in runner.status().entries}
-    assert {"1_a.sql": "applied", "2_create_b.sql": "applied", "3_c.sql": "missing"} == state
+    assert {"1_a.sql": "applied", "2_create_b.sql": "applied", "3_c.sql": "missing", "4_d.sql": "applied"} == state
 
 
 def test_repair_leaves_repeatables_to_migrate(runner, sql_dir: Path) -> None:
@@ -341,3 +342,71 @@ def test_adopt_prints_nothing_when_its_write_fails(fresh_url: str, sql_dir: Path
     assert (1, "") == (result.returncode, result.stdout)
     assert [] == ledger(db)
     assert "would adopt  1  1_a.sql  <- 1\n" == run_cli(["adopt", "--from", "dbmate", "--dry-run"], env).stdout
+
+
+# -- goose and golang-migrate ----------------------------------------------------------------
+
+def test_a_goose_file_with_its_down_section_is_refused(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """A goose file copied as is would run its Down right after its Up: refused (exit 3) naming file and line."""
+    write(sql_dir, "1_a.sql", "-- +goose Up\nCREATE TABLE a (id int);\n\n-- +goose Down\nDROP TABLE a;\n")
+    with pytest.raises(ConfigError, match=r"1_a\.sql:4: '-- \+goose Down' starts another tool's rollback section") as info:
+        runner.migrate()
+    assert ExitCode.CONFIG == info.value.exit_code
+    assert (False, []) == (table_exists(db, "a"), ledger(db))
+
+
+# goose's own table (pressly/goose, Postgres dialect): one row per up (is_applied) and per down (not).
+GOOSE_TABLE = """
+CREATE TABLE goose_db_version (
+    id serial PRIMARY KEY,
+    version_id bigint NOT NULL,
+    is_applied boolean NOT NULL,
+    tstamp timestamp DEFAULT now()
+);
+INSERT INTO goose_db_version (version_id, is_applied) VALUES
+    (0, true), (20240101000001, true), (20240101000002, true), (20240101000003, true), (20240101000003, false);
+"""
+
+
+def test_goose_ledger_adopted(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """goose: the latest row of each version decides; a version rolled back stays pending; version 0 is goose's."""
+    db.execute(GOOSE_TABLE)
+    for name in ("20240101000001_users.sql", "20240101000002_orders.sql", "20240101000003_index.sql"):
+        write(sql_dir, name, f"SELECT '{name}';")
+    outcome, printed = call(runner, "adopt", tool_name="goose", table=None, dry_run=False)
+    assert [20240101000001, 20240101000002] == [r[0] for r in ledger(db)]
+    assert "pending     20240101000003  20240101000003_index.sql: not in goose's ledger; migrate will apply it" \
+        in printed
+    assert (2, 0, 1) == (outcome.as_log()["matched"], outcome.as_log()["unmatched"], outcome.as_log()["pending"])
+    assert ["20240101000003_index.sql"] == runner.migrate().applied
+
+
+GOLANG_MIGRATE_TABLE = """
+CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+INSERT INTO schema_migrations VALUES (2, {dirty});
+"""
+
+
+def test_golang_migrate_ledger_adopted(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """golang-migrate keeps one row, the current version: every file up to it is adopted; its .up/.down pair up."""
+    db.execute(GOLANG_MIGRATE_TABLE.format(dirty="false"))
+    for version, name in ((1, "users"), (2, "orders"), (3, "index")):
+        write(sql_dir, f"{version}_{name}.up.sql", f"CREATE TABLE t{version} (id int);")
+        write(sql_dir, f"{version}_{name}.down.sql", f"DROP TABLE t{version};")
+    _, printed = call(runner, "adopt", tool_name="golang-migrate", table=None, dry_run=False)
+    assert [1, 2] == [r[0] for r in ledger(db)]
+    assert ["adopted      1  1_users.up.sql  <- version 2", "adopted      2  2_orders.up.sql  <- version 2"] == \
+        printed[:2]
+    assert ["3_index.up.sql"] == runner.migrate().applied
+    assert table_exists(db, "t3") and not table_exists(db, "t1")
+
+
+def test_a_dirty_golang_migrate_ledger_is_refused(fresh_url: str, sql_dir: Path, db: psycopg.Connection) -> None:
+    """A dirty version failed halfway: adopt refuses (exit 6) naming it and how to resolve it; nothing recorded."""
+    db.execute(GOLANG_MIGRATE_TABLE.format(dirty="true"))
+    write(sql_dir, "1_users.up.sql", "SELECT 1;")
+    write(sql_dir, "2_orders.up.sql", "SELECT 2;")
+    result = run_cli(["adopt", "--from", "golang-migrate"], clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(sql_dir)))
+    assert 6 == result.returncode
+    assert "is dirty at version 2" in result.stderr and "migrate force 2" in result.stderr
+    assert [] == ledger(db)

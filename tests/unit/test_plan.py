@@ -43,7 +43,7 @@ def test_plan_decides(files: list[Migration], rows: list[AppliedMigration], todo
     """The plan lists what to apply, in order, and counts every state."""
     plan = build_plan(files, rows)
     assert todo == [m.version for m in (*plan.pending, *plan.repeatables)]
-    expected = {"applied": 0, "pending": 0, "changed": 0, "missing": 0, **counts}
+    expected = {"applied": 0, "pending": 0, "changed": 0, "missing": 0, "future": 0, **counts}
     assert expected == plan.counts()
 
 
@@ -77,12 +77,53 @@ def test_out_of_order_allowed_when_asked() -> None:
 def test_every_problem_is_listed() -> None:
     """Several problems are reported together, each naming its file."""
     with pytest.raises(IntegrityError) as info:
-        build_plan([mig(1, "x"), mig(3)], [row(1), row(2), row(4)])
+        build_plan([mig(1, "x"), mig(3)], [row(1), row(2), row(5), row(4)], refuse_future=True)
     problems = info.value.fields["problems"]
-    assert ["1_m.sql", "2_m.sql", "3_m.sql", "4_m.sql"] == [p.split(" ")[0] for p in problems]
+    assert ["1_m.sql", "2_m.sql", "3_m.sql", "4_m.sql", "5_m.sql"] == [p.split(" ")[0] for p in problems]
 
 
 def test_entries_are_ordered_versions_then_repeatables() -> None:
     """Status lists versioned migrations by version, then repeatables by name."""
     plan = evaluate([mig(10), mig(2), mig(None, name="R__b.sql"), mig(None, name="R__a.sql")], [])
     assert ["2_m.sql", "10_m.sql", "R__a.sql", "R__b.sql"] == [e.name for e in plan.entries]
+
+
+def rep_row(checksum: str, after: int | None) -> AppliedMigration:
+    """A repeatable's ledger row, written after version `after` was applied."""
+    return AppliedMigration(None, "R__v.sql", Kind.REPEATABLE, checksum, after_version=after)
+
+
+def test_versions_newer_than_every_file_are_future() -> None:
+    """An older image meets versions a newer release applied: `future`, left alone, still up to date."""
+    plan = build_plan([mig(1), mig(2)], [row(1), row(2), row(3), row(4)])
+    assert ([], []) == (list(plan.pending), list(plan.repeatables))
+    assert [3, 4] == [e.version for e in plan.future]
+    assert {"applied": 2, "future": 2} == {k: v for k, v in plan.counts().items() if v}
+    assert plan.up_to_date
+
+
+def test_a_missing_version_below_the_newest_file_is_still_refused() -> None:
+    """Only versions above every local file are future; a gap below the newest one is missing (exit 6)."""
+    with pytest.raises(IntegrityError, match=r"2_m\.sql \(version 2\) was applied but its file is missing"):
+        build_plan([mig(1), mig(3)], [row(1), row(2), row(3), row(4)])
+
+
+def test_future_versions_can_be_refused() -> None:
+    """--refuse-future makes them an integrity problem, and status not up to date."""
+    with pytest.raises(IntegrityError, match=r"3_m\.sql \(version 3\) was applied by a newer release"):
+        build_plan([mig(1)], [row(1), row(3)], refuse_future=True)
+    assert not evaluate([mig(1)], [row(1), row(3)], refuse_future=True).up_to_date
+
+
+@pytest.mark.parametrize(("files", "after", "state", "reapplied"), [
+    ([mig(1), mig(None, "old")], 2, State.FUTURE, False),      # written after version 2, which this image lacks
+    ([mig(1), mig(None, "old")], 1, State.PENDING, True),      # written by this image's release: re-applied
+    ([mig(1), mig(2), mig(None, "old")], 2, State.PENDING, True),  # same versions: this release's file wins
+    ([mig(1)], 2, State.FUTURE, False),                        # a newer release's repeatable, no file here
+], ids=["newer-release", "same-release", "same-versions", "file-not-here"])
+def test_an_older_image_never_reapplies_a_newer_repeatable(files: list[Migration], after: int, state: State,
+                                                           reapplied: bool) -> None:
+    """A repeatable written after a version this image does not have is left as the newer release wrote it."""
+    plan = build_plan(files, [row(1), row(2), rep_row("new", after)])
+    assert state == next(e.state for e in plan.entries if e.name == "R__v.sql")
+    assert reapplied == bool(plan.repeatables)

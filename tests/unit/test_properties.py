@@ -34,10 +34,14 @@ def _repeatable(name: str, checksum: str) -> Migration:
     repeatables=st.dictionaries(st.from_regex(r"R__[a-z]{1,6}\.sql", fullmatch=True),
                                 st.sampled_from(REPEATABLE_STATES), max_size=4),
     out_of_order=st.booleans(),
+    refuse_future=st.booleans(),
 )
 def test_planner_decides_as_documented(versions: dict[int, str], repeatables: dict[str, str],
-                                       out_of_order: bool) -> None:
-    """Any mix of applied, changed, pending and missing gives the documented states and decision."""
+                                       out_of_order: bool, refuse_future: bool) -> None:
+    """
+    Any mix of applied, changed, pending and missing gives the documented states and decision
+    (a version missing above every local file is `future`).
+    """
     files: list[Migration] = []
     rows: list[AppliedMigration] = []
     for version, state in sorted(versions.items()):
@@ -51,25 +55,30 @@ def test_planner_decides_as_documented(versions: dict[int, str], repeatables: di
         if state != "new":
             rows.append(AppliedMigration(None, name, Kind.REPEATABLE, "same"))
 
-    plan = evaluate(files, rows, out_of_order=out_of_order)
-    expected_states = {str(v): {"applied": State.APPLIED, "changed": State.CHANGED, "pending": State.PENDING,
-                                "missing": State.MISSING}[s] for v, s in versions.items()}
+    plan = evaluate(files, rows, out_of_order=out_of_order, refuse_future=refuse_future)
+    newest_local = max((v for v, s in versions.items() if s != "missing"), default=None)
+    future = {v for v, s in versions.items() if s == "missing" and (newest_local is None or v > newest_local)}
+    expected_states = {str(v): State.FUTURE if v in future else {
+        "applied": State.APPLIED, "changed": State.CHANGED, "pending": State.PENDING, "missing": State.MISSING}[s]
+        for v, s in versions.items()}
     expected_states |= {n: {"applied": State.APPLIED, "changed": State.PENDING, "new": State.PENDING,
                             "missing": State.MISSING}[s] for n, s in repeatables.items()}
     assert expected_states == {(str(e.version) if e.version is not None else e.name): e.state for e in plan.entries}
-    assert plan.up_to_date == all(s == "applied" for s in [*versions.values(), *repeatables.values()])
 
     newest = max((v for v, s in versions.items() if s != "pending"), default=None)
     pending = sorted(v for v, s in versions.items() if s == "pending")
     late = [v for v in pending if newest is not None and v < newest]
-    refuse = (any(s in ("changed", "missing") for s in versions.values())
+    refuse = (any(s == "changed" or (s == "missing" and v not in future) for v, s in versions.items())
               or any(s == "missing" for s in repeatables.values())
-              or (late and not out_of_order))
+              or (late and not out_of_order)
+              or (future and refuse_future))
+    states = [*("future" if v in future else s for v, s in versions.items()), *repeatables.values()]
+    assert plan.up_to_date == (all(s in ("applied", "future") for s in states) and not refuse)
     if refuse:
         with pytest.raises(IntegrityError):
-            build_plan(files, rows, out_of_order=out_of_order)
+            build_plan(files, rows, out_of_order=out_of_order, refuse_future=refuse_future)
     else:
-        decided = build_plan(files, rows, out_of_order=out_of_order)
+        decided = build_plan(files, rows, out_of_order=out_of_order, refuse_future=refuse_future)
         assert pending == [m.version for m in decided.pending]
         assert sorted(n for n, s in repeatables.items() if s in ("changed", "new")) == \
             [m.name for m in decided.repeatables]

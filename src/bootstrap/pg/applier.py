@@ -21,10 +21,12 @@ import psycopg
 
 from .. import redact
 from ..backoff import DDL_RETRY, Backoff
+from ..concurrently import Build, concurrent_build
 from ..errors import BootstrapError
 from ..migrations import ParsedMigration
 from ..typing import Logger, RecordQueue
-from . import failure
+from . import failure, indexes
+from .indexes import Index
 from .ledger import PgLedger
 from .session import Session
 
@@ -156,27 +158,38 @@ class Applier:
         return self._with_retries(attempt)
 
     def _statements(self, parsed: ParsedMigration, ledger_action: Callable[[int], None]) -> int:
-        """A `no-transaction` file: each statement on its own (retried on its own), then the ledger row."""
+        """
+        A `no-transaction` file: each statement on its own (retried on its own),
+        then the ledger row. A concurrent index build is watched: what a failed
+        one left is dropped (before any retry), and the file is recorded only
+        when what each build names is valid.
+        """
         session = self.session
         statements = parsed.script.code_statements
         started = time.monotonic()
         for index in range(len(statements)):
+            build = concurrent_build(statements[index].text)
+            before = self._before_build(parsed, index, build) if build is not None else {}
 
-            def attempt(index: int = index) -> None:
+            def attempt(index: int = index, build: Build | None = build, before: dict[int, Index] = before) -> None:
                 try:
                     _done, error, _rows = session.run_script(statements[index].text)
                 except psycopg.OperationalError as exc:
-                    raise failure.connection_lost(parsed, exc, kept=index) from None
+                    raise failure.connection_lost(parsed, exc, kept=index, building=build is not None) from None
                 if error is None:
                     return
                 if session.is_disconnect(error):
-                    raise failure.connection_lost(parsed, error, kept=index) from None
+                    raise failure.connection_lost(parsed, error, kept=index, building=build is not None) from None
                 if session.in_transaction():
                     session.rollback_quietly()
+                leftovers = self._clean_failed_build(parsed, index, build, before) if build is not None else []
                 raise _Failed(parsed, error, failure.migration_failed(
-                    parsed, 0, error, kept=index, attempts=self.retries + 1, base=statements[index]))
+                    parsed, 0, error, kept=index, attempts=self.retries + 1, base=statements[index],
+                    leftovers=leftovers))
 
             self._with_retries(attempt)
+            if build is not None:
+                self._check_build(parsed, index, build, before)
         if session.in_transaction():
             session.rollback_quietly()
             raise failure.left_open(parsed)
@@ -189,6 +202,43 @@ class Applier:
         except psycopg.Error as exc:
             raise self._commit_failed(parsed, exc) from None
         return duration_ms
+
+    # -- concurrent index builds -----------------------------------------------------------
+
+    def _census(self, parsed: ParsedMigration, kept: int, build: Build) -> dict[int, Index]:
+        try:
+            return indexes.census(self.session, build)
+        except psycopg.OperationalError as exc:
+            raise failure.connection_lost(parsed, exc, kept=kept) from None
+
+    def _before_build(self, parsed: ParsedMigration, kept: int, build: Build) -> dict[int, Index]:
+        """
+        The indexes the build can touch. An INVALID index by the very name this
+        pending file's CREATE builds was left by an earlier failed run of it: it
+        is dropped first, so the build (with or without IF NOT EXISTS) starts clean.
+        """
+        before = self._census(parsed, kept, build)
+        stale = indexes.named(before, build.index_name) if build.verb == "create" else None
+        if stale is not None and not stale.usable:
+            why = indexes.drop(self.session, stale, self.log, reason="left by an earlier failed build of this file")
+            if why is not None:
+                raise failure.stale_index(parsed, parsed.script.code_statements[kept], kept, str(stale), why)
+            before = self._census(parsed, kept, build)
+        return before
+
+    def _clean_failed_build(self, parsed: ParsedMigration, kept: int, build: Build,
+                            before: dict[int, Index]) -> list[failure.Leftover]:
+        """Drop the INVALID indexes a failed build left; say which went and which could not."""
+        left = indexes.left_by(before, self._census(parsed, kept, build))
+        return [failure.Leftover(str(index), indexes.drop(self.session, index, self.log,
+                                                          reason="left by the failed build"))
+                for index in left]
+
+    def _check_build(self, parsed: ParsedMigration, kept: int, build: Build, before: dict[int, Index]) -> None:
+        """A finished build: every index it names must be valid and ready, or the file is not recorded."""
+        bad = indexes.unusable_after(build, before, self._census(parsed, kept + 1, build))
+        if bad:
+            raise failure.invalid_index(parsed, parsed.script.code_statements[kept], kept + 1, [str(i) for i in bad])
 
     # -- a whole rollback ------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ Pure builders: each takes the file and the driver's error (anything with
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
 
 from .. import redact
 from ..errors import BootstrapError, IntegrityError, MigrationFailedError
@@ -33,18 +34,67 @@ class ServerError(Protocol):
         ...
 
 
-def kept_phrase(script: Script, kept: int) -> str:
-    """What a `no-transaction` file kept when statement `kept + 1` failed (0: none ran)."""
+class Leftover(NamedTuple):
+    """An INVALID index a failed concurrent build left: dropped (why None), or kept because the drop failed."""
+
+    name: str
+    why: str | None
+
+
+def kept_phrase(script: Script, kept: int, leftovers: Sequence[Leftover] = ()) -> str:
+    """
+    What a `no-transaction` file kept when statement `kept + 1` failed (0: none
+    ran), including the INVALID indexes its failed concurrent build left.
+    """
     code = script.code_statements
     total = len(code)
+    remaining = [left for left in leftovers if left.why is not None]
+    dropped = "".join(f"; the INVALID index {left.name} its failed build left was dropped"
+                      for left in leftovers if left.why is None)
+    still = "".join(
+        f"; its failed build left the INVALID index {left.name}, which could not be dropped ({left.why}): "
+        f"drop it with DROP INDEX CONCURRENTLY {left.name}" for left in remaining)
+    if kept == 0 and not remaining:
+        return f"no statement of its {total} ran; nothing was kept and the ledger was not changed{dropped}"
     if kept == 0:
-        return f"no statement of its {total} ran; nothing was kept and the ledger was not changed"
+        return f"no statement of its {total} completed and the ledger was not changed{dropped}{still}"
     first_line = line_col(script.text, code[0].code_start)[0]
     last_line = line_col(script.text, code[kept - 1].end - 1)[0]
     return (
         f"statements 1-{kept} of {total} (lines {first_line}-{last_line}) ran and were kept, "
-        f"statement {kept + 1} failed, {total - kept - 1} did not run; the ledger was not changed. "
+        f"statement {kept + 1} failed, {total - kept - 1} did not run; the ledger was not changed{dropped}{still}. "
         "Make it safe to re-run (IF NOT EXISTS), fix it, and run migrate again"
+    )
+
+
+def stale_index(parsed: ParsedMigration, statement: Statement, kept: int, index: str, why: str) -> BootstrapError:
+    """An INVALID index by the name this file builds (an earlier run's) could not be dropped before building."""
+    path = parsed.migration.path
+    line = line_col(parsed.script.text, statement.code_start)[0]
+    return MigrationFailedError(
+        f"{path}:{line}: the index {index} is INVALID, left by an earlier failed build of this file, and could not "
+        f"be dropped ({why}); statement {kept + 1} did not run. Drop it (DROP INDEX CONCURRENTLY {index}) and run "
+        f"migrate again; {kept_phrase(parsed.script, kept) if kept else 'the ledger was not changed'}",
+        file=str(path),
+        line=line,
+        index=index,
+    )
+
+
+def invalid_index(parsed: ParsedMigration, statement: Statement, number: int, indexes: Sequence[str]) -> BootstrapError:
+    """A concurrent build finished, but an index it names is not valid: the file is not recorded."""
+    path = parsed.migration.path
+    line = line_col(parsed.script.text, statement.code_start)[0]
+    names = ", ".join(indexes)
+    first = indexes[0]
+    return MigrationFailedError(
+        f"{path}:{line}: after statement {number} the index {names} {'is' if len(indexes) == 1 else 'are'} "
+        "INVALID (a concurrent build of it failed): queries never use it and a unique one enforces nothing, so "
+        f"the file was not recorded; statements 1-{number} ran and were kept. Rebuild it (REINDEX INDEX "
+        f"CONCURRENTLY {first}) or drop it (DROP INDEX CONCURRENTLY {first}), then run migrate again",
+        file=str(path),
+        line=line,
+        index=names,
     )
 
 
@@ -75,6 +125,7 @@ def migration_failed(
     base: Statement | None = None,
     outcome: str | None = None,
     shift: int = 0,
+    leftovers: Sequence[Leftover] = (),
 ) -> MigrationFailedError:
     """
     The error for a file whose SQL failed: where, what, and what was kept.
@@ -91,6 +142,7 @@ def migration_failed(
         outcome: what happened to the file, when not the default for `kept`.
         shift: characters sent before the file's text (`BEGIN;`), to correct
             the server's error position by.
+        leftovers: INVALID indexes the failing concurrent build left (dropped or not).
     """
     m = parsed.migration
     script = parsed.script
@@ -125,7 +177,7 @@ def migration_failed(
             "table (raise --ddl-lock-timeout, or run when traffic is low)"
         )
     if outcome is None:
-        outcome = NOTHING_KEPT if kept is None else kept_phrase(script, kept)
+        outcome = NOTHING_KEPT if kept is None else kept_phrase(script, kept, leftovers)
     text = f"{where}: {_primary(error)} (SQLSTATE {error.sqlstate})"
     if extras:
         text += "; " + "; ".join(extras)
@@ -160,13 +212,20 @@ def queued_row_lost(parsed: ParsedMigration) -> MigrationFailedError:
                   f"pg_temp.bootstrap_pending?); {NOTHING_KEPT}")
 
 
-def connection_lost(parsed: ParsedMigration, error: ServerError, kept: int | None = None) -> MigrationFailedError:
-    """The connection dropped while the file ran."""
+def connection_lost(parsed: ParsedMigration, error: ServerError, kept: int | None = None, *,
+                    building: bool = False) -> MigrationFailedError:
+    """The connection dropped while the file ran (`building`: inside a concurrent index build)."""
     reason = redact.redact((error.diag.message_primary if error.diag else None) or str(error)).strip()
     if parsed.migration.transactional:
         outcome = "the server rolled the file back; nothing of it was kept"
-    else:
+    elif not building:
         outcome = kept_phrase(parsed.script, kept or 0)
+    else:
+        outcome = (kept_phrase(parsed.script, kept) if kept else
+                   f"no statement of its {len(parsed.script.code_statements)} completed and the ledger was not "
+                   "changed")
+        outcome += (". The concurrent index build that was cut off may have left an INVALID index; the next "
+                    "migrate drops it before building again")
     return _about(parsed, f"lost the connection while applying it ({reason}); {outcome}. "
                   "Run migrate again once the database is back", sqlstate=error.sqlstate)
 

@@ -57,6 +57,7 @@ class AdvisoryLocker:
         self.log = log
         self.poll = poll
         self.locked = False
+        self._listening = False
 
     def acquire(self, still_needed: Callable[[], bool] | None = None) -> bool:
         """
@@ -77,13 +78,12 @@ class AdvisoryLocker:
         started = time.monotonic()
         step = 0
         next_report = 0.0
-        listening = released = False
+        released = False
 
         def not_needed() -> bool:
             if still_needed is None or still_needed():
                 return False
-            if listening:
-                self._stop_listening()
+            self._stop_listening()
             self.log.info("lock_not_needed", waited_ms=round((time.monotonic() - started) * 1000),
                           reason="another runner finished the work")
             return True
@@ -96,8 +96,7 @@ class AdvisoryLocker:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
             if row and row[0]:
                 self.locked = True
-                if listening:
-                    self._stop_listening()
+                self._stop_listening()
                 waited = time.monotonic() - started
                 self.log.info("lock_acquired", waited_ms=round(waited * 1000), lock_key=self.key)
                 return True
@@ -118,20 +117,24 @@ class AdvisoryLocker:
                 next_report = waited + LOCK_WAIT_LOG_EVERY_S
             pause = min(self.poll.pause(step), max(0.0, timeout - waited))
             step += 1
-            if not listening:
-                # The holder notifies this channel as it releases the lock: waiters
-                # poll again at once instead of at their next backoff step. LISTEN
-                # holds no snapshot; a holder that dies without notifying is still
-                # met by the polls.
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                listening = True
-            released = self._await_release(pause)
+            released = self.await_release(pause)
 
-    def _await_release(self, seconds: float) -> bool:
-        """Sleep up to `seconds`, waking early (True) when the lock holder announces its release."""
+    def await_release(self, seconds: float) -> bool:
+        """
+        Sleep up to `seconds`, waking early (True) when a lock holder announces its
+        release. The holder notifies the lock's channel as it releases the lock, so
+        waiters go on at once instead of at their next backoff step. LISTEN holds no
+        snapshot; a holder that dies without notifying is still met by the polls.
+        """
+        if not self._listening:
+            self.session.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self._listening = True
         return any(True for _notify in self.session.conn.notifies(timeout=seconds, stop_after=1))
 
     def _stop_listening(self) -> None:
+        if not self._listening:
+            return
+        self._listening = False
         conn = self.session.conn
         if conn.closed:
             return
@@ -142,6 +145,7 @@ class AdvisoryLocker:
 
     def release(self) -> None:
         """Release the lock and wake the waiters; on a broken connection, closing it releases the lock."""
+        self._stop_listening()
         session = self.session
         if self.locked and not session.closed:
             session.rollback_quietly()

@@ -1,0 +1,160 @@
+"""
+Recognise a concurrent index build in a statement, and what it names.
+
+`CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] [name] ON [ONLY] table`
+and `REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE} CONCURRENTLY name`
+run outside a transaction, so a failed or cancelled build leaves its INVALID
+index behind (REINDEX: `<name>_ccnew`). The applier asks this module which
+index or table a statement names, so it can drop what a failed build left and
+check that a finished one is valid. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+# Comments, quoted identifiers, words (PostgreSQL's identifier characters), and single characters.
+_TOKEN = re.compile(
+    r"\s+|--[^\n]*|/\*.*?\*/|\"(?:[^\"]|\"\")*\"|[^\W\d][\w$]*|\d+|.",
+    re.DOTALL,
+)
+_MAX_TOKENS = 64  # the header names everything; the column list and the rest do not matter
+
+
+class Name(NamedTuple):
+    """A possibly schema-qualified name, as PostgreSQL resolves it (unquoted words lowercased)."""
+
+    schema: str | None
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+class Build(NamedTuple):
+    """
+    A concurrent index build.
+
+    Attributes:
+        verb: `create` or `reindex`.
+        target: what it names: `index` (CREATE's new index, REINDEX INDEX),
+            `table` (REINDEX TABLE), `schema` or `database`.
+        index_name: the index named (None: CREATE without a name, or REINDEX of a table, schema or database).
+        table: CREATE's `ON` table, REINDEX TABLE's table.
+        schema: REINDEX SCHEMA's schema.
+    """
+
+    verb: str
+    target: str
+    index_name: Name | None
+    table: Name | None
+    schema: str | None = None
+
+
+def _tokens(text: str) -> list[tuple[str, bool]]:
+    """(token, quoted) pairs of the statement's head: words lowercased unless quoted; blanks and comments dropped."""
+    out: list[tuple[str, bool]] = []
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token.isspace() or token.startswith(("--", "/*")):
+            continue
+        if token.startswith('"'):
+            out.append((token[1:-1].replace('""', '"'), True))
+        else:
+            out.append((token.lower(), False))
+        if len(out) >= _MAX_TOKENS:
+            break
+    return out
+
+
+class _Reader:
+    """Walks the tokens of one statement head."""
+
+    def __init__(self, tokens: list[tuple[str, bool]]) -> None:
+        self.tokens = tokens
+        self.at = 0
+
+    def peek(self, ahead: int = 0) -> str | None:
+        i = self.at + ahead
+        if i < len(self.tokens) and not self.tokens[i][1]:
+            return self.tokens[i][0]
+        return None
+
+    def accept(self, *words: str) -> bool:
+        if all(self.peek(i) == word for i, word in enumerate(words)):
+            self.at += len(words)
+            return True
+        return False
+
+    def name(self) -> Name | None:
+        """[schema.]name (quoted or not), or None when no identifier follows."""
+        first = self._identifier()
+        if first is None:
+            return None
+        if self.peek() == "." and self.at + 1 < len(self.tokens):
+            self.at += 1
+            second = self._identifier()
+            if second is not None:
+                return Name(first, second)
+        return Name(None, first)
+
+    def _identifier(self) -> str | None:
+        if self.at >= len(self.tokens):
+            return None
+        token, quoted = self.tokens[self.at]
+        if quoted or re.match(r"[^\W\d][\w$]*$", token):
+            self.at += 1
+            return token
+        return None
+
+    def skip_parentheses(self) -> None:
+        if self.peek() != "(":
+            return
+        depth = 0
+        while self.at < len(self.tokens):
+            part = self.peek()
+            self.at += 1
+            depth += 1 if part == "(" else -1 if part == ")" else 0
+            if depth == 0:
+                return
+
+
+def concurrent_build(text: str) -> Build | None:
+    """
+    The concurrent index build `text` starts, or None when it is not one.
+
+    Args:
+        text: one statement (leading comments allowed).
+    """
+    reader = _Reader(_tokens(text))
+    if reader.accept("create"):
+        reader.accept("unique")
+        if not reader.accept("index", "concurrently"):
+            return None
+        reader.accept("if", "not", "exists")
+        index = None if reader.peek() == "on" else reader.name()
+        if not reader.accept("on"):
+            return None
+        reader.accept("only")
+        table = reader.name()
+        if index is not None and table is not None:
+            index = Name(table.schema, index.name)  # an index lives in its table's schema
+        return Build("create", "index", index, table)
+    if reader.accept("reindex"):
+        reader.skip_parentheses()
+        target = reader.peek()
+        if target not in ("index", "table", "schema", "database", "system"):
+            return None
+        reader.at += 1
+        if not reader.accept("concurrently"):
+            return None
+        named = reader.name()
+        if target == "index":
+            return Build("reindex", "index", named, None)
+        if target == "table":
+            return Build("reindex", "table", None, named)
+        if target == "schema":
+            return Build("reindex", "schema", None, None, named.name if named else None)
+        return Build("reindex", "database", None, None)
+    return None
