@@ -134,6 +134,7 @@ class Migrator:
 
         # Taking the (advisory) lock writes nothing. Files are parsed only by the runner
         # that will apply them: fifty replicas racing must not each lex every pending file.
+        self.session.check_writable()  # behind a pooler: refuse transaction pooling first
         if not self.locker.acquire(still_needed):
             log.info("migrations_up_to_date", applied=len(migrations), by="another runner")
             return result
@@ -262,6 +263,7 @@ class Migrator:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        self.session.check_writable()
         self.locker.acquire()
         try:
             yield

@@ -33,6 +33,10 @@ CASES = [
     ("ssl", "server does not support SSL, but SSL was required", False, "ssl_config"),
     ("root-cert", 'could not read root certificate file "/x.crt": No such file or directory', False, "ssl_config"),
     ("sslmode", 'connection is bad: invalid sslmode value: "bogus"', False, "config"),
+    # Connection poolers refusing a startup parameter: PgBouncer 1.18, newer PgBouncer and Neon's proxy.
+    ("pooler-options", "FATAL:  unsupported startup parameter: options", False, "startup_parameter_refused"),
+    ("pooler-in-options", "ERROR:  unsupported startup parameter in options: lock_timeout", False,
+     "startup_parameter_refused"),
 ]
 
 

@@ -3,9 +3,11 @@ bootstrap on PostgreSQL: the only package that imports psycopg and tenacity.
 
 - `connection`: check the connection string, connect, wait with backoff.
 - `session`: the connection and the session-bound mechanisms (`Capabilities`).
+- `pooler`: how a connection pooler in between pools (session or transaction).
 - `ledger`: every statement on bootstrap's ledger table (`PgLedger`).
 - `lock`: the advisory lock runners serialise on (`AdvisoryLocker`).
 - `applier`: running files with their ledger rows, and rollbacks (`Applier`).
+- `indexes`: concurrent index builds: what a failed one left, whether a finished one is valid.
 - `failure`: what a failed file's error says (pure).
 - `verifier`: verify scripts, always rolled back.
 
@@ -18,10 +20,10 @@ from __future__ import annotations
 from ..settings import Settings
 from ..typing import Logger
 from .applier import Applier
-from .connection import validate_conninfo, wait_for_connection
+from .connection import connect_once, validate_conninfo, wait_for_connection
 from .ledger import PgLedger
 from .lock import AdvisoryLocker, advisory_key, lock_channel
-from .session import Capabilities, Session
+from .session import Capabilities, Session, Timeouts
 from .verifier import run_verify
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "Capabilities",
     "PgLedger",
     "Session",
+    "Timeouts",
     "advisory_key",
     "lock_channel",
     "open_session",
@@ -46,4 +49,15 @@ def open_session(settings: Settings, log: Logger, *, wait: bool = True) -> Sessi
         ConfigError: a permanent failure (authentication, bad settings).
         DatabaseUnavailableError: the wait timed out.
     """
-    return Session(wait_for_connection(settings, log, wait=wait), log)
+    ready = wait_for_connection(settings, log, wait=wait)
+    return Session(ready.conn, log, server_pid=ready.server_pid, timeouts=timeouts(settings),
+                   opener=lambda: connect_once(settings))
+
+
+def timeouts(settings: Settings) -> Timeouts:
+    """What migration statements run with: --ddl-lock-timeout and --statement-timeout, in milliseconds."""
+
+    def ms(seconds: float | None) -> int:
+        return max(1, round(seconds * 1000)) if seconds else 0
+
+    return Timeouts(lock_ms=ms(settings.ddl_lock_timeout), statement_ms=ms(settings.statement_timeout))

@@ -32,7 +32,6 @@ from .session import Session
 
 # What a file is retried for (the error class logged with each retry).
 RETRYABLE_SQLSTATES = {"55P03": "lock_timeout", "40P01": "deadlock", "40001": "serialization_failure"}
-_BEGIN_PREFIX = "BEGIN;\n"
 T = TypeVar("T")
 
 
@@ -68,8 +67,7 @@ class Applier:
         self._queue: RecordQueue | None = None
 
     def prepare(self, todo: Sequence[ParsedMigration] = ()) -> None:
-        """Before the first file: the session's settings and, when files are about to run, their queued rows."""
-        self.session.use_migration_settings()
+        """Before the first file: when files are about to run, their queued ledger rows."""
         self._queue = self.ledger.queue([p.migration for p in todo]) if todo else None
 
     # -- one file --------------------------------------------------------------------------
@@ -118,8 +116,11 @@ class Applier:
         """
         session = self.session
         tail = f";{queue.sql};COMMIT" if queue is not None else ""
-        query = _BEGIN_PREFIX + parsed.text + "\n;" + session.reset_sql + tail
+        opening = ["BEGIN", *session.before_file()]  # BEGIN; [the pooler guard;] the timeouts (SET LOCAL)
+        prefix = ";".join(opening) + ";\n"
+        query = prefix + parsed.text + "\n;" + session.reset_sql + tail
         code = len(parsed.script.code_statements)
+        guarded = session.guard_sql is not None
 
         def attempt() -> int:
             started = time.monotonic()
@@ -147,13 +148,15 @@ class Applier:
             session.rollback_quietly()
             if queue is not None:
                 queue.requeue()
-            done = max(0, done - 1)  # BEGIN
+            if guarded and done == 1 and error.sqlstate == "22012":  # the guard, right after BEGIN
+                raise session.moved()
+            done = max(0, done - len(opening))
             if done >= code:  # the file ran; the reset, its ledger row or COMMIT failed
                 if queue is not None and error.sqlstate == "22012":
                     raise failure.queued_row_lost(parsed)
                 raise self._commit_failed(parsed, error)
             raise _Failed(parsed, error, failure.migration_failed(
-                parsed, done, error, kept=None, attempts=self.retries + 1, shift=len(_BEGIN_PREFIX)))
+                parsed, done, error, kept=None, attempts=self.retries + 1, shift=len(prefix)))
 
         return self._with_retries(attempt)
 
@@ -167,7 +170,9 @@ class Applier:
         session = self.session
         statements = parsed.script.code_statements
         started = time.monotonic()
+        session.set_timeouts()
         for index in range(len(statements)):
+            session.check_holder()
             build = concurrent_build(statements[index].text)
             before = self._before_build(parsed, index, build) if build is not None else {}
 
@@ -196,7 +201,8 @@ class Applier:
         duration_ms = round((time.monotonic() - started) * 1000)
         try:
             session.conn.execute(session.reset_sql)
-            ledger_action(duration_ms)
+            with session.transaction():
+                ledger_action(duration_ms)
         except psycopg.OperationalError as exc:
             raise failure.connection_lost(parsed, exc, kept=len(statements)) from None
         except psycopg.Error as exc:
@@ -261,14 +267,17 @@ class Applier:
         def attempt() -> list[int]:
             durations: list[int] = []
             failed: tuple[ParsedMigration, int, psycopg.Error] | None = None
+            timeouts = session.timeouts.statements(local=True)
+            prefix = ";".join(timeouts) + ";\n"  # again for each file: the reset after the one before undid them
             try:
                 session.conn.execute("BEGIN")
+                session.begun()
                 for down in downs:
                     started = time.monotonic()
                     with session.notices(migration=down.migration.name):
-                        done, error, _rows = session.run_script(down.text + "\n;" + session.reset_sql)
+                        done, error, _rows = session.run_script(prefix + down.text + "\n;" + session.reset_sql)
                     if error is not None:
-                        failed = (down, done, error)
+                        failed = (down, max(0, done - len(timeouts)), error)
                         break
                     duration_ms = round((time.monotonic() - started) * 1000)
                     self.ledger.forget(down.migration.version)
@@ -287,7 +296,7 @@ class Applier:
             session.rollback_quietly()
             down, done, error = failed
             raise _Failed(down, error, failure.migration_failed(
-                down, done, error, kept=None, attempts=self.retries + 1,
+                down, done, error, kept=None, attempts=self.retries + 1, shift=len(prefix),
                 outcome="the rollback ran in one transaction, so nothing was rolled back"))
 
         return self._with_retries(attempt)

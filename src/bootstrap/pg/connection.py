@@ -1,7 +1,8 @@
 """
 Reaching the server: check the connection string, connect, and wait for the
 database with backoff, telling transient failures (wait) from permanent ones
-(fail fast, exit 3).
+(fail fast, exit 3). bootstrap sends no startup `options`: connection
+poolers refuse them, and its timeouts travel inside the work instead.
 
 tenacity is imported only after a first attempt failed: a start against a
 live database never loads it.
@@ -56,6 +57,9 @@ _TRANSIENT_PATTERNS: tuple[tuple[str, str], ...] = (
     ("host is unreachable", "network_unreachable"),
 )
 _PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
+    # A connection pooler (PgBouncer, Neon's, Supavisor) refusing a startup parameter of the user's
+    # connection string or PGOPTIONS: waiting never helps.
+    ("unsupported startup parameter", "startup_parameter_refused"),
     ("password authentication failed", "authentication_failed"),
     ("authentication failed", "authentication_failed"),
     ("no password supplied", "password_missing"),
@@ -104,23 +108,6 @@ class _Transient(Exception):
         self.failure = failure
 
 
-def startup_options(settings: Settings, params: dict[str, Any]) -> str:
-    """
-    libpq `options` for bootstrap's connection: the DSN's (`params`, as
-    `validate_conninfo` parsed it) or PGOPTIONS, plus lock_timeout and
-    statement_timeout in milliseconds. As startup values they are the
-    session's defaults, so the RESET ALL after each file keeps them.
-    """
-    own = params.get("options")
-    base = str(own) if own else settings.environ.get("PGOPTIONS", "")
-
-    def ms(seconds: float | None) -> int:
-        return max(1, round(seconds * 1000)) if seconds else 0
-
-    ours = f"-c lock_timeout={ms(settings.ddl_lock_timeout)} -c statement_timeout={ms(settings.statement_timeout)}"
-    return f"{base} {ours}".strip()
-
-
 def validate_conninfo(settings: Settings) -> dict[str, Any]:
     """
     Parse the connection string with libpq's own parser.
@@ -150,14 +137,42 @@ def validate_conninfo(settings: Settings) -> dict[str, Any]:
     return params
 
 
-def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True,
-                        backoff: Backoff = WAIT) -> psycopg.Connection[Any]:
+_HINTS = {
+    "startup_parameter_refused": "; a connection pooler refuses that startup parameter: remove it from the "
+                                 "connection string and PGOPTIONS (bootstrap itself sends none)",
+}
+
+
+class Ready(NamedTuple):
+    """An open connection that answered, and the server backend's own pid (to tell a pooler from the server)."""
+
+    conn: psycopg.Connection[Any]
+    server_pid: int
+
+
+def connect_once(settings: Settings, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
     """
-    Connect and run `SELECT 1`, retrying transient failures with backoff and
-    jitter until `settings.wait_timeout`.
+    One connection with bootstrap's parameters: autocommit, no prepared statements
+    of psycopg's own choosing, UTF-8, and no startup `options` (poolers refuse them).
+    """
+    return psycopg.connect(
+        settings.database_url,
+        autocommit=True,
+        prepare_threshold=None,
+        fallback_application_name="bootstrap",
+        client_encoding="UTF8",
+        connect_timeout=connect_timeout,
+    )
+
+
+def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True, backoff: Backoff = WAIT) -> Ready:
+    """
+    Connect and run a real query (`SELECT pg_backend_pid()`), retrying transient
+    failures with backoff and jitter until `settings.wait_timeout`.
 
     Raises:
-        ConfigError: a permanent failure (authentication, bad settings).
+        ConfigError: a permanent failure (authentication, bad settings, a
+            startup parameter a pooler refuses).
         DatabaseUnavailableError: the timeout ran out.
     """
     params = validate_conninfo(settings)
@@ -165,52 +180,44 @@ def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True,
     started = time.monotonic()
     deadline = started + timeout
     target = settings.safe_target().as_log()
-    options = startup_options(settings, params)
     attempts = 0
     last: Failure | None = None
 
-    def attempt() -> psycopg.Connection[Any]:
+    def attempt() -> Ready:
         nonlocal attempts, last
         attempts += 1
         remaining = deadline - time.monotonic()
-        connect_timeout = max(2, min(DEFAULT_CONNECT_TIMEOUT_S, int(remaining + 0.999)))
         try:
-            conn = psycopg.connect(
-                settings.database_url,
-                autocommit=True,
-                prepare_threshold=None,
-                fallback_application_name="bootstrap",
-                client_encoding="UTF8",
-                connect_timeout=connect_timeout,
-                options=options,
-            )
+            conn = connect_once(settings, max(2, min(DEFAULT_CONNECT_TIMEOUT_S, int(remaining + 0.999))))
         except psycopg.Error as exc:
             last = classify(exc)
             if not last.transient:
                 raise ConfigError(
-                    f"cannot connect to {settings.database_url_source}: {last.message}",
+                    f"cannot connect to {settings.database_url_source}: {last.message}{_HINTS.get(last.kind, '')}",
                     error_type=last.kind,
                     **target,
                 ) from None
             raise _Transient(last) from None
         try:
-            conn.execute("SELECT 1")
+            row = conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
         except psycopg.Error as exc:
             conn.close()
             last = classify(exc)
             raise _Transient(last) from None
-        return conn
+        assert row is not None
+        return Ready(conn, int(row[0]))
 
+    ready: Ready | None
     try:
         # The common case needs no retry machinery: the database is up.
-        conn = attempt()
+        ready = attempt()
     except _Transient:
         if timeout <= 0:
-            conn = None
+            ready = None
         else:
-            conn = _retry_until(deadline, attempt, lambda: attempts, lambda: last,
-                                lambda: _probe_targets(params, settings.environ), log, target, backoff)
-    if conn is None:
+            ready = _retry_until(deadline, attempt, lambda: attempts, lambda: last,
+                                 lambda: _probe_targets(params, settings.environ), log, target, backoff)
+    if ready is None:
         assert last is not None
         waited = time.monotonic() - started
         raise DatabaseUnavailableError(
@@ -221,7 +228,7 @@ def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True,
             error_type=last.kind,
             **target,
         ) from None
-    info = conn.info
+    info = ready.conn.info
     log.info(
         "database_ready",
         attempts=attempts,
@@ -232,7 +239,7 @@ def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True,
         user=info.user,
         server_version=info.server_version,
     )
-    return conn
+    return ready
 
 
 PROBE_INTERVAL_S = 0.02
@@ -241,14 +248,14 @@ PROBED_KINDS = frozenset({"connection_refused", "socket_missing"})
 
 def _retry_until(
     deadline: float,
-    attempt: Callable[[], psycopg.Connection[Any]],
+    attempt: Callable[[], Ready],
     attempts_made: Callable[[], int],
     last_failure: Callable[[], Failure | None],
     probe_targets: Callable[[], list[tuple[int, Any]]],
     log: Logger,
     target: dict[str, str],
     backoff: Backoff,
-) -> psycopg.Connection[Any] | None:
+) -> Ready | None:
     """
     After a first attempt failed, retry with tenacity until `deadline`
     (tenacity is imported only then: a start against a live database never

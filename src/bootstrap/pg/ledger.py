@@ -78,8 +78,8 @@ class PgRecordQueue:
                     for ord_, m in enumerate(rows):
                         copy.write_row((ord_, m.version, m.name, m.kind.value, m.checksum, True,
                                         _HOSTNAME, __version__))
-                if conn.execute(
-                    "SELECT FROM pg_catalog.pg_prepared_statements WHERE name = 'bootstrap_record'"
+                if conn.execute(  # a session used before (a pooled one): prepare afresh
+                    "SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name = 'bootstrap_record'"
                 ).fetchone():
                     conn.execute("DEALLOCATE bootstrap_record")
                 # Prepared once: each file's query says EXECUTE bootstrap_record, planned once.
@@ -235,15 +235,17 @@ class PgLedger:
             ConfigError: the role may not create them.
         """
         ledger_exists, existing = self._inspect()
+        missing = [schema for schema in dict.fromkeys([*self.settings.schemas, self.settings.ledger_schema])
+                   if schema not in existing]
+        if ledger_exists and not missing:
+            return True
         conn = self.session.conn
         try:
-            for schema in dict.fromkeys([*self.settings.schemas, self.settings.ledger_schema]):
-                if schema in existing:
-                    continue
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-                self.log.info("schema_created", schema=schema)
-            if not ledger_exists:
-                self._create()
+            with self.session.transaction():
+                for schema in missing:
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                if not ledger_exists:
+                    self._create()
         except pgerrors.InsufficientPrivilege as exc:
             raise ConfigError(
                 f"role {self.session.user} may not create what bootstrap needs: "
@@ -251,46 +253,48 @@ class PgLedger:
                 "database (schemas) and on the ledger's schema, or create them beforehand",
                 sqlstate=exc.sqlstate,
             ) from None
+        for schema in missing:
+            self.log.info("schema_created", schema=schema)
+        if not ledger_exists:
+            self.log.info("ledger_created", ledger=self.name)
         return ledger_exists
 
     def _create(self) -> None:
-        """Create the ledger table (one transaction)."""
+        """Create the ledger table (inside the caller's transaction)."""
         conn = self.session.conn
-        with conn.transaction():
-            conn.execute(
-                sql.SQL(
-                    """
-                    CREATE TABLE {ledger} (
-                        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                        version bigint UNIQUE,
-                        name text NOT NULL,
-                        kind text NOT NULL CHECK (kind IN ('versioned', 'repeatable')),
-                        checksum text NOT NULL,
-                        applied_at timestamptz NOT NULL DEFAULT now(),
-                        duration_ms integer,
-                        transactional boolean NOT NULL DEFAULT true,
-                        source text NOT NULL DEFAULT 'applied'
-                            CHECK (source IN ('applied', 'baseline', 'adopted')),
-                        applied_by text NOT NULL DEFAULT current_user,
-                        hostname text,
-                        bootstrap_version text,
-                        CHECK ((kind = 'versioned') = (version IS NOT NULL))
-                    )
-                    """
-                ).format(ledger=self.table)
-            )
-            conn.execute(
-                sql.SQL("CREATE UNIQUE INDEX {index} ON {ledger} (name) WHERE version IS NULL").format(
-                    index=sql.Identifier(f"{self.settings.ledger_table}_repeatable_name_key"[:63]),
-                    ledger=self.table,
+        conn.execute(
+            sql.SQL(
+                """
+                CREATE TABLE {ledger} (
+                    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    version bigint UNIQUE,
+                    name text NOT NULL,
+                    kind text NOT NULL CHECK (kind IN ('versioned', 'repeatable')),
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now(),
+                    duration_ms integer,
+                    transactional boolean NOT NULL DEFAULT true,
+                    source text NOT NULL DEFAULT 'applied'
+                        CHECK (source IN ('applied', 'baseline', 'adopted')),
+                    applied_by text NOT NULL DEFAULT current_user,
+                    hostname text,
+                    bootstrap_version text,
+                    CHECK ((kind = 'versioned') = (version IS NOT NULL))
                 )
+                """
+            ).format(ledger=self.table)
+        )
+        conn.execute(
+            sql.SQL("CREATE UNIQUE INDEX {index} ON {ledger} (name) WHERE version IS NULL").format(
+                index=sql.Identifier(f"{self.settings.ledger_table}_repeatable_name_key"[:63]),
+                ledger=self.table,
             )
-            conn.execute(
-                sql.SQL("COMMENT ON TABLE {ledger} IS {comment}").format(
-                    ledger=self.table, comment=sql.Literal(_LAYOUT_COMMENT)
-                )
+        )
+        conn.execute(
+            sql.SQL("COMMENT ON TABLE {ledger} IS {comment}").format(
+                ledger=self.table, comment=sql.Literal(_LAYOUT_COMMENT)
             )
-        self.log.info("ledger_created", ledger=self.name)
+        )
 
     # -- writing (inside the caller's transaction) ---------------------------------------
 
@@ -346,7 +350,7 @@ class PgLedger:
                 applied_at None means now.
         """
         conn = self.session.conn
-        with conn.transaction():
+        with self.session.transaction():
             for migration, source, applied_at in entries:
                 conn.execute(
                     sql.SQL(
@@ -366,7 +370,7 @@ class PgLedger:
             changes: (version, new checksum, new file name).
         """
         conn = self.session.conn
-        with conn.transaction():
+        with self.session.transaction():
             for version, checksum, name in changes:
                 conn.execute(
                     sql.SQL("UPDATE {} SET checksum = %s, name = %s WHERE version = %s").format(self.table),

@@ -73,7 +73,6 @@ class AdvisoryLocker:
         Raises:
             LockTimeoutError: still held by another session after the timeout.
         """
-        conn = self.session.conn
         timeout = self.timeout_s
         started = time.monotonic()
         step = 0
@@ -93,8 +92,7 @@ class AdvisoryLocker:
             # that first rather than have every waiter take the lock in turn to see.
             if released and not_needed():
                 return False
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
-            if row and row[0]:
+            if self._try():
                 self.locked = True
                 self._stop_listening()
                 waited = time.monotonic() - started
@@ -118,6 +116,31 @@ class AdvisoryLocker:
             pause = min(self.poll.pause(step), max(0.0, timeout - waited))
             step += 1
             released = self.await_release(pause)
+
+    def _try(self) -> bool:
+        """
+        One `pg_try_advisory_lock`. Behind a pooler it also refuses a server connection
+        that holds the lock already (another client's session, shared by a transaction
+        pooler: the lock is re-entrant, so it would say yes) and remembers which
+        server connection holds it, for the guards on every write.
+        """
+        session = self.session
+        if not session.pooled:
+            row = session.conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
+            return bool(row and row[0])
+        key = self.key & 0xFFFFFFFFFFFFFFFF
+        row = session.conn.execute(
+            "SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = pg_catalog.pg_backend_pid() AND objsubid = 1 AND classid = %s::bigint::oid"
+            " AND objid = %s::bigint::oid) THEN NULL ELSE pg_try_advisory_lock(%s) END, pg_catalog.pg_backend_pid()",
+            [key >> 32, key & 0xFFFFFFFF, self.key],
+        ).fetchone()
+        assert row is not None
+        if row[0] is None:
+            raise session.moved()
+        if row[0]:
+            session.lock_pid = int(row[1])
+        return bool(row[0])
 
     def await_release(self, seconds: float) -> bool:
         """
@@ -144,17 +167,33 @@ class AdvisoryLocker:
             conn.close()
 
     def release(self) -> None:
-        """Release the lock and wake the waiters; on a broken connection, closing it releases the lock."""
+        """
+        Release the lock and wake the waiters; on a broken connection, closing it
+        releases the lock.
+
+        Raises:
+            ConfigError: the lock was not held by this session's server connection
+                (a transaction pooler moved the session): it is stranded elsewhere.
+        """
         self._stop_listening()
         session = self.session
+        released = True
         if self.locked and not session.closed:
             session.rollback_quietly()
             try:
                 # Release and wake the waiters (see acquire) in one round trip.
-                session.conn.execute("SELECT pg_advisory_unlock(%s), pg_notify(%s, '')", [self.key, self.channel])
+                row = session.conn.execute("SELECT pg_advisory_unlock(%s), pg_notify(%s, '')",
+                                           [self.key, self.channel]).fetchone()
+                released = bool(row and row[0])
             except psycopg.Error:
                 session.conn.close()
         self.locked = False
+        session.lock_pid = None
+        if not released:
+            self.log.error("lock_release_failed", lock_key=self.key,
+                           reason="this session's server connection did not hold the migration lock")
+            if session.pooled:
+                raise session.moved()
 
     def holder(self) -> str:
         """Describe the session holding the lock (pid, application, client), if visible."""

@@ -12,7 +12,7 @@ connection pooler in transaction mode keeps none of them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -21,12 +21,22 @@ from psycopg import errors as pgerrors
 from psycopg import generators, pq
 
 from .. import redact
-from ..errors import DatabaseUnavailableError
+from ..errors import ConfigError, DatabaseUnavailableError
 from ..typing import Logger
 
 # So a killed runner's backend stops within a second, even mid-statement (PostgreSQL >= 14).
 CLIENT_CHECK_INTERVAL_MS = 1000
 _OK_STATUSES = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
+
+
+POOLING_FIX = ("Point BOOTSTRAP_DATABASE_URL at PostgreSQL directly (or at a session-mode pool) and keep the "
+               "pooled URL in DATABASE_URL for the app")
+TRANSACTION_POOLING = (
+    "a connection pooler in transaction mode was detected between bootstrap and PostgreSQL (two of bootstrap's "
+    "connections were served by one server connection, or one moved between server connections): the "
+    "migration lock and each file's transaction would be split across server connections, so nothing was "
+    "changed. " + POOLING_FIX
+)
 
 
 class Capabilities(NamedTuple):
@@ -63,6 +73,28 @@ class ScriptResult(NamedTuple):
     rows: Any
 
 
+class Timeouts(NamedTuple):
+    """
+    The settings every migration statement runs with, in milliseconds (0: no limit).
+
+    They travel inside the work itself (`SET LOCAL` in each file's transaction,
+    `SET` before a `no-transaction` file's statements), never as startup options,
+    which connection poolers refuse; the reset after each file removes them.
+    """
+
+    lock_ms: int = 0
+    statement_ms: int = 0
+    check_interval_ms: int | None = CLIENT_CHECK_INTERVAL_MS  # None: the server is older than 14
+
+    def statements(self, *, local: bool) -> list[str]:
+        """The SET statements (constant SQL made of whole numbers)."""
+        verb = "SET LOCAL" if local else "SET"
+        out = [f"{verb} lock_timeout = {int(self.lock_ms)}", f"{verb} statement_timeout = {int(self.statement_ms)}"]
+        if self.check_interval_ms is not None:
+            out.append(f"{verb} client_connection_check_interval = {int(self.check_interval_ms)}")
+        return out
+
+
 class Session:
     """
     One autocommit connection with bootstrap's session plumbing.
@@ -70,21 +102,31 @@ class Session:
     Args:
         conn: an open connection (autocommit).
         log: a structlog logger (server notices are logged on it).
-        capabilities: what the session may rely on (`DIRECT` for a plain connection).
+        server_pid: the pid the server itself reported (`pg_backend_pid()`); when
+            it differs from libpq's, a connection pooler sits in between.
+        timeouts: what migration statements run with.
+        opener: opens another connection like this one (the pooler probe needs one).
     """
 
-    def __init__(self, conn: psycopg.Connection[Any], log: Logger, capabilities: Capabilities = DIRECT) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], log: Logger, *, server_pid: int | None = None,
+                 timeouts: Timeouts | None = None, opener: Callable[[], psycopg.Connection[Any]] | None = None) -> None:
         self.conn = conn
         self.log = log
-        self.capabilities = capabilities
+        self.server_pid = conn.info.backend_pid if server_pid is None else server_pid
+        # libpq's pid is from the server's BackendKeyData; a pooler sends a key of its own.
+        self.pooled = conn.info.backend_pid != self.server_pid
+        self.pool_mode: str | None = "direct" if not self.pooled else None  # learned by check_writable
+        self.capabilities = DIRECT
+        if timeouts is None:
+            timeouts = Timeouts()
+        if conn.info.server_version < 140000:
+            timeouts = timeouts._replace(check_interval_ms=None)
+        self.timeouts = timeouts
+        self.opener = opener
+        self.lock_pid: int | None = None  # the server backend holding the migration lock, when pooled
         self._cur: psycopg.Cursor[Any] | None = None
         self._notice_context: dict[str, Any] = {}
         conn.add_notice_handler(self._on_notice)
-
-    @property
-    def pooled(self) -> bool:
-        """Whether a pooler sits between bootstrap and the server (some mechanisms may be missing)."""
-        return self.capabilities != DIRECT
 
     @property
     def server_version(self) -> int:
@@ -104,7 +146,16 @@ class Session:
         return self._cur
 
     def close(self) -> None:
-        """Close the connection; the server releases the session's advisory lock."""
+        """
+        Close the connection; the server releases the session's advisory lock. Behind
+        a pooler the server connection lives on, for the app: hand it back clean
+        (DISCARD ALL drops the queue, prepared statements, settings, LISTENs and locks).
+        """
+        if self.pooled and not self.conn.closed and not self.in_transaction():
+            try:
+                self.conn.execute("DISCARD ALL")
+            except psycopg.Error:
+                pass
         self.conn.close()
 
     @property
@@ -175,23 +226,83 @@ class Session:
 
     # -- session settings ------------------------------------------------------------------
 
-    @property
-    def reset_sql(self) -> str:
-        """
-        Undo whatever session state a file set (role, search_path, any SET), back
-        to the connection's defaults, which include bootstrap's lock_timeout and
-        statement_timeout (given as startup options for exactly that reason).
-        Constant SQL, sent in the same simple query as the file it follows.
-        """
-        reset = "RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL"
-        if self.server_version >= 140000:
-            reset += f";SET client_connection_check_interval = {CLIENT_CHECK_INTERVAL_MS}"
-        return reset
+    # Undo whatever session state a file set (role, search_path, any SET, bootstrap's own
+    # timeouts), back to the connection's defaults. Sent in the same query as the file.
+    reset_sql = "RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL"
 
-    def use_migration_settings(self) -> None:
-        """Before the first file: the settings the reset after each file keeps in place."""
-        if self.server_version >= 140000:
-            self.conn.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_INTERVAL_MS}")
+    def before_file(self) -> list[str]:
+        """
+        The statements that open each file's transaction, after BEGIN: the guard
+        (behind a pooler: fail unless on the server connection holding the lock),
+        then the timeouts as SET LOCAL.
+        """
+        guard = self.guard_sql
+        return [*([guard] if guard else []), *self.timeouts.statements(local=True)]
+
+    @property
+    def guard_sql(self) -> str | None:
+        """Behind a pooler, with the lock held: a statement that fails (22012) on any other server connection."""
+        if not self.pooled or self.lock_pid is None:
+            return None
+        return f"SELECT 1 / (pg_catalog.pg_backend_pid() = {int(self.lock_pid)})::integer"
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A transaction for bootstrap's own writes, guarded and with the timeouts."""
+        with self.conn.transaction():
+            self.begun()
+            yield
+
+    def begun(self) -> None:
+        """Just after BEGIN: the guard and the timeouts (see `before_file`)."""
+        done, error, _rows = self.run_script(";".join(self.before_file()))
+        if error is not None:
+            if self.guard_sql is not None and done == 0:
+                raise self.moved() from None
+            raise error
+
+    def set_timeouts(self) -> None:
+        """Before a `no-transaction` file's statements: the timeouts for the session (the reset removes them)."""
+        self.conn.execute(";".join(self.timeouts.statements(local=False)))
+
+    def check_holder(self) -> None:
+        """Behind a pooler: refuse to go on unless still on the server connection that holds the lock."""
+        if self.pooled and self.lock_pid is not None:
+            row = self.conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
+            if row is None or row[0] != self.lock_pid:
+                raise self.moved()
+
+    # -- connection poolers ----------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """
+        Before the lock and any write: behind a pooler, find out how it pools
+        (a probe with a second connection, done once) and refuse transaction
+        pooling, which would split the session lock and the transactions across
+        server connections.
+
+        Raises:
+            ConfigError: a transaction-mode pooler (exit 3), before anything changed.
+        """
+        if not self.pooled:
+            return
+        if self.pool_mode is None:
+            from .pooler import pool_mode
+
+            self.pool_mode = pool_mode(self, self.opener)
+            self.log.info("connection_pooler_detected", pool_mode=self.pool_mode)
+        if self.pool_mode == "transaction":
+            self.capabilities = Capabilities(*(False,) * len(Capabilities._fields))
+            raise ConfigError(TRANSACTION_POOLING, pool_mode="transaction")
+
+    def moved(self) -> ConfigError:
+        """The error for work that reached another server connection than the lock holder's."""
+        return ConfigError(
+            "this session's work reached another server connection than the one holding the migration lock: "
+            "a connection pooler in transaction mode sits between bootstrap and PostgreSQL; "
+            "the transaction was rolled back. " + POOLING_FIX,
+            pool_mode="transaction",
+        )
 
     # -- server notices --------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ def run_verify(session: Session, scripts: list[tuple[str, str]], log: Logger) ->
     failures: list[str] = []
     conn.execute("BEGIN")
     try:
+        conn.execute(";".join(session.timeouts.statements(local=True)))
         for name, text in scripts:
             conn.execute("SAVEPOINT bootstrap_verify")
             with session.notices(verify=name):
