@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from race import race
+
 from tests.helpers import Spawned, bootstrap_cmd, clean_env, events, last_error, ledger, run_cli, table_exists, write
 from tests.pooler.conftest import Urls
 
@@ -130,7 +130,7 @@ def test_a_refused_startup_parameter_fails_at_once(urls: Urls, sql_dir: Path) ->
 
 @pytest.mark.parametrize("via", ["direct", "session"])
 def test_racing_runners_apply_each_file_exactly_once(urls: Urls, via: str) -> None:
-    """8 runners × 10 rounds, directly and through session pooling: 0 double applies, 0 failures."""
+    """8 runners, 10 rounds, directly and through session pooling: 0 double applies, 0 failures."""
     result = race(getattr(urls, via), rounds=10, runners=8, files=20)
     assert [] == result.problems
     assert (0, 0, 0) == (result.failures, result.double_applies, result.missing_applies)
