@@ -373,9 +373,9 @@ def ensure_distroless_image() -> str:
     return DISTROLESS_IMAGE
 
 
-def build_node_gateway() -> str:
-    """Build examples/node-gateway on the Node stand-in with the bundle (from the repository root)."""
-    bundle = build_bundle()
+def build_node_gateway(bundle: str | None = None) -> str:
+    """Build examples/node-gateway on the Node stand-in with the bundle (built first unless given)."""
+    bundle = bundle or build_bundle()
     node = ensure_node_base()
     with build_secrets() as secrets:
         build("-f", str(REPO / "examples" / "node-gateway" / "Dockerfile"), "--build-arg", f"NODE_IMAGE={node}",

@@ -42,7 +42,7 @@ def bundle_image(images: tuple[str, str]) -> str:
 @pytest.fixture(scope="session")
 def node_gateway_image(bundle_image: str) -> str:
     """examples/node-gateway, on the local stand-in for node:20-bookworm-slim."""
-    return _built("the Node gateway", container.build_node_gateway)
+    return _built("the Node gateway", lambda: container.build_node_gateway(bundle_image))
 
 
 @pytest.fixture(scope="session")
