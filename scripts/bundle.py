@@ -84,6 +84,15 @@ import sys
 sys.path.append(sys.prefix + "/lib/{py}/site-packages")
 from entrypoint import main
 
+# In the C locale CPython sets LC_CTYPE=C.UTF-8 for itself (PEP 538) and the app
+# would inherit it: keep the app's environment as the container's was.
+try:
+    with open("/proc/self/environ", "rb") as fh:
+        if not any(e.startswith(b"LC_CTYPE=") for e in fh.read().split(b"\\0")):
+            os.environ.pop("LC_CTYPE", None)
+except OSError:
+    pass
+
 try:
     main()
 except SystemExit as exc:
@@ -336,6 +345,10 @@ def check_imports(out: Path) -> None:
                             capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"the bundle cannot import what bootstrap needs:\n{result.stderr[-3000:]}")
+    entry = subprocess.run([str(out / "bin" / "python3"), "-IS", str(out / "bin" / "bootstrap"), "--version"],
+                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False)
+    if entry.returncode != 0 or not entry.stdout.startswith("bootstrap "):
+        raise RuntimeError(f"bin/bootstrap --version failed:\n{entry.stdout[-1000:]}{entry.stderr[-3000:]}")
 
 
 def main(argv: list[str]) -> int:

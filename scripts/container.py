@@ -193,7 +193,8 @@ def slim(rootfs: Path) -> None:
             entry.unlink()
 
 
-def _debootstrap_image(suite: str, image: str, include: Sequence[str] = (), cmd: str = "bash") -> str:
+def _debootstrap_image(suite: str, image: str, include: Sequence[str] = (), cmd: str = "bash",
+                       env: dict[str, str] | None = None) -> str:
     """debootstrap a minimal Debian `suite` (plus `include`) and import it as `image` (once; cached)."""
     with _cache_lock():
         if podman("image", "exists", image, check=False).returncode == 0:
@@ -210,14 +211,17 @@ def _debootstrap_image(suite: str, image: str, include: Sequence[str] = (), cmd:
             slim(rootfs)
             glibc = glibc_of(rootfs)
             tar = subprocess.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True)
-            podman("import", "--change", f'CMD ["{cmd}"]', "--change", f"LABEL {GLIBC_LABEL}={glibc}",
-                   "-", image, input_bytes=tar.stdout)
+            changes = [f'CMD ["{cmd}"]', f"LABEL {GLIBC_LABEL}={glibc}",
+                       *(f"ENV {key}={value}" for key, value in (env or {}).items())]
+            podman("import", *(arg for change in changes for arg in ("--change", change)), "-", image,
+                   input_bytes=tar.stdout)
     return image
 
 
 def ensure_base_image() -> str:
     """debootstrap a minimal bookworm with Python and import it (once; cached)."""
-    return _debootstrap_image("bookworm", BASE_IMAGE, ("python3", "python3-venv", "ca-certificates"), cmd="python3")
+    return _debootstrap_image("bookworm", BASE_IMAGE, ("python3", "python3-venv", "ca-certificates"), cmd="python3",
+                              env={"LANG": "C.UTF-8"})  # as python:*-slim sets it
 
 
 def ensure_debian_image(suite: str) -> str:

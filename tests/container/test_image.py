@@ -49,12 +49,12 @@ def gateway_image(images: tuple[str, str]) -> str:
     return images[1]
 
 
-def app_of(gateway: Container) -> tuple[list[str], list[Process]]:
-    """tini's command line (PID 1) and the app it runs (its one child), as the host sees them."""
+def app_of(gateway: Container) -> tuple[tuple[list[str], list[str]], list[Process]]:
+    """tini's command line and environment (PID 1), and the app it runs (its one child), as the host sees them."""
     processes = gateway.processes()
     children = [p for p in processes if p.parent_host_pid == processes[0].host_pid]
     assert 1 == len(children), processes
-    return processes[0].argv, children
+    return (processes[0].argv, processes[0].env_names), children
 
 
 def test_dockerfiles_pass_hadolint() -> None:
@@ -135,14 +135,15 @@ def test_gateway_serves_after_bootstrap(kind: str, request: pytest.FixtureReques
     assert (None, True) == (encrypted["config_value"], encrypted["value_redacted"])
     assert b"sk_live_DO_NOT_SHOW" not in json.dumps(body).encode()
 
-    tini, (app,) = app_of(gateway)
+    (tini, tini_env), (app,) = app_of(gateway)
     assert "tini" == Path(tini[0]).name
     assert app_argv == app.argv
     exec_line = [e for e in gateway.events() if e.get("event") == "app_exec_started"][0]
     assert exec_line["pid"] == app.pid  # bootstrap exec'd the gateway over its own PID, a child of tini
     assert app_uid == app.uid
     assert "DATABASE_URL" in app.env_names
-    assert [] == [n for n in app.env_names if n.startswith("BOOTSTRAP_DATABASE_URL")]
+    # exactly what the container gave PID 1, minus the migrator's connection
+    assert sorted(set(tini_env) - {"BOOTSTRAP_DATABASE_URL_FILE"}) == app.env_names
 
     container.podman("stop", "-t", "10", gateway.name)
     assert 0 == gateway.state()["ExitCode"]
