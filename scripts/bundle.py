@@ -58,7 +58,7 @@ GLIBC = frozenset({
 })
 
 # Standard-library parts that bootstrap, click, psycopg, structlog, tenacity and
-# typing_extensions never import (checked by --check-imports): tests, GUIs, the
+# typing_extensions never import (check_imports() proves it at each build): tests, GUIs, the
 # REPL's helpers, packaging tools, other databases, process pools, mail and FTP
 # clients. (`ssl` stays: psycopg imports it so that Python sets up libcrypto first.)
 DROPPED_STDLIB = frozenset({
