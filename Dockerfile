@@ -6,6 +6,11 @@
 #   docker run --rm -e DATABASE_URL=... bootstrap wait-db
 #   docker run --rm -e DATABASE_URL=... my-app-image node server.js   (FROM bootstrap, see README)
 #
+# The self-contained bundle for images without Python (docs/container.md):
+#   docker build --target bundle -t bootstrap-bundle .      (an image holding only /opt/bootstrap)
+#   COPY --from=bootstrap-bundle /opt/bootstrap /opt/bootstrap  (in any glibc-based image)
+#   ENTRYPOINT ["/opt/bootstrap/bin/tini", "--", "/opt/bootstrap/bin/bootstrap"]
+#
 # Behind a TLS-intercepting proxy, pass its CA bundle and pip settings as build
 # secrets; they are mounted for one step only and never stored in a layer:
 #   docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt \
@@ -13,11 +18,26 @@
 
 ARG BASE_IMAGE=python:3.12-slim-bookworm
 
-# --- build: a virtual environment with bootstrap and its dependencies, bytecode compiled
+# --- build: a virtual environment with bootstrap and its dependencies, bytecode
+# compiled; tini for the runtime stage, patchelf and tini-static for the bundle
 FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
+RUN --mount=type=secret,id=ca --mount=type=secret,id=aptconf \
+    if [ -s /run/secrets/ca ]; then \
+        echo 'Acquire::https::CaInfo "/run/secrets/ca";' > /etc/apt/apt.conf.d/99build-ca; \
+    fi; \
+    if [ -s /run/secrets/aptconf ]; then cp /run/secrets/aptconf /etc/apt/apt.conf.d/99build-host; fi; \
+    apt-get update \
+    && apt-get install -y --no-install-recommends patchelf=0.14.* tini=0.19.* \
+    && echo "deb http://deb.debian.org/debian bullseye main" > /etc/apt/sources.list.d/bundle-expat.list \
+    && apt-get update -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/bundle-expat.list -o Dir::Etc::sourceparts=- \
+    && mkdir -p /opt/compat && cd /opt/compat \
+    && apt-get download libexpat1/bullseye \
+    && dpkg-deb -x libexpat1_*.deb root && rm libexpat1_*.deb \
+    && rm -rf /var/lib/apt/lists/* /etc/apt/sources.list.d/bundle-expat.list \
+              /etc/apt/apt.conf.d/99build-ca /etc/apt/apt.conf.d/99build-host
 RUN python3 -m venv /opt/bootstrap
 COPY pyproject.toml README.md /src/
 COPY src/ /src/src/
@@ -26,21 +46,33 @@ RUN --mount=type=secret,id=ca --mount=type=secret,id=pipconf \
     if [ -s /run/secrets/pipconf ]; then export PIP_CONFIG_FILE=/run/secrets/pipconf; fi; \
     /opt/bootstrap/bin/pip install --no-compile /src \
     && /opt/bootstrap/bin/python -m compileall -q -j 0 /opt/bootstrap/lib
+# pip and setuptools installed bootstrap; nothing at run time needs them (25 MB).
+RUN /opt/bootstrap/bin/python -m pip uninstall --yes --quiet pip setuptools
+
+# --- bundle-build: /opt/bootstrap made self-contained from the venv above: this
+# stage's CPython (relocatable: RUNPATH $ORIGIN, bytecode only), the shared
+# libraries it needs but glibc, bootstrap and its libraries, tini-static, and the
+# entry executable bin/bootstrap (scripts/bundle.py)
+FROM build AS bundle-build
+COPY entrypoint.py /src/entrypoint.py
+COPY scripts/bundle.py /src/scripts/bundle.py
+# Debian 11's libexpat (2.2.10, ABI-compatible; needs glibc 2.25) instead of Debian 12's, whose
+# arc4random_buf alone would raise the bundle's glibc floor to 2.36 and leave out Ubuntu 22.04.
+# CPython links libexpat at start; bootstrap never parses XML (docs/container.md, the glibc floor).
+RUN /opt/bootstrap/bin/python /src/scripts/bundle.py --venv /opt/bootstrap --out /bundle \
+        --prefix /opt/bootstrap --tini /usr/bin/tini-static \
+        --lib "libexpat.so.1=$(find /opt/compat/root -name libexpat.so.1 | head -n 1)"
+
+# --- bundle: an image holding only /opt/bootstrap, for `COPY --from=` into any glibc-based image
+FROM scratch AS bundle
+COPY --from=bundle-build /bundle /opt/bootstrap
 
 # --- runtime: the base image, tini, a non-root user, bootstrap and sql/
 FROM ${BASE_IMAGE}
-RUN --mount=type=secret,id=ca --mount=type=secret,id=aptconf \
-    if [ -s /run/secrets/ca ]; then \
-        echo 'Acquire::https::CaInfo "/run/secrets/ca";' > /etc/apt/apt.conf.d/99build-ca; \
-    fi; \
-    if [ -s /run/secrets/aptconf ]; then cp /run/secrets/aptconf /etc/apt/apt.conf.d/99build-host; fi; \
-    apt-get update \
-    && apt-get install -y --no-install-recommends tini=0.19.* \
-    && apt-get clean \
-    && rm -rf /var/lib/apt/lists/* /etc/apt/apt.conf.d/99build-ca /etc/apt/apt.conf.d/99build-host \
-    && groupadd --system --gid 10001 bootstrap \
+RUN groupadd --system --gid 10001 bootstrap \
     && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
                --shell /usr/sbin/nologin bootstrap
+COPY --from=build /usr/bin/tini /usr/bin/tini
 COPY --from=build /opt/bootstrap /opt/bootstrap
 COPY entrypoint.py /app/entrypoint.py
 COPY sql/ /app/sql/

@@ -7,7 +7,10 @@ against the tools users would pick instead, measured in one run.
 
 Scenarios (medians over repeated whole-process runs; ratios from the same run):
   P1 no-op start     1,000 migrations applied, database up: `bootstrap migrate` and `run -- true`
-                     vs the floor `python -c "import psycopg; connect; SELECT 1"`, and the peers.
+                     vs the floor `python -c "import psycopg; connect; SELECT 1"`, and the peers;
+                     bootstrap as the images install it, side by side: the venv install and the
+                     self-contained bundle (same interpreter), each warm and cold (its files
+                     dropped from the page cache first).
   P2 apply 1,000     small realistic migrations (a table, an index, a row) on an empty database
                      vs psql applying the same files in one session, each in its own transaction
                      with its ledger insert; and the peers.
@@ -37,6 +40,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +54,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(BENCH))
 
+from installs import Install, evict, make_installs  # noqa: E402
 from peers import Peer, install_peers  # noqa: E402
 from pgcluster import Cluster  # noqa: E402
 
@@ -180,7 +185,7 @@ class Server:
         self.cluster.destroy()
 
 
-def p1_noop(server: Server, files: Path, peers: list[Peer], runs: int) -> list[Measure]:
+def p1_noop(server: Server, files: Path, peers: list[Peer], installs: list[Install], runs: int) -> list[Measure]:
     """P1: a container start with everything applied."""
     results = []
     url = server.fresh()
@@ -190,12 +195,19 @@ def p1_noop(server: Server, files: Path, peers: list[Peer], runs: int) -> list[M
     connect = f"c = psycopg.connect({url!r})\nc.execute('SELECT 1')\nc.close()"
     floor = [sys.executable, "-c", f"import psycopg\n{connect}"]
     libraries = [sys.executable, "-c", f"import psycopg, click, structlog\n{connect}"]
-    commands: list[tuple[str, list[str], dict[str, str]]] = [
-        ("floor: python + import psycopg + connect", floor, env),
-        ("floor + import click, structlog (the design's libraries)", libraries, env),
-        ("bootstrap migrate", [*BOOTSTRAP, "migrate"], env),
-        ("bootstrap run -- true", [*BOOTSTRAP, "run", "--", "true"], env),
+    # (name, argv, environment, what to do before each run, untimed)
+    commands: list[tuple[str, list[str], dict[str, str], Callable[[], None] | None]] = [
+        ("floor: python + import psycopg + connect", floor, env, None),
+        ("floor + import click, structlog (the design's libraries)", libraries, env, None),
+        ("bootstrap migrate", [*BOOTSTRAP, "migrate"], env, None),
+        ("bootstrap run -- true", [*BOOTSTRAP, "run", "--", "true"], env, None),
     ]
+    for install in installs:
+        if install.why_not:
+            results.append(Measure("P1", install.name, note=f"skipped: {install.why_not}"))
+            continue
+        commands.append((install.name, install.command, env, None))
+        commands.append((f"{install.name}, cold", install.command, env, lambda i=install: evict(i.files)))
     for peer in peers:
         if not peer.available:
             results.append(Measure("P1", peer.name, note=f"skipped: {peer.why_not}"))
@@ -207,11 +219,13 @@ def p1_noop(server: Server, files: Path, peers: list[Peer], runs: int) -> list[M
         if code != 0:
             results.append(Measure("P1", peer.name, note=f"failed to apply: {err.strip()[-200:]}"))
             continue
-        commands.append((peer.name, peer.up(folder, peer_url), peer_env))
-    measures = {name: Measure("P1", name) for name, _argv, _env in commands}
+        commands.append((peer.name, peer.up(folder, peer_url), peer_env, None))
+    measures = {name: Measure("P1", name) for name, _argv, _env, _before in commands}
     for _ in range(runs):
         random.shuffle(commands)  # interleaved, so drift hits every tool alike
-        for name, argv, cmd_env in commands:
+        for name, argv, cmd_env, before in commands:
+            if before is not None:
+                before()
             elapsed, cpu, rss, code, _err = run_measured(argv, cmd_env)
             measures[name].add(elapsed, cpu, rss, code)
     return [*measures.values(), *results]
@@ -371,13 +385,14 @@ def main(argv: list[str]) -> int:
     files = WORK / "sql"
     write_workload(files)
     peers = install_peers() if only & {"P1", "P2"} else []
+    installs = make_installs() if "P1" in only else []
     server = Server()
     measures: list[Measure] = []
     try:
         if "P5" in only:
             measures += p5_cli(runs["P5"])
         if "P1" in only:
-            measures += p1_noop(server, files, peers, runs["P1"])
+            measures += p1_noop(server, files, peers, installs, runs["P1"])
         if "P2" in only:
             measures += p2_apply(server, files, peers, runs["P2"])
         if "P4" in only:
@@ -398,6 +413,10 @@ def main(argv: list[str]) -> int:
 
 def _find(measures: list[Measure], scenario: str, prefix: str) -> Measure | None:
     return next((m for m in measures if m.scenario == scenario and m.tool.startswith(prefix) and m.seconds), None)
+
+
+def _named(measures: list[Measure], scenario: str, name: str) -> Measure | None:
+    return next((m for m in measures if m.scenario == scenario and m.tool == name and m.seconds), None)
 
 
 def render(measures: list[Measure], info: dict[str, str]) -> str:
@@ -455,12 +474,33 @@ def bounds(measures: list[Measure]) -> list[str]:
     out = ["## Bounds from this run", ""]
     floor = _find(measures, "P1", "floor: ")
     libraries = _find(measures, "P1", "floor + import click")
-    noop = _find(measures, "P1", "bootstrap migrate")
+    noop = _named(measures, "P1", "bootstrap migrate")
     if floor and libraries and noop:
         out.append(
             f"- P1: importing click and structlog on top of the floor takes {_seconds(libraries.median)} = "
             f"{libraries.median / floor.median:.2f}\u00d7 the floor before any work (target 1.1\u00d7); "
             f"`bootstrap migrate` with nothing to do takes {noop.median / libraries.median:.2f}\u00d7 that.")
+    venv = _named(measures, "P1", "bootstrap migrate: venv install")
+    bundled = _named(measures, "P1", "bootstrap migrate: bundle")
+    if venv and bundled:
+        cold_venv = _named(measures, "P1", "bootstrap migrate: venv install, cold")
+        cold_bundle = _named(measures, "P1", "bootstrap migrate: bundle, cold")
+        cold = (f"; cold, {_seconds(cold_bundle.median)} against {_seconds(cold_venv.median)}"
+                if cold_venv and cold_bundle else "")
+        out.append(
+            f"- P1 packaging: the bundle starts in {_seconds(bundled.median)} = "
+            f"{bundled.median / venv.median:.2f}\u00d7 the venv install's {_seconds(venv.median)} "
+            f"(the same interpreter and libraries){cold}.")
+    native = _named(measures, "P1", "dbmate (Go binary)")
+    launcher = _named(measures, "P1", "dbmate (npm launcher)")
+    if native and noop and floor:
+        via = (f"; through its npm launcher {_seconds(launcher.median)}, of which "
+               f"{_seconds(launcher.median - native.median)} is Node starting" if launcher else "")
+        out.append(
+            f"- P1 against a compiled peer: dbmate's Go binary does its no-op `up` in {_seconds(native.median)}; "
+            f"`bootstrap migrate` takes {noop.median / native.median:.1f}\u00d7 that "
+            f"({_seconds(noop.median - native.median)} more){via}. "
+            f"The Python floor alone is {floor.median / native.median:.1f}\u00d7 it.")
     limit = _find(measures, "P2", "limit")
     applied = _find(measures, "P2", "bootstrap")
     if floor and limit and applied:

@@ -2,7 +2,11 @@
 The tools users would pick instead of bootstrap, installed for the benchmark
 from the registries reachable here, and the same migrations in each one's format.
 
-- dbmate and node-pg-migrate from npm (cached in BOOTSTRAP_NPM_CACHE, default /var/tmp/bootstrap-npm);
+- dbmate and node-pg-migrate from npm (cached in BOOTSTRAP_NPM_CACHE, default /var/tmp/bootstrap-npm).
+  dbmate is timed twice: through its npm package's launcher (`dbmate`, a Node script
+  that spawns the binary: what `npx dbmate` runs) and as its own Go binary (the
+  platform package `@dbmate/linux-<arch>`: what its Docker image and release
+  downloads run);
 - yoyo-migrations from PyPI, in its own virtual environment (bench/.tools/yoyo).
 
 A peer that cannot be installed is skipped, saying so.
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -58,7 +63,7 @@ class Peer:
 class Dbmate(Peer):
     """dbmate: `-- migrate:up` sections, one transaction per file, schema_migrations."""
 
-    name = "dbmate"
+    name = "dbmate (npm launcher)"
     folder = "dbmate/migrations"
     up_marker, down_marker = "-- migrate:up\n", "\n-- migrate:down\n"
 
@@ -67,6 +72,12 @@ class Dbmate(Peer):
 
     def env(self, url: str) -> dict[str, str]:
         return {"DATABASE_URL": url + ("&" if "?" in url else "?") + "sslmode=disable"}
+
+
+class DbmateNative(Dbmate):
+    """dbmate's own Go binary, without the npm launcher's Node start-up in front of it."""
+
+    name = "dbmate (Go binary)"
 
 
 class NodePgMigrate(Peer):
@@ -95,20 +106,23 @@ class Yoyo(Peer):
         return [str(self.binary), "apply", "--batch", "--no-config-file", "--database", yoyo_url, str(folder)]
 
 
-def _npm_binaries() -> tuple[Path | None, Path | None, str]:
+def _npm_binaries() -> tuple[Path | None, Path | None, Path | None, str]:
+    """dbmate's npm launcher, its Go binary, node-pg-migrate; or why not."""
     bin_dir = NPM_CACHE / "node_modules" / ".bin"
-    if not ((bin_dir / "dbmate").exists() and (bin_dir / "node-pg-migrate").exists()):
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    native = NPM_CACHE / "node_modules" / "@dbmate" / f"linux-{arch}" / "bin" / "dbmate"
+    if not ((bin_dir / "dbmate").exists() and (bin_dir / "node-pg-migrate").exists() and native.exists()):
         npm = shutil.which("npm")
         if npm is None:
-            return None, None, "npm is not installed"
+            return None, None, None, "npm is not installed"
         NPM_CACHE.mkdir(parents=True, exist_ok=True)
         if not (NPM_CACHE / "package.json").exists():
             (NPM_CACHE / "package.json").write_text(json.dumps({"name": "bootstrap-peers", "private": True}))
         result = subprocess.run([npm, "install", "--no-audit", "--no-fund", "dbmate@2", "node-pg-migrate@9", "pg@8"],
                                 cwd=NPM_CACHE, capture_output=True, text=True, check=False, timeout=600)
         if result.returncode != 0:
-            return None, None, f"npm install failed: {result.stderr.strip()[-300:]}"
-    return bin_dir / "dbmate", bin_dir / "node-pg-migrate", ""
+            return None, None, None, f"npm install failed: {result.stderr.strip()[-300:]}"
+    return bin_dir / "dbmate", native if native.exists() else None, bin_dir / "node-pg-migrate", ""
 
 
 def _yoyo_binary() -> tuple[Path | None, str]:
@@ -127,6 +141,8 @@ def _yoyo_binary() -> tuple[Path | None, str]:
 
 def install_peers() -> list[Peer]:
     """Install (or find) every peer; unavailable ones carry the reason."""
-    dbmate, npm_migrate, why = _npm_binaries()
+    dbmate, native, npm_migrate, why = _npm_binaries()
     yoyo, why_yoyo = _yoyo_binary()
-    return [Dbmate(dbmate, why), NodePgMigrate(npm_migrate, why), Yoyo(yoyo, why_yoyo)]
+    why_native = why or ("" if native else f"npm installed no @dbmate/linux-{platform.machine()} package")
+    return [Dbmate(dbmate, why), DbmateNative(native, why_native), NodePgMigrate(npm_migrate, why),
+            Yoyo(yoyo, why_yoyo)]

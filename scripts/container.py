@@ -3,6 +3,7 @@ Build and run the images with podman on a machine without a Docker engine or
 registry access (the container test uses this; so can you).
 
     python scripts/container.py build      # base (cached) + bootstrap + example gateway images
+    python scripts/container.py build-all  # ... + the bundle, the Node base (cached) and the Node gateway
     python scripts/container.py podman ARGS  # podman with this project's configuration
 
 What it does:
@@ -15,7 +16,14 @@ What it does:
   plus Python, and imports it with `podman import` (once; cached);
 - builds the Dockerfile with `--build-arg BASE_IMAGE=` that base, handing the build the
   host's CA bundle, pip index settings and apt proxy settings as build secrets
-  (read here at run time; never written into the repository or an image layer).
+  (read here at run time; never written into the repository or an image layer);
+- makes the other registry images the tests need, as local stand-ins (cached):
+  debootstrap minbase bullseye, bookworm and trixie without Python; a Node base
+  (bookworm plus Node's official linux binary and npm, both from the npm registry,
+  as node:20-bookworm-slim lays them out); a distroless-cc-like root filesystem
+  (Debian's glibc, libgcc, libstdc++, libssl and certificates, no shell, no Python),
+  each labelled with its glibc version; and builds the bundle (`--target bundle`)
+  and examples/node-gateway on them.
 """
 
 from __future__ import annotations
@@ -24,21 +32,45 @@ import configparser
 import contextlib
 import fcntl
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("BOOTSTRAP_PODMAN_CACHE", "/var/tmp/bootstrap-podman"))
-BASE_IMAGE = "localhost/bootstrap-base:bookworm"
+BASE_IMAGE = "localhost/bootstrap-base:bookworm-slim"
 BOOTSTRAP_IMAGE = "localhost/bootstrap:test"
 GATEWAY_IMAGE = "localhost/example-gateway:test"
+BUNDLE_IMAGE = "localhost/bootstrap-bundle:test"
+NODE_GATEWAY_IMAGE = "localhost/node-gateway:test"
+DEBIAN_IMAGE = "localhost/bootstrap-debian:{suite}-slim"  # debootstrap minbase, no Python
+NODE_BASE_IMAGE = "localhost/bootstrap-node:20-bookworm"  # the stand-in for node:20-bookworm-slim
+DISTROLESS_IMAGE = "localhost/bootstrap-distroless-cc:bookworm"  # the stand-in for gcr.io/distroless/cc-debian12
+NODE_VERSION = "20.20.2"  # Node's official binary, from the npm registry's node-linux-<arch> package
+NPM_VERSION = "10.8.2"  # the npm that Node 20 ships
+GLIBC_LABEL = "org.bootstrap.glibc"
+BASES = REPO / "tests" / "container" / "bases"
 PACKAGES = {"podman": "podman", "buildah": "buildah", "runc": "runc", "debootstrap": "debootstrap",
             "tini": "tini"}
+# What Debian's official "slim" images leave out (debuerreotype's dpkg path-exclude
+# list), so that the local stand-ins weigh what the registry's images weigh; apt's
+# lists are removed too, as those images do.
+SLIM_DPKG_CFG = """\
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/lintian/overrides/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/man/*
+"""
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 CONTAINERS_CONF = """\
@@ -123,23 +155,78 @@ def debian_mirror() -> str:
     return candidates[0]
 
 
-def ensure_base_image() -> str:
-    """debootstrap a minimal bookworm with Python and import it (once; cached)."""
+def glibc_of(root: Path) -> str:
+    """The glibc version (`2.36`) of a Debian root filesystem, from dpkg's record of libc6."""
+    records = [root / "var/lib/dpkg/status", *sorted((root / "var/lib/dpkg/status.d").glob("*"))]
+    for record in records:
+        if not record.is_file():
+            continue
+        for stanza in record.read_text(errors="replace").split("\n\n"):
+            if re.search(r"^Package: libc6$", stanza, re.M):
+                match = re.search(r"^Version: (\d+\.\d+)", stanza, re.M)
+                if match:
+                    return match.group(1)
+    raise RuntimeError(f"no libc6 recorded under {root}/var/lib/dpkg")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def slim(rootfs: Path) -> None:
+    """Trim a debootstrapped root filesystem as Debian's official slim images are trimmed."""
+    (rootfs / "etc/dpkg/dpkg.cfg.d/docker-slim").write_text(SLIM_DPKG_CFG)
+    for folder in ("usr/share/doc", "usr/share/groff", "usr/share/info", "usr/share/linda",
+                   "usr/share/lintian/overrides", "usr/share/locale", "usr/share/man"):
+        for entry in sorted((rootfs / folder).glob("*")):
+            if folder == "usr/share/doc" and (entry / "copyright").is_file():
+                for inner in entry.iterdir():
+                    if inner.name != "copyright":
+                        _remove(inner)
+            else:
+                _remove(entry)
+    for entry in (rootfs / "var/lib/apt/lists").glob("*"):
+        if entry.is_file() and entry.name != "lock":
+            entry.unlink()
+
+
+def _debootstrap_image(suite: str, image: str, include: Sequence[str] = (), cmd: str = "bash",
+                       env: dict[str, str] | None = None) -> str:
+    """debootstrap a minimal Debian `suite` (plus `include`) and import it as `image` (once; cached)."""
     with _cache_lock():
-        if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
-            return BASE_IMAGE
+        if podman("image", "exists", image, check=False).returncode == 0:
+            return image
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             rootfs = Path(tmp) / "rootfs"
+            extra = [f"--include={','.join(include)}"] if include else []
             subprocess.run(
-                ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-                 "bookworm", str(rootfs), debian_mirror()],
+                ["debootstrap", "--variant=minbase", *extra, suite, str(rootfs), debian_mirror()],
                 check=True, capture_output=True, timeout=1800,
             )
             shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
             (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+            slim(rootfs)
+            glibc = glibc_of(rootfs)
             tar = subprocess.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True)
-            podman("import", "--change", 'CMD ["python3"]', "-", BASE_IMAGE, input_bytes=tar.stdout)
-    return BASE_IMAGE
+            changes = [f'CMD ["{cmd}"]', f"LABEL {GLIBC_LABEL}={glibc}",
+                       *(f"ENV {key}={value}" for key, value in (env or {}).items())]
+            podman("import", *(arg for change in changes for arg in ("--change", change)), "-", image,
+                   input_bytes=tar.stdout)
+    return image
+
+
+def ensure_base_image() -> str:
+    """debootstrap a minimal bookworm with Python and import it (once; cached)."""
+    return _debootstrap_image("bookworm", BASE_IMAGE, ("python3", "python3-venv", "ca-certificates"), cmd="python3",
+                              env={"LANG": "C.UTF-8"})  # as python:*-slim sets it
+
+
+def ensure_debian_image(suite: str) -> str:
+    """A minimal Debian `suite` without Python (bullseye, bookworm, trixie), as debootstrap makes it."""
+    return _debootstrap_image(suite, DEBIAN_IMAGE.format(suite=suite))
 
 
 def host_ca_bundle() -> str | None:
@@ -192,10 +279,9 @@ def host_apt_conf(dest: Path) -> Path | None:
     return dest
 
 
-def build_images() -> tuple[str, str]:
-    """Build the bootstrap image and the example gateway image on the local base."""
-    ensure_tools()
-    base = ensure_base_image()
+@contextlib.contextmanager
+def build_secrets() -> Iterator[list[str]]:
+    """`--secret` arguments handing a build the host's CA bundle, pip and apt settings (files live only meanwhile)."""
     with tempfile.TemporaryDirectory(prefix="bootstrap-build-") as tmp:
         secrets: list[str] = []
         ca = host_ca_bundle()
@@ -207,18 +293,132 @@ def build_images() -> tuple[str, str]:
         apt_conf = host_apt_conf(Path(tmp) / "apt.conf")
         if apt_conf:
             secrets += ["--secret", f"id=aptconf,src={apt_conf}"]
-        podman("build", "--format", "docker", "--network", "host", "--layers",
-               "--build-arg", f"BASE_IMAGE={base}", *secrets, "-t", BOOTSTRAP_IMAGE, str(REPO), timeout=1800)
-    podman("build", "--format", "docker", "--network", "host", "--layers",
-           "--build-arg", f"BOOTSTRAP_IMAGE={BOOTSTRAP_IMAGE}", "-t", GATEWAY_IMAGE,
-           str(REPO / "examples" / "gateway"), timeout=1800)
+        yield secrets
+
+
+def build(*args: str) -> None:
+    """`podman build` as every image here is built (docker format, host network, cached layers)."""
+    podman("build", "--format", "docker", "--network", "host", "--layers", *args, timeout=1800)
+
+
+def build_images() -> tuple[str, str]:
+    """Build the bootstrap image and the example gateway image on the local base."""
+    ensure_tools()
+    base = ensure_base_image()
+    with build_secrets() as secrets:
+        build("--build-arg", f"BASE_IMAGE={base}", *secrets, "-t", BOOTSTRAP_IMAGE, str(REPO))
+    build("--build-arg", f"BOOTSTRAP_IMAGE={BOOTSTRAP_IMAGE}", "-t", GATEWAY_IMAGE, str(REPO / "examples" / "gateway"))
     return BOOTSTRAP_IMAGE, GATEWAY_IMAGE
+
+
+def build_bundle() -> str:
+    """Build the bundle (`--target bundle`: an image holding only /opt/bootstrap) on the local base."""
+    ensure_tools()
+    base = ensure_base_image()
+    with build_secrets() as secrets:
+        build("--target", "bundle", "--build-arg", f"BASE_IMAGE={base}", *secrets, "-t", BUNDLE_IMAGE, str(REPO))
+    return BUNDLE_IMAGE
+
+
+def _npm_package(spec: str, dest: Path) -> Path:
+    """Unpack an npm registry package (`name@version`) into `dest` (its `package/` folder), once."""
+    unpacked = dest / spec.replace("/", "_")
+    if (unpacked / "package" / "package.json").exists():
+        return unpacked / "package"
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError(f"npm is needed to fetch {spec} from the npm registry: apt-get install npm")
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        result = subprocess.run([npm, "pack", spec, "--pack-destination", tmp], capture_output=True, text=True,
+                                check=False, timeout=900)
+        if result.returncode != 0:
+            raise RuntimeError(f"npm pack {spec} failed: {result.stderr.strip()[-800:]}")
+        (tarball,) = Path(tmp).glob("*.tgz")
+        with tarfile.open(tarball) as archive:
+            archive.extractall(Path(tmp) / "x", filter="data")
+        shutil.rmtree(unpacked, ignore_errors=True)
+        (Path(tmp) / "x").rename(unpacked)
+    return unpacked / "package"
+
+
+def ensure_node_base() -> str:
+    """
+    The stand-in for node:20-bookworm-slim: minimal bookworm (no Python) with Node's
+    official linux binary (the npm registry's node-linux-<arch> package) and npm, at
+    the official image's paths, and its `node` user (uid 1000). Once; cached.
+    """
+    debian = ensure_debian_image("bookworm")
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine())
+    if arch is None:
+        raise RuntimeError(f"no Node binary package for {platform.machine()}")
+    with _cache_lock():
+        if podman("image", "exists", NODE_BASE_IMAGE, check=False).returncode == 0:
+            return NODE_BASE_IMAGE
+        context = CACHE / "node-base"
+        context.mkdir(parents=True, exist_ok=True)
+        node = _npm_package(f"node-linux-{arch}@{NODE_VERSION}", context)
+        npm = _npm_package(f"npm@{NPM_VERSION}", context)
+        build("-f", str(BASES / "node.Containerfile"), "--build-arg", f"DEBIAN_IMAGE={debian}",
+              "--build-arg", f"NODE_DIR={node.relative_to(context)}",
+              "--build-arg", f"NPM_DIR={npm.relative_to(context)}", "-t", NODE_BASE_IMAGE, str(context))
+    return NODE_BASE_IMAGE
+
+
+def ensure_distroless_image() -> str:
+    """The stand-in for distroless cc (Debian 12): glibc, libgcc, libstdc++, libssl, certificates; no shell."""
+    debian = ensure_debian_image("bookworm")
+    with _cache_lock():
+        if podman("image", "exists", DISTROLESS_IMAGE, check=False).returncode == 0:
+            return DISTROLESS_IMAGE
+        with build_secrets() as secrets:  # the same glibc as the bookworm it unpacks
+            build("-f", str(BASES / "distroless-cc.Containerfile"), "--build-arg", f"DEBIAN_IMAGE={debian}",
+                  "--label", f"{GLIBC_LABEL}={image_label(debian, GLIBC_LABEL)}", *secrets,
+                  "-t", DISTROLESS_IMAGE, str(BASES))
+    return DISTROLESS_IMAGE
+
+
+def build_node_gateway(bundle: str | None = None) -> str:
+    """Build examples/node-gateway on the Node stand-in with the bundle (built first unless given)."""
+    bundle = bundle or build_bundle()
+    node = ensure_node_base()
+    with build_secrets() as secrets:
+        build("-f", str(REPO / "examples" / "node-gateway" / "Dockerfile"), "--build-arg", f"NODE_IMAGE={node}",
+              "--build-arg", f"BUNDLE_IMAGE={bundle}", *secrets, "-t", NODE_GATEWAY_IMAGE, str(REPO))
+    return NODE_GATEWAY_IMAGE
+
+
+def image_label(image: str, label: str) -> str:
+    """A label of a local image."""
+    return podman("image", "inspect", "--format", f'{{{{index .Labels "{label}"}}}}', image).stdout.strip()
+
+
+def image_size(image: str) -> int:
+    """A local image's size in bytes, uncompressed (all its layers)."""
+    return int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
+
+
+def export_path(image: str, path: str, dest: Path) -> Path:
+    """Copy `path` out of `image` into the folder `dest` (emptied first); returns the copy."""
+    name = f"bootstrap-export-{os.getpid()}"
+    podman("rm", "-f", name, check=False)
+    podman("create", "--name", name, image, "/none")
+    try:
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        podman("cp", f"{name}:{path}", str(dest))
+    finally:
+        podman("rm", "-f", name, check=False)
+    return dest / Path(path).name
 
 
 def main(argv: Sequence[str]) -> int:
     """Command line: build, or run podman with this project's configuration."""
     if list(argv[:1]) == ["build"]:
         for image in build_images():
+            print(image)
+        return 0
+    if list(argv[:1]) == ["build-all"]:
+        for image in (*build_images(), build_node_gateway()):
             print(image)
         return 0
     if list(argv[:1]) == ["podman"]:

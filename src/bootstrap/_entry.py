@@ -28,17 +28,25 @@ TOP_LEVEL_OPTIONS = frozenset({"-h", "--help", "-V", "--version"})
 
 def main() -> None:
     """`bootstrap` on the command line."""
-    if sys.argv[1:] in (["--version"], ["-V"]):
-        from . import __version__
-
-        sys.stdout.write(f"bootstrap {__version__}\n")
-        sys.exit(0)
+    _version_fast_path(sys.argv[1:])
     run_cli(fast_exit=True)
 
 
 def container_main(argv: Sequence[str] | None = None) -> NoReturn:
     """The image's ENTRYPOINT: dispatch, then run in this process (so `run` execs over this PID)."""
-    run_cli(dispatch(list(sys.argv[1:] if argv is None else argv)))
+    args = list(sys.argv[1:] if argv is None else argv)
+    _version_fast_path(args)
+    run_cli(dispatch(args), fast_exit=True)
+
+
+def _version_fast_path(args: Sequence[str]) -> None:
+    """`--version` answers before any library is loaded."""
+    if list(args) in (["--version"], ["-V"]):
+        from . import __version__
+
+        sys.stdout.write(f"bootstrap {__version__}\n")
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def dispatch(args: list[str]) -> list[str]:
