@@ -19,11 +19,13 @@
 ARG BASE_IMAGE=python:3.12-slim-bookworm
 
 # --- build: a virtual environment with bootstrap and its dependencies, bytecode
-# compiled; tini for the runtime stage, patchelf and tini-static for the bundle
+# compiled; tini for the runtime stage, patchelf, tini-static and Debian 11's libexpat
+# (in /opt/compat) for the bundle
 FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
+WORKDIR /opt/compat
 RUN --mount=type=secret,id=ca --mount=type=secret,id=aptconf \
     if [ -s /run/secrets/ca ]; then \
         echo 'Acquire::https::CaInfo "/run/secrets/ca";' > /etc/apt/apt.conf.d/99build-ca; \
@@ -33,11 +35,11 @@ RUN --mount=type=secret,id=ca --mount=type=secret,id=aptconf \
     && apt-get install -y --no-install-recommends patchelf=0.14.* tini=0.19.* \
     && echo "deb http://deb.debian.org/debian bullseye main" > /etc/apt/sources.list.d/bundle-expat.list \
     && apt-get update -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/bundle-expat.list -o Dir::Etc::sourceparts=- \
-    && mkdir -p /opt/compat && cd /opt/compat \
     && apt-get download libexpat1/bullseye \
     && dpkg-deb -x libexpat1_*.deb root && rm libexpat1_*.deb \
     && rm -rf /var/lib/apt/lists/* /etc/apt/sources.list.d/bundle-expat.list \
               /etc/apt/apt.conf.d/99build-ca /etc/apt/apt.conf.d/99build-host
+WORKDIR /
 RUN python3 -m venv /opt/bootstrap
 COPY pyproject.toml README.md /src/
 COPY src/ /src/src/
@@ -61,7 +63,7 @@ COPY scripts/bundle.py /src/scripts/bundle.py
 # CPython links libexpat at start; bootstrap never parses XML (docs/container.md, the glibc floor).
 RUN /opt/bootstrap/bin/python /src/scripts/bundle.py --venv /opt/bootstrap --out /bundle \
         --prefix /opt/bootstrap --tini /usr/bin/tini-static \
-        --lib "libexpat.so.1=$(find /opt/compat/root -name libexpat.so.1 | head -n 1)"
+        --lib "libexpat.so.1=$(echo /opt/compat/root/lib/*/libexpat.so.1)"
 
 # --- bundle: an image holding only /opt/bootstrap, for `COPY --from=` into any glibc-based image
 FROM scratch AS bundle
