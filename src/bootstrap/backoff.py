@@ -9,7 +9,6 @@ Pure: no I/O; the caller sleeps.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -36,15 +35,19 @@ class Backoff(NamedTuple):
         # Doubling past the cap would overflow for large n: stop at the cap.
         return min(self.max_s, self.initial_s * 2.0 ** min(n, 64))
 
-    def pause(self, n: int, uniform: Callable[[float, float], float] = random.uniform) -> float:
+    def pause(self, n: int, uniform: Callable[[float, float], float] | None = None) -> float:
         """
         The n-th pause (0-based), jittered.
 
         Args:
             n: how many pauses came before this one.
-            uniform: the random source (`random.uniform`; tests pass their own).
+            uniform: the random source (`random.uniform` when None; tests pass their own).
         """
-        return self.step(n) * uniform(1.0 - self.jitter, 1.0)
+        if uniform is None:
+            import random  # only once something has to wait: not on every container start
+
+            uniform = random.uniform
+        return self.step(n) * uniform(1.0 - self.jitter, 1.0)  # jitter, not cryptography
 
 
 # Waiting for the database: the first pause is tens of milliseconds, the longest one second.

@@ -63,17 +63,24 @@ class Migrator:
         session: the runner's session (its `guard` turns a lost connection into exit 4).
         ledger: the ledger.
         locker: the lock runners serialise on.
-        applier: runs files and records them.
+        applier: runs files and records them (or what makes it, on first use).
     """
 
     def __init__(self, settings: Settings, log: Logger, session: Session, ledger: Ledger, locker: Locker,
-                 applier: Applier) -> None:
+                 applier: Applier | Callable[[], Applier]) -> None:
         self.settings = settings
         self.log = log
         self.session = session
         self.ledger = ledger
         self.locker = locker
-        self.applier = applier
+        self._applier = applier
+
+    @property
+    def applier(self) -> Applier:
+        """The applier, made on first use (a start with nothing to apply never loads it)."""
+        if callable(self._applier):
+            self._applier = self._applier()
+        return self._applier
 
     def _plan(self, migrations: list[Migration], applied: list[AppliedMigration]) -> Plan:
         return build_plan(migrations, applied, out_of_order=self.settings.out_of_order,
@@ -380,7 +387,7 @@ def open_migrator(settings: Settings, log: Logger, *, wait: bool = True,
         wait: retry until `--timeout` (False: one attempt).
         lock_poll: the pause between polls of another runner's lock (the default schedule when None).
     """
-    from .pg import AdvisoryLocker, Applier, PgLedger, advisory_key, open_session
+    from .pg import AdvisoryLocker, PgLedger, advisory_key, open_session
 
     session = open_session(settings, log, wait=wait)
     try:
@@ -388,7 +395,12 @@ def open_migrator(settings: Settings, log: Logger, *, wait: bool = True,
         key = advisory_key(settings.ledger_schema, settings.ledger_table)
         locker = (AdvisoryLocker(session, key, timeout_s=settings.lock_timeout, log=log) if lock_poll is None
                   else AdvisoryLocker(session, key, timeout_s=settings.lock_timeout, log=log, poll=lock_poll))
-        applier = Applier(session, ledger, retries=settings.ddl_lock_retries, log=log)
+
+        def applier() -> Applier:
+            from .pg.applier import Applier
+
+            return Applier(session, ledger, retries=settings.ddl_lock_retries, log=log)
+
         yield Migrator(settings, log, session, ledger, locker, applier)
     finally:
         session.close()

@@ -17,14 +17,18 @@ bootstrap on PostgreSQL: the only package that imports psycopg and tenacity.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..settings import Settings
 from ..typing import Logger
-from .applier import Applier
 from .connection import connect_once, validate_conninfo, wait_for_connection
 from .ledger import PgLedger
 from .lock import AdvisoryLocker, advisory_key, lock_channel
 from .session import Capabilities, Session, Timeouts
-from .verifier import run_verify
+
+if TYPE_CHECKING:
+    from .applier import Applier
+    from .verifier import run_verify
 
 __all__ = [
     "AdvisoryLocker",
@@ -39,6 +43,19 @@ __all__ = [
     "run_verify",
     "validate_conninfo",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The applier and the verifier load on first use: a start with nothing to apply never needs them."""
+    if name == "Applier":
+        from .applier import Applier
+
+        return Applier
+    if name == "run_verify":
+        from .verifier import run_verify
+
+        return run_verify
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_session(settings: Settings, log: Logger, *, wait: bool = True) -> Session:

@@ -12,19 +12,21 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
 from .. import __version__, redact
-from ..adoption import Tool
 from ..errors import ConfigError
 from ..migrations import Kind, Migration
 from ..settings import Settings
 from ..typing import AppliedMigration, Logger, Snapshot
 from .session import Session
+
+if TYPE_CHECKING:
+    from ..adoption import Tool
 
 _HOSTNAME = socket.gethostname()
 # A ledger row: a versioned one is new (its version is unique); a repeatable one
