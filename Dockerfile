@@ -46,8 +46,10 @@ COPY src/ /src/src/
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pipconf \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
     if [ -s /run/secrets/pipconf ]; then export PIP_CONFIG_FILE=/run/secrets/pipconf; fi; \
-    /opt/bootstrap/bin/pip install --no-compile /src \
+    /opt/bootstrap/bin/pip install --no-compile '/src[lint]' \
     && /opt/bootstrap/bin/python -m compileall -q -j 0 /opt/bootstrap/lib
+# With the lint extra: squawk, one static binary, in /opt/bootstrap/bin (the image's; the bundle
+# below copies site-packages only and leaves it out).
 # pip and setuptools installed bootstrap; nothing at run time needs them (25 MB).
 RUN /opt/bootstrap/bin/python -m pip uninstall --yes --quiet pip setuptools
 

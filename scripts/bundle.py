@@ -72,8 +72,9 @@ DROPPED_EXTENSIONS = re.compile(
     r"|readline|nis|ossaudiodev|spwd|_crypt|_multiprocessing|_posixshmem)\."
 )
 # What pip and setuptools leave in a venv: build tools, not bootstrap's.
+# squawk_cli: the lint extra's record; its binary lives in the venv's bin/, which the bundle does not copy.
 DROPPED_SITE = re.compile(r"^(pip|setuptools|wheel|pkg_resources|_distutils_hack|distutils-precedence\.pth"
-                          r"|__pycache__|_virtualenv\.\w+)(-[^/]*\.dist-info)?$")
+                          r"|__pycache__|_virtualenv\.\w+|squawk_cli)(-[^/]*\.dist-info)?$")
 
 ENTRY = '''\
 #!{prefix}/bin/python3 -IS

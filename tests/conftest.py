@@ -135,3 +135,24 @@ def new_cluster() -> Iterator[Callable[..., Any]]:
     yield make
     for cluster in made:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def without_squawk(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], dict[str, str]]:
+    """
+    argv and environment of `python -m bootstrap` on an interpreter whose scripts
+    directory has no squawk, with no squawk on PATH: bootstrap as installed without
+    its `lint` extra (the same code and libraries, through PYTHONPATH).
+    """
+    import subprocess
+    import sys
+    import sysconfig
+
+    from tests.helpers import REPO, clean_env
+
+    venv = tmp_path_factory.mktemp("without-squawk") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                           if d and not os.path.exists(os.path.join(d, "squawk")))
+    env = clean_env(PATH=path, PYTHONPATH=os.pathsep.join([str(REPO / "src"), sysconfig.get_paths()["purelib"]]))
+    return [str(venv / "bin" / "python"), "-m", "bootstrap"], env

@@ -100,6 +100,18 @@ def ledger(conn: Any, table: str = "public.bootstrap_migrations") -> list[tuple[
     ).fetchall()
 
 
+def user_objects(conn: Any) -> list[tuple[str, str]]:
+    """Every schema and relation that is not PostgreSQL's own: what a change that left nothing behind leaves."""
+    return conn.execute(
+        "SELECT 'schema', nspname::text FROM pg_namespace WHERE nspname <> 'public' AND nspname NOT LIKE 'pg\\_%%'"
+        " AND nspname <> 'information_schema'"
+        " UNION ALL SELECT 'relation', n.nspname || '.' || c.relname FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_t%%'"
+        " ORDER BY 1, 2"
+    ).fetchall()
+
+
 def table_exists(conn: Any, name: str) -> bool:
     """Whether a relation exists."""
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", [name]).fetchone()[0]

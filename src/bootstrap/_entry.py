@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 COMMANDS = frozenset(
     {"wait-db", "migrate", "run", "status", "verify", "rollback", "baseline", "repair", "new", "adopt",
-     "wait-migrated"}
+     "wait-migrated", "lint"}
 )
 TOP_LEVEL_OPTIONS = frozenset({"-h", "--help", "-V", "--version"})
 

@@ -16,8 +16,9 @@ import click
 
 from . import __version__, render
 from .command import Done, config_options, run_command
-from .errors import NotUpToDateError, UsageError
+from .errors import ExitCode, NotUpToDateError, UsageError
 from .migrations import load_verify_scripts
+from .preflight import findings_error, lint_command
 from .runner import before_exec, on_database, open_migrator, wait_for_database, wait_for_migrations
 from .settings import Settings, app_environ
 from .typing import Logger
@@ -74,20 +75,76 @@ def migrate_cmd(**flags: Any) -> None:
     """
     Apply pending migrations from the sql directory, exactly once.
 
-    Order: check files -> wait -> lock -> create schemas -> ledger ->
-    validate -> apply pending versioned files -> repeatables. Each file runs
-    in one transaction with its ledger row, unless it starts with
-    `-- bootstrap:no-transaction`.
+    Order: check files -> wait -> lint what is about to run -> lock -> create
+    schemas -> ledger -> validate -> apply pending versioned files ->
+    repeatables. Each file runs in one transaction with its ledger row, unless
+    it starts with `-- bootstrap:no-transaction`.
+
+    Before a deploy: --dry-run prints the plan and changes nothing (exit 8
+    when something would run); --to VERSION stops after that version;
+    --rehearse applies the pending transactional files in one transaction
+    that is always rolled back, and reports each (exit 5 when one fails).
 
     Example:
 
+    \b
         BOOTSTRAP_SCHEMAS=financial bootstrap migrate --sql-dir db/sql
+        bootstrap migrate --dry-run --json
+        bootstrap migrate --rehearse --to 20240101000000
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        return on_database(settings, log, lambda migrator, files: migrator.migrate(files))
+        to, dry_run, rehearse, as_json = opts["to_version"], opts["dry_run"], opts["rehearse"], opts["as_json"]
+        if dry_run and rehearse:
+            raise UsageError("--dry-run runs nothing and --rehearse runs the files and rolls them back: "
+                             "give one of them")
+        if as_json and not (dry_run or rehearse):
+            raise UsageError("--json goes with --dry-run or --rehearse (migrate itself prints nothing on stdout)")
+        if dry_run:
+            planned = on_database(settings, log, lambda migrator, files: migrator.dry_run(files, to=to), to=to)
+            _echo([render.dry_run_json(planned)] if as_json else render.dry_run_lines(planned))
+            if settings.lint == "error" and planned.lint is not None and planned.lint.findings:
+                raise findings_error(planned.lint)
+            return Done(planned, code=ExitCode.NOT_UP_TO_DATE if planned.would_run else 0)
+        if rehearse:
+            rehearsed = on_database(settings, log, lambda migrator, files: migrator.rehearse(files, to=to), to=to)
+            _echo([render.rehearsal_json(rehearsed)] if as_json else render.rehearsal_lines(rehearsed))
+            if rehearsed.failure is not None:
+                raise rehearsed.failure
+            return rehearsed
+        return on_database(settings, log, lambda migrator, files: migrator.migrate(files, to=to), to=to)
 
     run_command("migrate", flags, work)
+
+
+@cli.command(name="lint")
+@config_options("lint")
+def lint_cmd(**flags: Any) -> None:
+    """
+    Lint the pending migration files for dangerous DDL, with squawk; change nothing.
+
+    Tries the database once, without waiting: reached, it lints the files
+    pending there (every file with --all), telling squawk the server's
+    version; not reached (CI before a deploy), it lints every file. Files
+    that run in a transaction are linted as such. Rules bootstrap makes moot
+    (lock and statement timeouts: it sets them itself) are off; a file
+    silences others with `-- bootstrap:lint-ignore rule-a,rule-b`. Exit 11
+    when findings remain; exit 3 when squawk is not installed
+    (pip install 'bootstrap[lint]').
+
+    Example:
+
+        bootstrap lint --all --sql-dir db/sql
+    """
+
+    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        result = lint_command(settings, log, all_files=opts["lint_all"])
+        _echo([render.lint_json(result)] if opts["as_json"] else render.lint_lines(result))
+        if result.findings:
+            raise findings_error(result, refusing=False)
+        return result
+
+    run_command("lint", flags, work)
 
 
 @cli.command(name="wait-migrated")

@@ -131,10 +131,12 @@ class Done(NamedTuple):
     Attributes:
         result: a result value whose `as_log()` fields go into the summary line (or None).
         then: what to do after the summary line (the `exec` of `run`), or None.
+        code: the exit code after the summary line (`migrate --dry-run`: 8 when something would run).
     """
 
     result: Any = None
     then: Callable[[], Any] | None = None
+    code: int = 0
 
 
 Work = Callable[[Settings, Logger, dict[str, Any]], "Done | Any"]
@@ -171,6 +173,8 @@ def run_command(command: str, flags: Mapping[str, Any], work: Work) -> NoReturn:
         log.info("bootstrap_completed", command=command, duration_ms=elapsed_ms(), **fields)
         if done.then is not None:
             done.then()
+        if done.code:
+            ctx.exit(done.code)
     except NotUpToDateError as exc:
         log.info(exc.event, **{**exc.fields, "command": command, "exit_code": int(exc.exit_code)})
         ctx.exit(int(exc.exit_code))

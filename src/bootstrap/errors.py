@@ -26,6 +26,7 @@ class ExitCode(enum.IntEnum):
     NOT_UP_TO_DATE = 8
     VERIFY_FAILED = 9
     MIGRATIONS_PENDING = 10
+    LINT_FINDINGS = 11
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127
     # 128+N: stopped by signal N before exec (computed, see SignalReceived).
@@ -48,6 +49,7 @@ EXIT_CODE_MEANINGS: dict[int, str] = {
     ExitCode.NOT_UP_TO_DATE: "`status --exit-code`: not up to date",
     ExitCode.VERIFY_FAILED: "a verify script failed",
     ExitCode.MIGRATIONS_PENDING: "`wait-migrated` / `run --wait-migrated`: migrations not applied before the timeout",
+    ExitCode.LINT_FINDINGS: "lint findings remain: `lint`, or `migrate --lint error` refusing before anything changed",
     ExitCode.NOT_EXECUTABLE: "`run`: the command is not executable",
     ExitCode.NOT_FOUND: "`run`: the command is not found",
 }
@@ -151,6 +153,15 @@ class MigrationsPendingError(BootstrapError):
     """
 
     exit_code = ExitCode.MIGRATIONS_PENDING
+
+
+class LintFindingsError(BootstrapError):
+    """
+    Raised by `lint` when findings remain, and by `migrate`/`run --lint error`
+    before the lock when the files about to run have findings (counts as fields).
+    """
+
+    exit_code = ExitCode.LINT_FINDINGS
 
 
 class CommandNotFoundError(BootstrapError):

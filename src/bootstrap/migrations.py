@@ -52,6 +52,7 @@ class Migration(NamedTuple):
         transactional: False when the file says `-- bootstrap:no-transaction`.
         down_location: the `.down.sql` partner, if any (`down_path` as a Path).
         text: the decoded content, kept for small files so parsing need not read them again.
+        lint_ignore: the lint rules its `-- bootstrap:lint-ignore` directive silences.
     """
 
     kind: Kind
@@ -63,6 +64,7 @@ class Migration(NamedTuple):
     transactional: bool
     down_location: str | os.PathLike[str] | None = None
     text: str | None = None
+    lint_ignore: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"Migration({self.name!r}, version={self.version!r}, checksum={self.checksum[:12]!r})"
@@ -184,6 +186,7 @@ def _read_migration(kind: Kind, version: int | None, path: str, name: str, descr
         transactional=read.transactional,
         down_location=down,
         text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
+        lint_ignore=read.lint_ignore,
     )
 
 
@@ -285,7 +288,7 @@ def parse_migration(migration: Migration) -> ParsedMigration:
     known = None
     if migration.text is not None:
         known = SqlFile(path=migration.path, text=migration.text, checksum=migration.checksum,
-                        transactional=migration.transactional)
+                        transactional=migration.transactional, lint_ignore=migration.lint_ignore)
     read, script = parse_file(migration.path, known)
     marker = _FOREIGN_DOWN_MARKERS.search(read.text)
     if marker is not None:
@@ -319,7 +322,7 @@ def parse_down(migration: Migration) -> ParsedMigration:
     read, script = parse_file(migration.down_path)
     down = migration._replace(location=migration.down_path, name=migration.down_path.name,
                               checksum=read.checksum, transactional=read.transactional,
-                              down_location=None, text=None)
+                              down_location=None, text=None, lint_ignore=read.lint_ignore)
     return ParsedMigration(migration=down, script=script)
 
 

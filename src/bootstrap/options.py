@@ -127,6 +127,19 @@ OPTIONS: tuple[Option, ...] = (
             "Apply pending versions older than the newest applied one instead of refusing."),
     _switch("refuse_future", "--refuse-future", "BOOTSTRAP_REFUSE_FUTURE", _PLANNING,
             "Refuse (exit 6) versions a newer release applied, instead of warning and going on."),
+    # migrate and run: lint what is about to run (off when squawk is not installed, unless error)
+    Option("lint", "--lint", "BOOTSTRAP_LINT", "warn",
+           "Lint the files about to run, before the lock: warn (the default: log the findings), error "
+           "(refuse, exit 11, before anything changes) or off.", kind="choice", commands=("migrate", "run"),
+           choices=("warn", "error", "off")),
+    # migrate: before a deploy (--dry-run is below, shared with repair and adopt)
+    _number("to_version", "--to", "BOOTSTRAP_MIGRATE_TO", ("migrate",),
+            "Apply pending versions up to and including VERSION (a local file), then the repeatables."),
+    _switch("rehearse", "--rehearse", "BOOTSTRAP_REHEARSE", ("migrate",),
+            "Apply the pending transactional files in one transaction that is always rolled back, and report "
+            "each; changes nothing."),
+    _switch("as_json", "--json", "BOOTSTRAP_MIGRATE_JSON", ("migrate",),
+            "With --dry-run or --rehearse: print one JSON document to stdout."),
     # run: the phases a replica may skip
     _switch("no_wait", "--no-wait", "BOOTSTRAP_NO_WAIT", ("run",), "Do not wait for the database (one attempt)."),
     _switch("no_migrate", "--no-migrate", "BOOTSTRAP_NO_MIGRATE", ("run",),
@@ -136,6 +149,9 @@ OPTIONS: tuple[Option, ...] = (
             "Do not migrate: wait (up to --timeout) until another runner applied every file, as wait-migrated does."),
     # status
     _switch("as_json", "--json", "BOOTSTRAP_STATUS_JSON", ("status",), "Print one JSON document to stdout."),
+    # lint
+    _switch("lint_all", "--all", "BOOTSTRAP_LINT_ALL", ("lint",), "Lint every file, not only the pending ones."),
+    _switch("as_json", "--json", "BOOTSTRAP_LINT_JSON", ("lint",), "Print one JSON document to stdout."),
     _switch("exit_code", "--exit-code", "BOOTSTRAP_STATUS_EXIT_CODE", ("status",),
             "Exit 8 when anything is pending, changed or missing."),
     # rollback
@@ -148,18 +164,21 @@ OPTIONS: tuple[Option, ...] = (
             "Record every version up to this one as applied, without running it."),
     _switch("allow_existing", "--allow-existing", "BOOTSTRAP_BASELINE_ALLOW_EXISTING", ("baseline",),
             "Baseline a ledger that already has rows (records only versions not recorded yet)."),
-    # adopt (and repair's --dry-run)
+    # adopt (and the --dry-run of repair, adopt and migrate)
     Option("adopt_from", "--from", "BOOTSTRAP_ADOPT_FROM", "none", "The tool that migrated this database until now.",
            kind="choice", commands=("adopt",),
            choices=("node-pg-migrate", "dbmate", "flyway", "goose", "golang-migrate")),
     Option("adopt_table", "--table", "BOOTSTRAP_ADOPT_TABLE", "the tool's default",
            "Where that tool keeps its ledger ([schema.]table), if not its default.", kind="text",
            commands=("adopt",)),
-    _switch("dry_run", "--dry-run", "BOOTSTRAP_DRY_RUN", ("repair", "adopt"),
-            "List what would change and change nothing."),
+    _switch("dry_run", "--dry-run", "BOOTSTRAP_DRY_RUN", ("repair", "adopt", "migrate"),
+            "List what would change and change nothing (migrate: the plan; exit 8 when something would run)."),
     # new
     _switch("with_down", "--down", "BOOTSTRAP_NEW_DOWN", ("new",), "Also write the .down.sql rollback partner."),
 )
+# Command-specific options may share a key (and a flag) with a variable each: `--to` is
+# rollback's (BOOTSTRAP_ROLLBACK_TO) and migrate's (BOOTSTRAP_MIGRATE_TO). Settings look up
+# the global ones and out_of_order/refuse_future/lint here, which are unique.
 OPTION_BY_KEY = {o.key: o for o in OPTIONS}
 
 
@@ -289,7 +308,7 @@ def parse_count(text: str, minimum: int) -> int:
 def parse_choice(text: str, choices: tuple[str, ...]) -> str:
     """Return `text` lowercased when it is one of `choices`, else raise ValueError."""
     value = text.strip().lower()
-    if value == "warn":
+    if value == "warn" and "warning" in choices:  # log levels; --lint's choice is warn itself
         value = "warning"
     if value not in choices:
         raise ValueError(f"{text!r} is not one of {', '.join(choices)}")

@@ -16,8 +16,8 @@ from .errors import ConfigError, IntegrityError, UsageError
 from .migrations import Kind, Migration, versioned_files
 from .typing import AppliedMigration, RepairChange
 
-__all__ = ["AppliedMigration", "Entry", "Plan", "State", "build_plan", "evaluate", "plan_baseline",
-           "plan_repair", "plan_rollback"]
+__all__ = ["AppliedMigration", "Entry", "Plan", "State", "build_plan", "check_target", "evaluate", "plan_baseline",
+           "plan_repair", "plan_rollback", "up_to"]
 
 
 class State(enum.StrEnum):
@@ -217,6 +217,31 @@ def build_plan(
             problems=list(plan.problems),
         )
     return plan
+
+
+def check_target(migrations: list[Migration], to: int) -> None:
+    """
+    `migrate --to VERSION`: VERSION must be a local versioned file.
+
+    Raises:
+        UsageError: it is not (exit 2), before the database is touched.
+    """
+    files = versioned_files(migrations)
+    if to not in files:
+        below = max((v for v in files if v < to), default=None)
+        near = f"; the nearest below is {files[below].name}" if below is not None else ""
+        raise UsageError(f"--to {to}: no versioned file with version {to} in the sql directory{near}",
+                         to_version=to)
+
+
+def up_to(plan: Plan, to: int | None) -> Plan:
+    """
+    The plan of `migrate --to VERSION`: pending versions above VERSION stay pending
+    (the repeatables run after the rest, as usual). `to` None: the plan as it is.
+    """
+    if to is None:
+        return plan
+    return plan._replace(pending=tuple(m for m in plan.pending if m.version is not None and m.version <= to))
 
 
 def versioned_rows(applied: list[AppliedMigration]) -> dict[int, AppliedMigration]:

@@ -1,6 +1,7 @@
 """
 What the commands print on stdout: `status` as a table or one JSON document,
-and the lines of `baseline`, `repair` and `adopt`.
+the lines of `baseline`, `repair` and `adopt`, and, before a deploy, `lint`,
+`migrate --dry-run` and `migrate --rehearse` as text or one JSON document.
 
 Pure: takes result values, returns text. Logs are not here (they go to stderr,
 from the runner and the CLI); these lines are for people and scripts reading stdout.
@@ -8,16 +9,17 @@ from the runner and the CLI); these lines are for people and scripts reading std
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from .lint import Finding
 from .plan import Plan
-from .typing import AdoptResult, BaselineResult, RepairResult
+from .typing import AdoptResult, BaselineResult, DryRunResult, LintResult, RehearsalResult, RepairResult
 
 
 def status_json(plan: Plan) -> str:
     """`status --json`: one document with the summary and every migration."""
-    import json
-
     doc = {
         "up_to_date": plan.up_to_date,
         "summary": plan.counts(),
@@ -35,7 +37,7 @@ def status_json(plan: Plan) -> str:
             for e in plan.entries
         ],
     }
-    return json.dumps(doc, indent=2)
+    return _json(doc)
 
 
 def status_table(plan: Plan) -> list[str]:
@@ -48,12 +50,7 @@ def status_table(plan: Plan) -> list[str]:
         )
         rows.append((str(e.version) if e.version is not None else "R", e.state.value, e.name,
                      applied_at, e.detail))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = []
-    for r in rows:
-        line = "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True))
-        # Padding kept when a detail follows, so it stays in its column.
-        lines.append(f"{line}  {r[4]}" if r[4] else line.rstrip())
+    lines = _aligned(rows)
     counts = plan.counts()
     lines.append(
         f"\n{len(entries)} migrations: "
@@ -102,3 +99,152 @@ def adopt_lines(result: AdoptResult, sql_dir: Path) -> list[str]:
     lines += [f"repeatable  {e.label}: not adopted; migrate re-applies it once (repeatables are idempotent)"
               for e in found.repeatables]
     return lines
+
+
+def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Rows in aligned columns; the last column (a detail) follows unpadded, and only when there is one."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for r in rows:
+        line = "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
+        # Padding kept when a detail follows, so it stays in its column.
+        lines.append(f"{line}  {r[-1]}" if r[-1] else line.rstrip())
+    return lines
+
+
+def _version(version: int | None) -> str:
+    return str(version) if version is not None else "R"
+
+
+def _plural(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+# -- before a deploy -----------------------------------------------------------------------
+
+
+def finding_lines(findings: list[Finding]) -> list[str]:
+    """Each finding: `file:line:column: rule (level): message`, then its help."""
+    lines = []
+    for f in findings:
+        lines.append(f"{f.where()}: {f.rule} ({f.level}): {f.message}")
+        if f.help:
+            lines.append(f"    help: {f.help}")
+    return lines
+
+
+def _lint_summary(result: LintResult) -> str:
+    if result.skipped:
+        return f"lint skipped: {result.skipped}"
+    version = (f"; PostgreSQL {result.server_version // 10000}.{result.server_version % 10000}"
+               if result.server_version else "")
+    silenced = sum(s.findings for s in result.silenced)
+    return (f"{_plural(len(result.findings), 'lint finding')} in {_plural(len(result.files), 'file')} linted "
+            f"({result.scope}{version})" + (f"; {silenced} silenced by lint-ignore" if silenced else ""))
+
+
+def lint_lines(result: LintResult) -> list[str]:
+    """`lint`: the findings, then a summary."""
+    return [*finding_lines(result.findings), *([""] if result.findings else []), _lint_summary(result)]
+
+
+def _lint_doc(result: LintResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    from .lint import MOOT_RULES
+
+    return {
+        "clean": not result.findings,
+        "scope": result.scope,
+        "skipped": result.skipped,
+        "server_version": result.server_version,
+        "files": [m.name for m in result.files],
+        "findings": [{"file": f.file, "migration": f.name, "line": f.line, "column": f.column, "rule": f.rule,
+                      "level": f.level, "message": f.message, "help": f.help} for f in result.findings],
+        "silenced": [{"migration": s.name, "rules": list(s.rules), "findings": s.findings}
+                     for s in result.silenced],
+        "excluded": MOOT_RULES,
+    }
+
+
+def _json(doc: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(doc, indent=2)
+
+
+def lint_json(result: LintResult) -> str:
+    """`lint --json`: one document."""
+    doc = _lint_doc(result)
+    assert doc is not None
+    return _json(doc)
+
+
+def dry_run_lines(result: DryRunResult) -> list[str]:
+    """`migrate --dry-run`: each file that would run, in order, then the findings and a summary."""
+    lint = result.lint
+    lines = []
+    if result.files:
+        rows = [("ORDER", "VERSION", "KIND", "STATEMENTS", "FILE", "LINT")]
+        for order, p in enumerate(result.files, 1):
+            findings = len(lint.of(p.migration)) if lint is not None and not lint.skipped else None
+            rows.append((str(order), _version(p.migration.version), p.kind, str(p.statements), p.migration.name,
+                         "-" if findings is None else _plural(findings, "finding") if findings else "clean"))
+        lines += _aligned(rows)
+    if lint is not None and lint.findings:
+        lines += ["", *finding_lines(lint.findings)]
+    lines.append("")
+    if result.creates:
+        lines.append(f"would create: {', '.join(result.creates)}")
+    if result.left_pending:
+        lines.append(f"left pending by --to: {', '.join(m.name for m in result.left_pending)}")
+    if not result.files:
+        lines.append("nothing would run: every file is applied")
+        return lines
+    lines.append(f"{_plural(len(result.files), 'file')} would run"
+                 + (f"; {_lint_summary(lint)}" if lint is not None else "; lint off"))
+    return lines
+
+
+def dry_run_json(result: DryRunResult) -> str:
+    """`migrate --dry-run --json`: one document."""
+    lint = result.lint
+    return _json({
+        "would_run": result.would_run,
+        "files": [{"order": order, "version": p.migration.version, "name": p.migration.name,
+                   "path": str(p.migration.path), "kind": p.kind, "transactional": p.migration.transactional,
+                   "statements": p.statements,
+                   "findings": len(lint.of(p.migration)) if lint is not None else None}
+                  for order, p in enumerate(result.files, 1)],
+        "creates": result.creates,
+        "left_pending": [m.name for m in result.left_pending],
+        "lint": _lint_doc(lint),
+    })
+
+
+def rehearsal_lines(result: RehearsalResult) -> list[str]:
+    """`migrate --rehearse`: each file's outcome and duration, in order, then a summary."""
+    if not result.files:
+        return ["nothing to rehearse: every file is applied"]
+    rows = [("ORDER", "VERSION", "RESULT", "DURATION", "FILE", "DETAIL")]
+    for order, f in enumerate(result.files, 1):
+        rows.append((str(order), _version(f.migration.version), f.outcome,
+                     f"{f.duration_ms} ms" if f.duration_ms is not None else "", f.migration.name, f.detail))
+    counts = ", ".join(f"{result.count(o)} {o}" for o in ("passed", "failed", "not rehearsed"))
+    return [*_aligned(rows), "", f"rolled back, nothing kept: {counts}"]
+
+
+def rehearsal_json(result: RehearsalResult) -> str:
+    """`migrate --rehearse --json`: one document."""
+    return _json({
+        "rolled_back": True,
+        "passed": result.count("passed"),
+        "failed": result.count("failed"),
+        "not_rehearsed": result.count("not rehearsed"),
+        "files": [{"order": order, "version": f.migration.version, "name": f.migration.name,
+                   "kind": "repeatable" if f.migration.version is None else "versioned",
+                   "transactional": f.migration.transactional, "outcome": f.outcome,
+                   "duration_ms": f.duration_ms, "detail": f.detail or None}
+                  for order, f in enumerate(result.files, 1)],
+        "lint": _lint_doc(result.lint),
+    })

@@ -27,7 +27,18 @@ from .migrations import (
     parse_down,
     parse_migration,
 )
-from .plan import Plan, build_plan, evaluate, plan_baseline, plan_repair, plan_rollback, versioned_rows
+from .plan import (
+    Plan,
+    build_plan,
+    check_target,
+    evaluate,
+    plan_baseline,
+    plan_repair,
+    plan_rollback,
+    up_to,
+    versioned_rows,
+)
+from .preflight import Preflight
 from .typing import (
     AdoptResult,
     AppliedMigration,
@@ -53,9 +64,9 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 
-class Migrator:
+class Migrator(Preflight):
     """
-    bootstrap's commands on one database session.
+    bootstrap's commands on one database session (`lint`, `dry_run` and `rehearse`: `preflight.Preflight`).
 
     Args:
         settings: the settings.
@@ -82,9 +93,10 @@ class Migrator:
             self._applier = self._applier()
         return self._applier
 
-    def _plan(self, migrations: list[Migration], applied: list[AppliedMigration]) -> Plan:
-        return build_plan(migrations, applied, out_of_order=self.settings.out_of_order,
-                          refuse_future=self.settings.refuse_future)
+    def _plan(self, migrations: list[Migration], applied: list[AppliedMigration], to: int | None = None) -> Plan:
+        """migrate's plan (integrity refused), with `--to`'s pending versions only."""
+        return up_to(build_plan(migrations, applied, out_of_order=self.settings.out_of_order,
+                                refuse_future=self.settings.refuse_future), to)
 
     def _report_future(self, plan: Plan) -> None:
         """Say what a newer release applied, which this one leaves as it is."""
@@ -102,30 +114,36 @@ class Migrator:
 
     # -- migrate ---------------------------------------------------------------------------
 
-    def migrate(self, migrations: list[Migration]) -> MigrateResult:
+    def migrate(self, migrations: list[Migration], *, to: int | None = None) -> MigrateResult:
         """
-        Check, then lock, create schemas and the ledger, and apply what is pending.
+        Check, then lint, lock, create schemas and the ledger, and apply what is pending.
 
         One read-only round trip fetches the ledger first: integrity problems are
         refused there, before anything else. When nothing is pending (the common
-        container start), that read is all: no lock is taken. Otherwise the runner
-        takes the lock (waiting runners stop as soon as another has done the work),
-        reads the ledger again, splits and checks every file about to run, and only
-        then creates schemas and the ledger and applies the files.
+        container start), that read is all: no lint, no lock. Otherwise the files
+        about to run are linted (`--lint`: warn, error refuses here, or off), the
+        runner takes the lock (waiting runners stop as soon as another has done the
+        work), reads the ledger again, splits and checks every file about to run,
+        and only then creates schemas and the ledger and applies the files.
+
+        Args:
+            migrations: the discovered files.
+            to: `--to VERSION`: apply pending versions up to it (then the repeatables).
         """
         with self.session.guard():
-            return self._migrate(migrations)
+            return self._migrate(migrations, to)
 
-    def _migrate(self, migrations: list[Migration]) -> MigrateResult:
+    def _migrate(self, migrations: list[Migration], to: int | None) -> MigrateResult:
         ledger, log = self.ledger, self.log
         result = MigrateResult([], [])
         snap = ledger.snapshot()
-        plan = self._plan(migrations, snap.applied)
+        plan = self._plan(migrations, snap.applied, to)
         if plan.future:
             self._report_future(plan)
         if not (plan.pending or plan.repeatables) and not ledger.needs_preparing(snap):
             log.info("migrations_up_to_date", applied=len(snap.applied))
             return result
+        self._lint([*plan.pending, *plan.repeatables], block=True)  # before the lock: refusing changes nothing
 
         newest = max((m.version for m in plan.pending if m.version is not None), default=None)
 
@@ -136,7 +154,7 @@ class Migrator:
             if newest is not None and not ledger.has_version(newest):
                 return True
             now = ledger.snapshot()
-            later = self._plan(migrations, now.applied)
+            later = self._plan(migrations, now.applied, to)
             return bool(later.pending or later.repeatables) or ledger.needs_preparing(now)
 
         # Taking the (advisory) lock writes nothing. Files are parsed only by the runner
@@ -147,7 +165,9 @@ class Migrator:
             return result
         try:
             applied = ledger.read()
-            plan = self._plan(migrations, applied)
+            plan = self._plan(migrations, applied, to)
+            if to is not None:
+                self._report_left_pending(migrations, applied, to)
             # Every file about to run is split and checked before anything is written.
             todo = [parse_migration(m) for m in (*plan.pending, *plan.repeatables)]
             ledger.ensure()
@@ -406,9 +426,15 @@ def open_migrator(settings: Settings, log: Logger, *, wait: bool = True,
         session.close()
 
 
-def on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list[Migration]], T]) -> T:
-    """Check the migration files (before touching the database), then do `work` with a Migrator."""
+def on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list[Migration]], T], *,
+                to: int | None = None) -> T:
+    """
+    Check the migration files (and that `to`, when given, is one of them) before
+    touching the database, then do `work` with a Migrator.
+    """
     migrations = discover_migrations(settings.sql_dir)
+    if to is not None:
+        check_target(migrations, to)
     with open_migrator(settings, log) as migrator:
         return work(migrator, migrations)
 

@@ -23,7 +23,8 @@ BOM = b"\xef\xbb\xbf"
 # A file is sent as one query; PostgreSQL refuses queries of 1 GB and more.
 MAX_FILE_BYTES = 256 * 1024 * 1024
 NO_TRANSACTION = "no-transaction"
-KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION})
+LINT_IGNORE = "lint-ignore"  # takes the rest of its line: rule names, comma-separated
+KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION, LINT_IGNORE})
 VERIFY_DIR = "verify"
 _DIRECTIVE = re.compile(r"^--\s*bootstrap\s*:(?P<rest>.*)$")
 _TRANSACTION_CONTROL = {
@@ -38,12 +39,20 @@ _TRANSACTION_CONTROL = {
 
 
 class SqlFile(NamedTuple):
-    """A file read and checked: decoded text, checksum and directives."""
+    """A file read and checked: decoded text, checksum and directives (`lint_ignore`: rules it silences)."""
 
     path: str | os.PathLike[str]
     text: str
     checksum: str
     transactional: bool
+    lint_ignore: frozenset[str] = frozenset()
+
+
+class Directives(NamedTuple):
+    """What a file's `-- bootstrap:` lines say: its options, and the lint rules it silences."""
+
+    options: frozenset[str]
+    lint_ignore: frozenset[str] = frozenset()
 
 
 def where(path: str | os.PathLike[str]) -> str:
@@ -112,22 +121,31 @@ def read_sql_file(path: str | os.PathLike[str]) -> SqlFile:
             f"{where(path)}: the file is empty; a migration must contain SQL",
             file=str(path),
         )
+    directives = read_directives(path, text)
     return SqlFile(
         path=path,
         text=text,
         checksum=hashlib.sha256(data).hexdigest(),
-        transactional=NO_TRANSACTION not in read_directives(path, text),
+        transactional=NO_TRANSACTION not in directives.options,
+        lint_ignore=directives.lint_ignore,
     )
 
 
-def read_directives(path: str | os.PathLike[str], text: str) -> frozenset[str]:
+_NO_DIRECTIVES = Directives(frozenset())
+
+
+def read_directives(path: str | os.PathLike[str], text: str) -> Directives:
     """
-    Read `-- bootstrap:<option>` lines from the file's leading comments.
+    Read `-- bootstrap:<option>` lines from the file's leading comments;
+    `lint-ignore rule-a,rule-b` takes the rest of its line.
 
     Raises:
-        ConfigError: an unknown option, naming the file and line.
+        ConfigError: an unknown option or lint rule, naming the file and line.
     """
     found: set[str] = set()
+    ignored: set[str] = set()
+    if text[:1] != "-" and not text[:1].isspace():
+        return _NO_DIRECTIVES  # most files: SQL on the first line, so no leading comment at all
     start, number = 0, 0
     while start < len(text):  # the leading comment lines only: never split a whole big file
         end = text.find("\n", start)
@@ -147,7 +165,15 @@ def read_directives(path: str | os.PathLike[str], text: str) -> frozenset[str]:
                 file=str(path),
                 line=number,
             )
-        for option in options:
+        for at, option in enumerate(options):
+            if option == LINT_IGNORE:
+                from .lint import check_ignored
+
+                rules = options[at + 1 :]
+                check_ignored(where(path), number, rules)
+                ignored.update(rules)
+                found.add(option)
+                break
             if option not in KNOWN_DIRECTIVES:
                 raise ConfigError(
                     f"{where(path)}:{number}: unknown directive 'bootstrap:{option}'; "
@@ -156,7 +182,7 @@ def read_directives(path: str | os.PathLike[str], text: str) -> frozenset[str]:
                     line=number,
                 )
             found.add(option)
-    return frozenset(found)
+    return Directives(frozenset(found), frozenset(ignored)) if found else _NO_DIRECTIVES
 
 
 def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> tuple[SqlFile, Script]:

@@ -22,6 +22,8 @@ from .migrations import Kind, Migration
 
 if TYPE_CHECKING:
     from .adoption import Match, Tool
+    from .errors import BootstrapError
+    from .lint import Finding, Silenced
 
 # A structlog bound logger (kept as Any: structlog's own protocol would load structlog).
 Logger = Any
@@ -117,8 +119,8 @@ class Ledger(Protocol):
         """Whether schemas or the ledger itself are missing."""
         ...
 
-    def ensure(self) -> bool:
-        """Create missing schemas and the ledger; True when the ledger existed."""
+    def ensure(self, *, announce: bool = True) -> bool:
+        """Create missing schemas and the ledger (logged unless not `announce`); True when the ledger existed."""
         ...
 
     def read(self) -> list[AppliedMigration]:
@@ -259,3 +261,116 @@ class AdoptResult(NamedTuple):
             "unmatched": len(self.match.unmatched),
             "pending": len(self.match.pending),
         }
+
+
+# -- before a deploy: lint, dry run, rehearsal ---------------------------------------------
+
+
+class LintResult(NamedTuple):
+    """
+    What linting found.
+
+    Attributes:
+        files: the files linted, in the order they would run.
+        findings: what remains after each file's lint-ignore.
+        silenced: what each file's lint-ignore silenced.
+        scope: `pending`, `all`, or `all (no database)`.
+        skipped: why nothing was linted (squawk not installed, squawk failed); None when it ran.
+        server_version: the server's version squawk was told (None: unknown).
+    """
+
+    files: list[Migration]
+    findings: list[Finding]
+    silenced: list[Silenced]
+    scope: str = "pending"
+    skipped: str | None = None
+    server_version: int | None = None
+
+    def of(self, migration: Migration) -> list[Finding]:
+        """One file's findings."""
+        return [f for f in self.findings if f.name == migration.name]
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {"lint_files": len(self.files), "lint_findings": len(self.findings),
+                **({"lint_skipped": self.skipped} if self.skipped else {})}
+
+
+class PlannedFile(NamedTuple):
+    """One file `migrate --dry-run` says would run: its statement count (from the real parser)."""
+
+    migration: Migration
+    statements: int
+
+    @property
+    def kind(self) -> str:
+        """transactional, no-transaction, repeatable or repeatable, no-transaction."""
+        if self.migration.kind is Kind.REPEATABLE:
+            return "repeatable" if self.migration.transactional else "repeatable, no-transaction"
+        return "transactional" if self.migration.transactional else "no-transaction"
+
+
+class DryRunResult(NamedTuple):
+    """
+    `migrate --dry-run`: the files that would run, in order, and what would be created.
+
+    Attributes:
+        files: each file that would run.
+        creates: schemas and the ledger that migrate would create first.
+        lint: what linting them found (None with --lint off or nothing to run).
+        left_pending: versions `--to` leaves pending.
+    """
+
+    files: list[PlannedFile]
+    creates: list[str]
+    lint: LintResult | None
+    left_pending: list[Migration]
+
+    @property
+    def would_run(self) -> bool:
+        """Whether migrate would apply anything."""
+        return bool(self.files)
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {"migrations_planned": len(self.files), **(self.lint.as_log() if self.lint else {})}
+
+
+class RehearsedFile(NamedTuple):
+    """
+    One file of a rehearsal.
+
+    Attributes:
+        outcome: `passed`, `failed` or `not rehearsed`.
+        duration_ms: how long it ran (None when it did not run).
+        detail: why it was not rehearsed, or its error.
+    """
+
+    migration: Migration
+    outcome: str
+    duration_ms: int | None = None
+    detail: str = ""
+
+
+class RehearsalResult(NamedTuple):
+    """
+    `migrate --rehearse`: each pending file's outcome, in order; always rolled back.
+
+    Attributes:
+        files: every file migrate would run.
+        failure: the error of the file that failed (raised after printing), or None.
+        lint: what linting them found (None with --lint off or nothing to run).
+    """
+
+    files: list[RehearsedFile]
+    failure: BootstrapError | None
+    lint: LintResult | None
+
+    def count(self, outcome: str) -> int:
+        """How many files had this outcome."""
+        return sum(1 for f in self.files if f.outcome == outcome)
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {"migrations_rehearsed": self.count("passed"), "rehearsal_failed": self.count("failed"),
+                "not_rehearsed": self.count("not rehearsed"), **(self.lint.as_log() if self.lint else {})}

@@ -8,6 +8,7 @@ from bootstrap._entry import dispatch
 def test_entrypoint_dispatch_table() -> None:
     """The container dispatch: bootstrap commands and --help/--version pass through; anything else is the app."""
     assert ["migrate", "--log-level", "debug"] == dispatch(["migrate", "--log-level", "debug"])
+    assert ["lint", "--all"] == dispatch(["lint", "--all"])
     assert ["--version"] == dispatch(["--version"])
     assert ["run", "--", "node", "server.js"] == dispatch(["node", "server.js"])
     assert ["run", "--", "node", "server.js"] == dispatch(["--", "node", "server.js"])

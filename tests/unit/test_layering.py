@@ -9,7 +9,8 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["bootstrap.cli", "bootstrap.plan", "bootstrap.migrations", "bootstrap.settings",
-                                    "bootstrap.runner", "bootstrap.render", "bootstrap.typing", "bootstrap.backoff"])
+                                    "bootstrap.runner", "bootstrap.render", "bootstrap.typing", "bootstrap.backoff",
+                                    "bootstrap.lint", "bootstrap.preflight"])
 def test_module_does_not_import_psycopg(module: str) -> None:
     """Importing it leaves psycopg unloaded (fast --help, testable without a database)."""
     code = f"import sys, {module}; print('psycopg' in sys.modules)"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.errors import ExitCode, IntegrityError
+from bootstrap.errors import ExitCode, IntegrityError, UsageError
 from bootstrap.migrations import Kind, Migration
-from bootstrap.plan import AppliedMigration, State, build_plan, evaluate
+from bootstrap.plan import AppliedMigration, State, build_plan, check_target, evaluate, up_to
 
 
 def mig(version: int | None, checksum: str = "c", name: str | None = None) -> Migration:
@@ -127,3 +127,21 @@ def test_an_older_image_never_reapplies_a_newer_repeatable(files: list[Migration
     plan = build_plan(files, [row(1), row(2), rep_row("new", after)])
     assert state == next(e.state for e in plan.entries if e.name == "R__v.sql")
     assert reapplied == bool(plan.repeatables)
+
+
+def test_check_target_is_a_usage_error() -> None:
+    """`--to VERSION` must name a local versioned file: otherwise exit 2, naming the nearest version below."""
+    files = [mig(1), mig(5), mig(None)]
+    check_target(files, 5)
+    with pytest.raises(UsageError) as info:
+        check_target(files, 3)
+    assert (ExitCode.USAGE, "--to 3: no versioned file with version 3 in the sql directory; the nearest below is "
+            "1_m.sql") == (info.value.exit_code, str(info.value))
+
+
+def test_up_to_keeps_versions_up_to_the_target_and_the_repeatables() -> None:
+    """`--to 2` leaves 3 pending and keeps the repeatables, which run after as usual; None changes nothing."""
+    plan = evaluate([mig(1), mig(2), mig(3), mig(None)], [row(1)])
+    assert ([2], ["R__v.sql"]) == ([m.version for m in up_to(plan, 2).pending],
+                                   [m.name for m in up_to(plan, 2).repeatables])
+    assert plan == up_to(plan, None)

@@ -10,6 +10,7 @@ bootstrap on PostgreSQL: the only package that imports psycopg and tenacity.
 - `indexes`: concurrent index builds: what a failed one left, whether a finished one is valid.
 - `failure`: what a failed file's error says (pure).
 - `verifier`: verify scripts, always rolled back.
+- `rehearsal`: pending transactional files in one transaction, always rolled back.
 
 `bootstrap.runner` reaches this package through one lazy import, in
 `open_migrator`; nothing else in bootstrap imports it.
@@ -24,6 +25,7 @@ from ..typing import Logger
 from .connection import connect_once, validate_conninfo, wait_for_connection
 from .ledger import PgLedger
 from .lock import AdvisoryLocker, advisory_key, lock_channel
+from .rehearsal import rehearse_files
 from .session import Capabilities, Session, Timeouts
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ __all__ = [
     "advisory_key",
     "lock_channel",
     "open_session",
+    "rehearse_files",
     "run_verify",
     "validate_conninfo",
 ]

@@ -35,7 +35,7 @@ RETRYABLE_SQLSTATES = {"55P03": "lock_timeout", "40P01": "deadlock", "40001": "s
 T = TypeVar("T")
 
 
-class _Failed(Exception):
+class AttemptFailed(Exception):
     """An attempt failed on the server's error `error`; `final` is raised unless it is retried."""
 
     def __init__(self, parsed: ParsedMigration, error: psycopg.Error, final: BootstrapError) -> None:
@@ -155,10 +155,10 @@ class Applier:
                 if queue is not None and error.sqlstate == "22012":
                     raise failure.queued_row_lost(parsed)
                 raise self._commit_failed(parsed, error)
-            raise _Failed(parsed, error, failure.migration_failed(
+            raise AttemptFailed(parsed, error, failure.migration_failed(
                 parsed, done, error, kept=None, attempts=self.retries + 1, shift=len(prefix)))
 
-        return self._with_retries(attempt)
+        return self.with_retries(attempt)
 
     def _statements(self, parsed: ParsedMigration, ledger_action: Callable[[int], None]) -> int:
         """
@@ -188,11 +188,11 @@ class Applier:
                 if session.in_transaction():
                     session.rollback_quietly()
                 leftovers = self._clean_failed_build(parsed, index, build, before) if build is not None else []
-                raise _Failed(parsed, error, failure.migration_failed(
+                raise AttemptFailed(parsed, error, failure.migration_failed(
                     parsed, 0, error, kept=index, attempts=self.retries + 1, base=statements[index],
                     leftovers=leftovers))
 
-            self._with_retries(attempt)
+            self.with_retries(attempt)
             if build is not None:
                 self._check_build(parsed, index, build, before)
         if session.in_transaction():
@@ -295,20 +295,20 @@ class Applier:
                 raise
             session.rollback_quietly()
             down, done, error = failed
-            raise _Failed(down, error, failure.migration_failed(
+            raise AttemptFailed(down, error, failure.migration_failed(
                 down, done, error, kept=None, attempts=self.retries + 1, shift=len(prefix),
                 outcome="the rollback ran in one transaction, so nothing was rolled back"))
 
-        return self._with_retries(attempt)
+        return self.with_retries(attempt)
 
     # -- the one retry loop ----------------------------------------------------------------
 
-    def _with_retries(self, attempt: Callable[[], T]) -> T:
+    def with_retries(self, attempt: Callable[[], T]) -> T:
         """Run `attempt`; after a lock failure, pause with backoff and run it again, `retries` times."""
         for number in itertools.count(1):
             try:
                 return attempt()
-            except _Failed as failed:
+            except AttemptFailed as failed:
                 error = failed.error
                 if error.sqlstate not in RETRYABLE_SQLSTATES or number > self.retries:
                     raise failed.final from None

@@ -226,9 +226,13 @@ class PgLedger:
 
     # -- creating ------------------------------------------------------------------------
 
-    def ensure(self) -> bool:
+    def ensure(self, *, announce: bool = True) -> bool:
         """
-        Create missing schemas and the ledger (under the lock).
+        Create missing schemas and the ledger (under the lock), in a transaction of
+        their own or, when one is open (a rehearsal), inside it.
+
+        Args:
+            announce: log `schema_created` and `ledger_created` (not in a rehearsal, which rolls them back).
 
         Returns:
             True when the ledger already existed.
@@ -255,6 +259,8 @@ class PgLedger:
                 "database (schemas) and on the ledger's schema, or create them beforehand",
                 sqlstate=exc.sqlstate,
             ) from None
+        if not announce:
+            return ledger_exists
         for schema in missing:
             self.log.info("schema_created", schema=schema)
         if not ledger_exists:
