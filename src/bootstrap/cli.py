@@ -2,26 +2,26 @@
 The command line: one click command per bootstrap command, and nothing else.
 
 Each command checks its own usage, then hands `command.run_command` its work:
-a few lines that call `runner` and print with `render`. The driver (psycopg)
-loads only when a command reaches the database, so `--help` stays fast.
+a few lines that call `runner` and print with `render`. Those, like the driver
+(psycopg), are imported inside the work, when a command runs: `--help` loads
+click and the option table only.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__, render
+from . import __version__
 from .command import Done, config_options, run_command
 from .errors import ExitCode, NotUpToDateError, UsageError
-from .migrations import load_verify_scripts
-from .preflight import findings_error, lint_command
-from .runner import before_exec, on_database, open_migrator, wait_for_database, wait_for_migrations
-from .settings import Settings, app_environ
-from .typing import Logger
+
+if TYPE_CHECKING:
+    from .settings import Settings
+    from .typing import Logger
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ExecFn = Callable[[Sequence[str], Mapping[str, str]], Any]
@@ -64,6 +64,8 @@ def wait_db(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> None:
+        from .runner import wait_for_database
+
         wait_for_database(settings, log)
 
     run_command("wait-db", flags, work)
@@ -94,12 +96,17 @@ def migrate_cmd(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        from .runner import on_database
+
         to, dry_run, rehearse, as_json = opts["to_version"], opts["dry_run"], opts["rehearse"], opts["as_json"]
         if dry_run and rehearse:
             raise UsageError("--dry-run runs nothing and --rehearse runs the files and rolls them back: "
                              "give one of them")
         if as_json and not (dry_run or rehearse):
             raise UsageError("--json goes with --dry-run or --rehearse (migrate itself prints nothing on stdout)")
+        if dry_run or rehearse:
+            from . import render  # printing and lint errors only where there is something to print
+            from .preflight import findings_error
         if dry_run:
             planned = on_database(settings, log, lambda migrator, files: migrator.dry_run(files, to=to), to=to)
             _echo([render.dry_run_json(planned)] if as_json else render.dry_run_lines(planned))
@@ -138,6 +145,9 @@ def lint_cmd(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        from . import render
+        from .preflight import findings_error, lint_command
+
         result = lint_command(settings, log, all_files=opts["lint_all"])
         _echo([render.lint_json(result)] if opts["as_json"] else render.lint_lines(result))
         if result.findings:
@@ -166,6 +176,8 @@ def wait_migrated_cmd(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        from .runner import wait_for_migrations
+
         return wait_for_migrations(settings, log)
 
     run_command("wait-migrated", flags, work)
@@ -187,6 +199,9 @@ def status_cmd(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        from . import render
+        from .runner import on_database
+
         plan = on_database(settings, log, lambda migrator, files: migrator.status(files))
         _echo([render.status_json(plan)] if opts["as_json"] else render.status_table(plan))
         if opts["exit_code"] and not plan.up_to_date:
@@ -211,6 +226,9 @@ def verify_cmd(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        from .migrations import load_verify_scripts
+        from .runner import open_migrator
+
         scripts = load_verify_scripts(settings.sql_dir, required=True)
         if not scripts:
             log.info("verify_skipped", reason=f"no scripts in {settings.sql_dir / 'verify'}")
@@ -240,6 +258,8 @@ def rollback_cmd(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        from .runner import on_database
+
         steps, to_version = opts["steps"], opts["to_version"]
         if (steps is None) == (to_version is None):
             raise UsageError("give exactly one of --steps N or --to VERSION")
@@ -264,6 +284,9 @@ def baseline_cmd(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        from . import render
+        from .runner import on_database
+
         if opts["baseline_version"] is None:
             raise UsageError("missing --version VERSION (or BOOTSTRAP_BASELINE_VERSION)")
         result = on_database(settings, log, lambda migrator, files: migrator.baseline(
@@ -290,6 +313,9 @@ def repair_cmd(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        from . import render
+        from .runner import on_database
+
         result = on_database(settings, log, lambda migrator, files: migrator.repair(files, dry_run=opts["dry_run"]))
         _echo(render.repair_lines(result))
         return result
@@ -343,6 +369,9 @@ def adopt_cmd(**flags: Any) -> None:
     """
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+        from . import render
+        from .runner import on_database
+
         if opts["adopt_from"] is None:
             raise UsageError("missing --from node-pg-migrate|dbmate|flyway|goose|golang-migrate "
                              "(or BOOTSTRAP_ADOPT_FROM)")
@@ -383,6 +412,8 @@ def run_cmd(command: tuple[str, ...], **flags: Any) -> None:
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
         from .handoff import exec_app, resolve_command
+        from .runner import before_exec
+        from .settings import app_environ
 
         if not argv:
             raise UsageError("missing command: use `bootstrap run -- CMD [ARG...]`")

@@ -22,7 +22,6 @@ import click
 from .errors import BootstrapError, ExitCode, NotUpToDateError, SignalReceived
 from .options import OPTIONS, parse_choice, parse_duration
 from .settings import LOG_FORMATS, LOG_LEVELS, Settings, command_flags, load_settings
-from .typing import Logger
 
 
 class DurationType(click.ParamType):  # type: ignore[type-arg]
@@ -139,7 +138,7 @@ class Done(NamedTuple):
     code: int = 0
 
 
-Work = Callable[[Settings, Logger, dict[str, Any]], "Done | Any"]
+Work = Callable[[Settings, Any, dict[str, Any]], "Done | Any"]  # (settings, a structlog logger, flags)
 
 
 def run_command(command: str, flags: Mapping[str, Any], work: Work) -> NoReturn:

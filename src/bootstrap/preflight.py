@@ -41,9 +41,11 @@ class Preflight:
     session: Session
     ledger: Ledger
     locker: Locker
-    applier: Applier
 
     if TYPE_CHECKING:  # Migrator's
+
+        @property
+        def applier(self) -> Applier: ...
 
         def _plan(self, migrations: list[Migration], applied: list[AppliedMigration],
                   to: int | None = None) -> Plan: ...

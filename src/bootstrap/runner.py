@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from .backoff import WAIT
-from .errors import ConfigError, IntegrityError, MigrationsPendingError, VerifyFailedError
+from .errors import MigrationsPendingError, VerifyFailedError
 from .migrations import (
     Kind,
     Migration,
@@ -32,22 +32,17 @@ from .plan import (
     build_plan,
     check_target,
     evaluate,
-    plan_baseline,
-    plan_repair,
     plan_rollback,
     up_to,
-    versioned_rows,
 )
 from .preflight import Preflight
+from .takeover import Takeover
 from .typing import (
-    AdoptResult,
     AppliedMigration,
-    BaselineResult,
     Ledger,
     Locker,
     Logger,
     MigrateResult,
-    RepairResult,
     RollbackResult,
     RunResult,
     VerifyResult,
@@ -64,7 +59,7 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 
-class Migrator(Preflight):
+class Migrator(Preflight, Takeover):
     """
     bootstrap's commands on one database session (`lint`, `dry_run` and `rehearse`: `preflight.Preflight`).
 
@@ -296,96 +291,6 @@ class Migrator(Preflight):
             yield
         finally:
             self.locker.release()
-
-    # -- adopting an existing database -----------------------------------------------------
-
-    def baseline(self, migrations: list[Migration], *, version: int, allow_existing: bool) -> BaselineResult:
-        """
-        Record every versioned file up to `version` as applied without running it
-        (`source = baseline`): adopting a database whose schema already exists.
-
-        Raises:
-            IntegrityError: the ledger already has rows (unless `allow_existing`:
-                then only versions not yet recorded are added).
-        """
-        with self.session.guard(), self._locked():
-            self.ledger.ensure()
-            applied = self.ledger.read()
-            if applied and not allow_existing:
-                raise IntegrityError(
-                    f"the ledger {self.settings.ledger_name} already has {len(applied)} rows; baseline is for "
-                    "adopting a database bootstrap has not migrated yet. Pass --allow-existing to record "
-                    "only the versions up to the baseline that are not recorded yet",
-                    rows=len(applied),
-                )
-            chosen = plan_baseline(migrations, applied, version)
-            self.ledger.record_without_running([(m, "baseline", None) for m in chosen])
-        for m in chosen:
-            self.log.info("migration_baselined", migration=m.name, version=m.version)
-        if not chosen:
-            self.log.warning("baseline_nothing_recorded", version=version,
-                             reason=f"no unrecorded file with a version up to {version} in {self.settings.sql_dir}")
-        return BaselineResult(version, chosen)
-
-    def repair(self, migrations: list[Migration], *, dry_run: bool) -> RepairResult:
-        """
-        Re-record the checksums (and names) of applied versioned files after a
-        reviewed edit; change nothing else (missing files are listed, not
-        touched; repeatables are re-applied by migrate, not repaired).
-        """
-        with self.session.guard(), self._locked():
-            entries = plan_repair(migrations, self.ledger.read())
-            result = RepairResult(dry_run, entries)
-            changes = [(e.row.version, e.migration.checksum, e.migration.name)
-                       for e in entries if e.migration is not None and e.row.version is not None]
-            if changes and not dry_run:
-                self.ledger.rewrite_checksums(changes)
-        for entry in entries:
-            row, migration = entry.row, entry.migration
-            if migration is None:
-                self.log.warning("repair_skipped_missing", version=row.version, migration=row.name)
-                continue
-            self.log.info("migration_repaired" if not dry_run else "migration_repair_planned",
-                          version=row.version, migration=migration.name, old_checksum=row.checksum,
-                          new_checksum=migration.checksum, old_name=row.name)
-        return result
-
-    def adopt(self, migrations: list[Migration], *, tool_name: str, table: tuple[str, str] | None,
-              dry_run: bool) -> AdoptResult:
-        """
-        Record as applied what another tool (node-pg-migrate, dbmate, Flyway,
-        goose, golang-migrate) already applied, matching its ledger to files in
-        sql/ by version.
-
-        Raises:
-            ConfigError: the tool's ledger is not in this database.
-            IntegrityError: golang-migrate's ledger is dirty.
-        """
-        from .adoption import TOOLS, entries, match
-
-        tool = TOOLS[tool_name]
-        where = table or (tool.schema, tool.table)
-        with self.session.guard():
-            rows = self.ledger.read_foreign(tool, where)
-            if rows is None:
-                raise ConfigError(
-                    f"no {tool.name} ledger {where[0]}.{where[1]} in this database; "
-                    "pass --table schema.table if it lives elsewhere",
-                    table=f"{where[0]}.{where[1]}",
-                )
-            found = match(entries(tool, rows), migrations, set(versioned_rows(self.ledger.snapshot().applied)))
-            if found.matched and not dry_run:
-                with self._locked():
-                    self.ledger.ensure()
-                    recorded = set(versioned_rows(self.ledger.read()))
-                    todo = [(m, "adopted", e.applied_at) for m, e in found.matched if m.version not in recorded]
-                    self.ledger.record_without_running(todo)
-        for migration, entry in found.matched:
-            self.log.info("migration_adopt_planned" if dry_run else "migration_adopted", tool=tool.name,
-                          migration=migration.name, version=migration.version, source_entry=entry.label)
-        for entry in found.unmatched:
-            self.log.warning("adopt_unmatched", tool=tool.name, entry=entry.label, version=entry.version)
-        return AdoptResult(tool, found, dry_run)
 
 
 def wait_for_database(settings: Settings, log: Logger) -> None:

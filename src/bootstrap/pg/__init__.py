@@ -25,11 +25,11 @@ from ..typing import Logger
 from .connection import connect_once, validate_conninfo, wait_for_connection
 from .ledger import PgLedger
 from .lock import AdvisoryLocker, advisory_key, lock_channel
-from .rehearsal import rehearse_files
 from .session import Capabilities, Session, Timeouts
 
 if TYPE_CHECKING:
     from .applier import Applier
+    from .rehearsal import rehearse_files
     from .verifier import run_verify
 
 __all__ = [
@@ -49,7 +49,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """The applier and the verifier load on first use: a start with nothing to apply never needs them."""
+    """The applier, the verifier and the rehearsal load on first use: a start with nothing to do never needs them."""
     if name == "Applier":
         from .applier import Applier
 
@@ -58,6 +58,10 @@ def __getattr__(name: str) -> Any:
         from .verifier import run_verify
 
         return run_verify
+    if name == "rehearse_files":
+        from .rehearsal import rehearse_files
+
+        return rehearse_files
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..migrations import Kind, Migration
 from ..settings import Settings
 from ..typing import AppliedMigration, Logger, Snapshot
+from .queue import PgRecordQueue
 from .session import Session
 
 if TYPE_CHECKING:
@@ -38,89 +39,6 @@ _INSERT = sql.SQL(
     " applied_by = current_user, hostname = EXCLUDED.hostname, bootstrap_version = EXCLUDED.bootstrap_version"
 )
 _LAYOUT_COMMENT = "bootstrap migration ledger (layout 1): one row per applied migration"
-
-
-class PgRecordQueue:
-    """
-    The ledger rows of the transactional files about to run, in a temporary
-    table; each file's query ends with `sql` (EXECUTE bootstrap_record), which
-    moves the next row into the ledger inside the file's own transaction.
-    """
-
-    sql = "EXECUTE bootstrap_record"
-
-    def __init__(self, session: Session, queued: int) -> None:
-        self.session = session
-        self.remaining = queued
-        self._taken = 0
-
-    @classmethod
-    def fill(cls, session: Session, ledger: psycopg.sql.Identifier, rows: Sequence[Migration]) -> PgRecordQueue | None:
-        """
-        Queue `rows` (COPY into pg_temp.bootstrap_pending) and prepare the
-        statement that records the next one; None without the TEMPORARY privilege.
-        """
-        conn = session.conn
-        try:
-            with conn.transaction():
-                conn.execute(
-                    "CREATE TEMPORARY TABLE IF NOT EXISTS bootstrap_pending (ord integer PRIMARY KEY,"
-                    " version bigint, name text NOT NULL, kind text NOT NULL, checksum text NOT NULL,"
-                    " transactional boolean NOT NULL, hostname text, bootstrap_version text)"
-                )
-                # Which queued row a file takes: a temporary sequence (O(1), unlike updating a
-                # row 1,000 times, which leaves its page full of dead versions to scan).
-                conn.execute("CREATE TEMPORARY SEQUENCE IF NOT EXISTS bootstrap_position MINVALUE 0 START 0")
-                conn.execute("SELECT pg_catalog.setval('pg_temp.bootstrap_position', 0, false)")
-                conn.execute("TRUNCATE pg_temp.bootstrap_pending")
-                with session.cursor.copy(
-                    "COPY pg_temp.bootstrap_pending (ord, version, name, kind, checksum, transactional,"
-                    " hostname, bootstrap_version) FROM STDIN"
-                ) as copy:
-                    for ord_, m in enumerate(rows):
-                        copy.write_row((ord_, m.version, m.name, m.kind.value, m.checksum, True,
-                                        _HOSTNAME, __version__))
-                if conn.execute(  # a session used before (a pooled one): prepare afresh
-                    "SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name = 'bootstrap_record'"
-                ).fetchone():
-                    conn.execute("DEALLOCATE bootstrap_record")
-                # Prepared once: each file's query says EXECUTE bootstrap_record, planned once.
-                # A sequence does not roll back: a file that fails puts the position back
-                # (requeue) before it is retried.
-                conn.execute(
-                    sql.SQL(
-                        "PREPARE bootstrap_record AS"
-                        " WITH pos AS (SELECT pg_catalog.nextval('pg_temp.bootstrap_position')::integer AS ord),"
-                        " next AS (SELECT q.* FROM pg_temp.bootstrap_pending q JOIN pos USING (ord)),"
-                        " recorded AS ({insert} RETURNING version, name, duration_ms)"
-                        # Exactly one row, or a division by zero aborts the transaction before COMMIT.
-                        " SELECT max(version), max(name), max(duration_ms), 1 / (count(*) = 1)::integer"
-                        " FROM recorded"
-                    ).format(insert=_INSERT.format(
-                        ledger=ledger,
-                        values=sql.SQL(
-                            "SELECT version, name, kind, checksum,"
-                            " (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now())"
-                            " * 1000)::integer, transactional, hostname, bootstrap_version FROM next"
-                        ),
-                    ))
-                )
-        except (pgerrors.InsufficientPrivilege, pgerrors.ReadOnlySqlTransaction):
-            return None  # no temp tables for this role: three round trips per file instead
-        return cls(session, len(rows))
-
-    def taken(self) -> None:
-        """A file committed with its queued row."""
-        self.remaining -= 1
-        self._taken += 1
-
-    def requeue(self) -> None:
-        """After a rolled-back file: the next EXECUTE takes that file's queued row again."""
-        try:
-            self.session.conn.execute("SELECT pg_catalog.setval('pg_temp.bootstrap_position', %s, false)",
-                                      [self._taken])
-        except psycopg.Error:
-            pass
 
 
 class PgLedger:
@@ -345,7 +263,14 @@ class PgLedger:
         rows = [m for m in todo if m.transactional]
         if not rows or not (caps.temp_objects and caps.sql_prepare):
             return None
-        return PgRecordQueue.fill(self.session, self.table, rows)
+        return PgRecordQueue.fill(self.session, rows, hostname=_HOSTNAME, insert=_INSERT.format(
+            ledger=self.table,
+            values=sql.SQL(
+                "SELECT version, name, kind, checksum,"
+                " (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now())"
+                " * 1000)::integer, transactional, hostname, bootstrap_version FROM next"
+            ),
+        ))
 
     # -- maintenance: baseline, repair, adopt --------------------------------------------
 
@@ -386,45 +311,10 @@ class PgLedger:
                 )
 
     def read_foreign(self, tool: Tool, table: tuple[str, str]) -> list[tuple[Any, ...]] | None:
-        """
-        Rows of another tool's ledger table, or None when the table does not exist.
+        """Rows of another tool's ledger table, or None when it does not exist (see `foreign.read_foreign`)."""
+        from .foreign import read_foreign
 
-        Args:
-            tool: which columns say what (constants of `adoption.TOOLS`, never user input).
-            table: (schema, table), reaching SQL as identifiers.
-
-        Returns:
-            (label, version, applied_at, kind, success) per row, in the order the tool wrote them.
-        """
-        conn = self.session.conn
-        exists = conn.execute(
-            "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
-            list(table),
-        ).fetchone()
-        if not exists or not exists[0]:
-            return None
-
-        def column(name: str | None, otherwise: str) -> sql.Composable:
-            return sql.Identifier(name) if name is not None else sql.SQL(otherwise)
-
-        query = sql.SQL(
-            "SELECT {label}, {version}, {applied_at}, {kind}, {success} FROM {table} ORDER BY {order}"
-        ).format(
-            label=sql.Identifier(tool.label),
-            version=sql.Identifier(tool.version),
-            applied_at=column(tool.applied_at, "NULL::timestamptz"),
-            kind=column(tool.kind, "'migration'"),
-            success=column(tool.flag, "true"),
-            table=sql.Identifier(*table),
-            order=sql.Identifier(tool.order_by),
-        )
-        try:
-            return conn.execute(query).fetchall()
-        except (pgerrors.UndefinedColumn, pgerrors.UndefinedTable) as exc:
-            raise ConfigError(
-                f"{table[0]}.{table[1]} does not have the layout bootstrap expects: "
-                f"{exc.diag.message_primary}",
-            ) from None
+        return read_foreign(self.session, tool, table)
 
 
 def _rows(rows: list[Any]) -> list[AppliedMigration]:
