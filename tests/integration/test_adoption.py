@@ -302,7 +302,7 @@ def test_flyway_history_adopted(runner, sql_dir: Path, db: psycopg.Connection) -
 def test_adopt_without_the_tools_ledger(runner, sql_dir: Path) -> None:
     """No ledger of that tool: a configuration error naming where it looked."""
     write(sql_dir, "1_a.sql", "SELECT 1;")
-    with pytest.raises(ConfigError, match="no dbmate ledger public.schema_migrations in this database"):
+    with pytest.raises(ConfigError, match=r"no dbmate ledger public\.schema_migrations in this database"):
         call(runner, "adopt", tool_name="dbmate", table=None, dry_run=True)
 
 
