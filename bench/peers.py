@@ -139,8 +139,8 @@ def install_peers() -> list[Peer]:
     """Install (or find) every peer; unavailable ones carry the reason."""
     dbmate, native, npm_migrate, why = _npm_binaries()
     yoyo, why_yoyo = _yoyo_binary()
-    # npm writes the platform packages into package-lock.json for the platform it ran on only
-    # (npm/cli#4828): elsewhere the launcher and its binary are both missing, and say so.
+    # The registry reachable here serves dbmate's binary package for linux-x64 only, so that is
+    # all the lock holds: elsewhere the launcher and its binary are both missing, and say so.
     why_native = why or ("" if native else f"npm installed no @dbmate/linux-{platform.machine()} package")
     return [Dbmate(dbmate, why), DbmateNative(native, why_native), NodePgMigrate(npm_migrate, why),
             Yoyo(yoyo, why_yoyo)]

@@ -2,7 +2,7 @@
 Where the tools the tests and the benchmark download are kept, and the npm tools.
 
     python scripts/toolcache.py node-ok     exit 0 when node and npm on PATH are recent enough
-    python scripts/toolcache.py npm-tools   install node-pg-migrate (once) and print its bin folder
+    python scripts/toolcache.py npm-tools   install the npm tools (once) and print their bin folder
 
 The cache is BOOTSTRAP_CACHE, else /var/cache/bootstrap for root (a folder the
 `postgres`/`nobody` user that runs throwaway clusters can read), else
@@ -86,7 +86,7 @@ def node_problem() -> str | None:
 
 
 def ensure_npm_tools() -> Path:
-    """node_modules/.bin holding node-pg-migrate, installed with `npm ci` from the committed lock (once)."""
+    """node_modules/.bin holding node-pg-migrate and dbmate's launcher, installed from the committed lock (once)."""
     problem = node_problem()
     if problem:
         raise ToolError(f"{problem}: ./scripts/test installs Node.js from PyPI into .venv when the machine has "
@@ -100,13 +100,30 @@ def ensure_npm_tools() -> Path:
             target.mkdir(parents=True)
             for name in ("package.json", "package-lock.json"):
                 shutil.copy(NPM_TOOLS / name, target / name)
-            result = subprocess.run([shutil.which("npm") or "npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+            # `npm install` from the lock rather than `npm ci`: dbmate lists one binary package per
+            # platform as optional, npm locks only those the registry serves for this platform,
+            # and `npm ci` refuses such a lock. What is locked installs as locked (checked below).
+            result = subprocess.run([shutil.which("npm") or "npm", "install", "--no-save", "--ignore-scripts",
+                                     "--no-audit", "--no-fund"],
                                     cwd=target, capture_output=True, text=True, timeout=600, check=False)
             if result.returncode != 0:
-                raise ToolError(f"npm ci of {NPM_TOOLS.relative_to(REPO)} failed (is the npm registry reachable?):\n"
-                                f"{result.stderr[-2000:]}")
+                raise ToolError(f"npm install of {NPM_TOOLS.relative_to(REPO)} failed (is the npm registry "
+                                f"reachable?):\n{result.stderr[-2000:]}")
+            drift = _unlocked(target)
+            if drift:
+                raise ToolError(f"npm installed other versions than {NPM_TOOLS.relative_to(REPO)}/package-lock.json "
+                                f"pins: {', '.join(drift[:5])}")
             (target / ".complete").touch()
     return bin_dir
+
+
+def _unlocked(folder: Path) -> list[str]:
+    """Packages npm installed in `folder` at a version other than its package-lock.json pins."""
+    locked = json.loads((folder / "package-lock.json").read_text())["packages"]
+    installed = json.loads((folder / "node_modules" / ".package-lock.json").read_text())["packages"]
+    return [f"{path.removeprefix('node_modules/')} {entry.get('version')} (locked {locked[path].get('version')})"
+            for path, entry in installed.items()
+            if path in locked and entry.get("version") != locked[path].get("version")]
 
 
 def main(argv: list[str]) -> int:

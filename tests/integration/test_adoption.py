@@ -25,7 +25,7 @@ from tests.helpers import clean_env, ledger, run_cli, table_exists, write
 
 @pytest.fixture(scope="session")
 def npm_tools() -> Path:
-    """node_modules/.bin with node-pg-migrate, installed with npm ci from the committed lock once and cached."""
+    """node_modules/.bin with node-pg-migrate, installed from the committed npm lock once and cached."""
     try:
         return toolcache.ensure_npm_tools()
     except toolcache.ToolError as exc:
