@@ -40,13 +40,21 @@ RUN --mount=type=secret,id=ca --mount=type=secret,id=aptconf \
     && rm -rf /var/lib/apt/lists/* /etc/apt/sources.list.d/bundle-expat.list \
               /etc/apt/apt.conf.d/99build-ca /etc/apt/apt.conf.d/99build-host
 WORKDIR /
-RUN python3 -m venv /opt/bootstrap
-COPY pyproject.toml README.md /src/
-COPY src/ /src/src/
+# Everything pip installs is pinned with its hashes (requirements/*.txt, ./scripts/lock):
+# the dependencies with the lint extra (squawk) first (a layer that changes only with the
+# lock), then bootstrap's wheel,
+# built with the locked build backend in a venv of its own (/opt/build) that no image keeps.
+RUN python3 -m venv /opt/bootstrap && python3 -m venv /opt/build
+COPY requirements/runtime.txt requirements/build.txt /src/requirements/
 RUN --mount=type=secret,id=ca --mount=type=secret,id=pipconf \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
     if [ -s /run/secrets/pipconf ]; then export PIP_CONFIG_FILE=/run/secrets/pipconf; fi; \
-    /opt/bootstrap/bin/pip install --no-compile '/src[lint]' \
+    /opt/bootstrap/bin/pip install --no-compile --require-hashes --no-deps -r /src/requirements/runtime.txt \
+    && /opt/build/bin/pip install --require-hashes --no-deps -r /src/requirements/build.txt
+COPY pyproject.toml README.md /src/
+COPY src/ /src/src/
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist /src \
+    && /opt/bootstrap/bin/pip install --no-compile --no-deps --no-index /tmp/dist/bootstrap-*.whl \
     && /opt/bootstrap/bin/python -m compileall -q -j 0 /opt/bootstrap/lib
 # With the lint extra: squawk, one static binary, in /opt/bootstrap/bin (the image's; the bundle
 # below copies site-packages only and leaves it out).

@@ -2,22 +2,21 @@
 The tools users would pick instead of bootstrap, installed for the benchmark
 from the registries reachable here, and the same migrations in each one's format.
 
-- dbmate and node-pg-migrate from npm (cached in BOOTSTRAP_NPM_CACHE, default /var/tmp/bootstrap-npm).
-  dbmate is timed twice: through its npm package's launcher (`dbmate`, a Node script
+- dbmate and node-pg-migrate from npm, pinned by scripts/npm-tools/package-lock.json
+  and installed once into the cache (scripts/toolcache.py). dbmate is timed twice:
+  through its npm package's launcher (`dbmate`, a Node script
   that spawns the binary: what `npx dbmate` runs) and as its own Go binary (the
   platform package `@dbmate/linux-<arch>`: what its Docker image and release
   downloads run);
-- yoyo-migrations from PyPI, in its own virtual environment (bench/.tools/yoyo).
+- yoyo-migrations from PyPI (requirements/bench.txt), in its own virtual environment (bench/.tools/yoyo).
 
 A peer that cannot be installed is skipped, saying so.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import hashlib
 import platform
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,9 +24,11 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+import toolcache
+
 BENCH = Path(__file__).resolve().parent
 TOOLS = BENCH / ".tools"
-NPM_CACHE = Path(os.environ.get("BOOTSTRAP_NPM_CACHE", "/var/tmp/bootstrap-npm"))
+YOYO_LOCK = BENCH.parent / "requirements" / "bench.txt"
 
 
 @dataclass
@@ -108,34 +109,29 @@ class Yoyo(Peer):
 
 def _npm_binaries() -> tuple[Path | None, Path | None, Path | None, str]:
     """dbmate's npm launcher, its Go binary, node-pg-migrate; or why not."""
-    bin_dir = NPM_CACHE / "node_modules" / ".bin"
+    try:
+        bin_dir = toolcache.ensure_npm_tools()
+    except toolcache.ToolError as exc:
+        return None, None, None, str(exc)[-300:]
     arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-    native = NPM_CACHE / "node_modules" / "@dbmate" / f"linux-{arch}" / "bin" / "dbmate"
-    if not ((bin_dir / "dbmate").exists() and (bin_dir / "node-pg-migrate").exists() and native.exists()):
-        npm = shutil.which("npm")
-        if npm is None:
-            return None, None, None, "npm is not installed"
-        NPM_CACHE.mkdir(parents=True, exist_ok=True)
-        if not (NPM_CACHE / "package.json").exists():
-            (NPM_CACHE / "package.json").write_text(json.dumps({"name": "bootstrap-peers", "private": True}))
-        result = subprocess.run([npm, "install", "--no-audit", "--no-fund", "dbmate@2", "node-pg-migrate@9", "pg@8"],
-                                cwd=NPM_CACHE, capture_output=True, text=True, check=False, timeout=600)
-        if result.returncode != 0:
-            return None, None, None, f"npm install failed: {result.stderr.strip()[-300:]}"
+    native = bin_dir.parent / "@dbmate" / f"linux-{arch}" / "bin" / "dbmate"
     return bin_dir / "dbmate", native if native.exists() else None, bin_dir / "node-pg-migrate", ""
 
 
 def _yoyo_binary() -> tuple[Path | None, str]:
     venv = TOOLS / "yoyo"
     binary = venv / "bin" / "yoyo"
-    if binary.exists():
+    stamp = venv / f".locked-{hashlib.sha256(YOYO_LOCK.read_bytes()).hexdigest()[:16]}"
+    if binary.exists() and stamp.exists():
         return binary, ""
-    result = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, check=False)
+    result = subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True,
+                            check=False)
     if result.returncode == 0:
-        result = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "yoyo-migrations", "psycopg[binary]"],
-                                capture_output=True, text=True, check=False, timeout=600)
+        result = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--require-hashes", "--no-deps",
+                                 "-r", str(YOYO_LOCK)], capture_output=True, text=True, check=False, timeout=600)
     if result.returncode != 0 or not binary.exists():
-        return None, f"pip install yoyo-migrations failed: {result.stderr.strip()[-300:]}"
+        return None, f"pip install -r {YOYO_LOCK.name} failed: {result.stderr.strip()[-300:]}"
+    stamp.touch()
     return binary, ""
 
 
@@ -143,6 +139,8 @@ def install_peers() -> list[Peer]:
     """Install (or find) every peer; unavailable ones carry the reason."""
     dbmate, native, npm_migrate, why = _npm_binaries()
     yoyo, why_yoyo = _yoyo_binary()
+    # The registry reachable here serves dbmate's binary package for linux-x64 only, so that is
+    # all the lock holds: elsewhere the launcher and its binary are both missing, and say so.
     why_native = why or ("" if native else f"npm installed no @dbmate/linux-{platform.machine()} package")
     return [Dbmate(dbmate, why), DbmateNative(native, why_native), NodePgMigrate(npm_migrate, why),
             Yoyo(yoyo, why_yoyo)]

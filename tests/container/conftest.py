@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 import container
 from tests.container.containers import APP_PASSWORD, MIGRATOR_PASSWORD, Base, Container
 
+
 def _built(what: str, make: Callable[[], str]) -> str:
     try:
         return make()

@@ -138,7 +138,7 @@ def test_gateway_serves_after_bootstrap(kind: str, request: pytest.FixtureReques
     (tini, tini_env), (app,) = app_of(gateway)
     assert "tini" == Path(tini[0]).name
     assert app_argv == app.argv
-    exec_line = [e for e in gateway.events() if e.get("event") == "app_exec_started"][0]
+    exec_line = next(e for e in gateway.events() if e.get("event") == "app_exec_started")
     assert exec_line["pid"] == app.pid  # bootstrap exec'd the gateway over its own PID, a child of tini
     assert app_uid == app.uid
     assert "DATABASE_URL" in app.env_names

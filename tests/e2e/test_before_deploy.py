@@ -12,6 +12,7 @@ from pgcluster import free_port
 from tests.faults.test_kill import LOCK_KEY, lock_is_free
 from tests.helpers import clean_env, events, last_error, ledger, logs, run_cli, table_exists, user_objects, write
 
+
 def env_for(url: str, sql_dir: Path, **extra: str) -> dict[str, str]:
     """bootstrap's environment for these tests."""
     return clean_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(sql_dir), **extra)

@@ -143,7 +143,7 @@ def test_status_shows_changed_and_missing(fresh_url: str, sql_dir: Path) -> None
         m["name"]: m["state"] for m in json.loads(result.stdout)["migrations"]}
     result = run_cli(["migrate"], env)
     assert 6 == result.returncode
-    error = [e for e in logs(result.stderr) if e["event"] == "bootstrap_failed"][0]["error"]
+    error = next(e for e in logs(result.stderr) if e["event"] == "bootstrap_failed")["error"]
     assert "1_a.sql" in error and "2_b.sql" in error
 
 

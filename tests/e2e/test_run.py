@@ -45,8 +45,10 @@ def test_exit_status_is_the_apps(fresh_url: str, sql_dir: Path) -> None:
 
 def test_sigterm_reaches_the_app(fresh_url: str, sql_dir: Path) -> None:
     """SIGTERM sent to the spawned PID is handled by the app itself."""
-    app = ("import signal, sys, time\n"
-           "def bye(n, f):\n    print('got', n, flush=True); sys.exit(0)\n"
+    # The handler writes with os.write: a print() there can land inside the main thread's print of
+    # "ready" and fail as a reentrant call (seen with Debian's Python 3.11.2 under load).
+    app = ("import os, signal, sys, time\n"
+           "def bye(n, f):\n    os.write(1, f'got {n}\\n'.encode()); sys.exit(0)\n"
            "signal.signal(signal.SIGTERM, bye)\nprint('ready', flush=True)\n"
            "while True: time.sleep(0.05)\n")
     with subprocess.Popen(bootstrap_cmd("run", "--", PY, "-c", app), env=env_for(fresh_url, sql_dir),

@@ -84,7 +84,7 @@ def test_right_password_from_a_file(password_cluster: Cluster, tmp_path: Path) -
     result = run_cli(["wait-db"], clean_env(DATABASE_URL_FILE=str(secret)))
     assert 0 == result.returncode, result.stderr
     assert SENTINEL not in result.stderr + result.stdout
-    ready = [e for e in logs(result.stderr) if e["event"] == "database_ready"][0]
+    ready = next(e for e in logs(result.stderr) if e["event"] == "database_ready")
     assert ("127.0.0.1", str(password_cluster.port), "postgres") == (ready["host"], ready["port"], ready["user"])
 
 

@@ -11,7 +11,7 @@ import psycopg
 from bootstrap.pg import advisory_key
 from pgcluster import free_port
 from tests.faults.conftest import GATE_SQL, Gate, env_for, migrate_cmd
-from tests.helpers import Spawned, clean_env, bootstrap_cmd, ledger, poll, run_cli, table_exists, write
+from tests.helpers import Spawned, bootstrap_cmd, clean_env, ledger, poll, run_cli, table_exists, write
 
 LOCK_KEY = advisory_key("public", "bootstrap_migrations")
 
@@ -106,7 +106,7 @@ def test_kill_at_random_points(fast_pg, sql_dir: Path) -> None:
                 # Polling for a random number of applied files, then killing: no sleeping.
                 target = rng.randint(0, 29)
                 with psycopg.connect(url, autocommit=True) as watch:
-                    poll(lambda: proc.proc.poll() is not None or applied_count(watch) >= target,
+                    poll(lambda target=target: proc.proc.poll() is not None or applied_count(watch) >= target,
                          timeout=60, interval=0.001, message="the run to progress")
                 proc.proc.send_signal(signal.SIGKILL)
                 proc.wait(30)

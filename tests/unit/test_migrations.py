@@ -136,7 +136,7 @@ def test_broken_symlink(sql_dir: Path) -> None:
 
 def test_missing_directory(tmp_path: Path) -> None:
     """A missing sql directory is a configuration error naming it and the variable."""
-    with pytest.raises(ConfigError, match="does not exist .*BOOTSTRAP_SQL_DIR"):
+    with pytest.raises(ConfigError, match=r"does not exist .*BOOTSTRAP_SQL_DIR"):
         discover_migrations(tmp_path / "nope")
 
 
