@@ -101,3 +101,9 @@ def test_the_pinned_ruff_reports_nothing() -> None:
     result = subprocess.run([BIN / "ruff", "check", "src", "scripts", "bench", "entrypoint.py", "tests"], cwd=REPO,
                             capture_output=True, text=True, check=False)
     assert 0 == result.returncode, result.stdout[-4000:]
+
+
+def test_the_pinned_mypy_reports_nothing() -> None:
+    """`mypy` (strict, as pyproject.toml configures it) with the locked mypy passes on src/bootstrap."""
+    result = subprocess.run([BIN / "mypy"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert 0 == result.returncode, result.stdout[-4000:]
