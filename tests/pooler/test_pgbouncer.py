@@ -14,7 +14,18 @@ import psycopg
 import pytest
 
 from race import race
-from tests.helpers import Spawned, bootstrap_cmd, clean_env, events, last_error, ledger, run_cli, table_exists, write
+from tests.helpers import (
+    Spawned,
+    bootstrap_cmd,
+    clean_env,
+    events,
+    last_error,
+    ledger,
+    poll,
+    run_cli,
+    table_exists,
+    write,
+)
 from tests.pooler.conftest import Urls
 
 
@@ -152,3 +163,30 @@ def test_fifty_runners_against_twenty_connections(urls: Urls, sql_dir: Path, dir
             r.stop()
     assert [0] * 50 == codes, next((r.err for r in runners if r.proc.returncode), "")
     assert list(range(1, 11)) == [r[0] for r in direct.execute("SELECT file FROM log ORDER BY file").fetchall()]
+
+
+def test_waiting_through_transaction_pooling_leaves_no_listen(urls: Urls, sql_dir: Path,
+                                                              direct: psycopg.Connection) -> None:
+    """
+    wait-migrated behind a transaction pooler polls the ledger, never LISTENs: a
+    waiter killed mid-wait (its pod deleted) leaves no LISTEN on a server
+    connection that the app is handed next.
+    """
+    files(sql_dir)
+    assert 0 == run_cli(["migrate"], env(urls.direct, sql_dir)).returncode
+    write(sql_dir, "4_more.sql", "CREATE TABLE more (id int);")  # pending: the wait goes on
+    with Spawned(bootstrap_cmd("wait-migrated", "--timeout", "120"), env(urls.transaction, sql_dir)) as waiter:
+        # The second report comes 10 s after the first: dozens of polls (and waits) lie between.
+        poll(lambda: [e for e in waiter.events() if e.get("event") == "migrations_waiting"][1:], timeout=60,
+             message="a second migrations_waiting")
+        waiter.proc.kill()
+        waiter.wait()
+    # Five clients in open transactions hold all five server connections of the pool at once.
+    apps = [psycopg.connect(urls.transaction) for _ in range(5)]
+    try:
+        channels = [app.execute("SELECT count(*) FROM pg_listening_channels()").fetchone() for app in apps]
+        pids = {app.execute("SELECT pg_backend_pid()").fetchone() for app in apps}
+    finally:
+        for app in apps:
+            app.close()
+    assert (5, [(0,)] * 5) == (len(pids), channels)

@@ -108,6 +108,32 @@ def test_a_lost_connection_says_what_the_server_kept() -> None:
     assert "statements 1-1 of 2 (lines 2-2) ran and were kept" in failure.connection_lost(script, err, kept=1).message
 
 
+def test_a_connection_lost_at_commit_does_not_claim_a_rollback() -> None:
+    """Cut off after COMMIT was sent, the file may have committed (with its ledger row): the message says so."""
+    err = error("08006", "server closed the connection unexpectedly")
+    message = failure.connection_lost(parsed("SELECT 1;"), err, committing=True).message
+    assert "nothing of it was kept" not in message
+    assert "unless the connection broke after its COMMIT: then the file and its ledger row were both kept, " \
+           "never one without the other" in message
+
+
+def test_a_cut_off_concurrent_build_says_how_its_index_goes() -> None:
+    """A named CREATE INDEX CONCURRENTLY is dropped by the next migrate; another build says how to find the index."""
+    from bootstrap.concurrently import concurrent_build
+
+    err = error("57P01", "terminating connection due to administrator command")
+    text = "-- bootstrap:no-transaction\nCREATE INDEX CONCURRENTLY ix ON t (a);\n"
+    build = concurrent_build("CREATE INDEX CONCURRENTLY ix ON t (a)")
+    assert build is not None
+    named = failure.connection_lost(parsed(text, transactional=False), err, kept=0, building=build).message
+    assert "may have left an INVALID index: the next migrate drops ix before building it again" in named
+    build = concurrent_build("REINDEX TABLE CONCURRENTLY t")
+    assert build is not None
+    other = failure.connection_lost(parsed("-- bootstrap:no-transaction\nREINDEX TABLE CONCURRENTLY t;\n",
+                                           transactional=False), err, kept=0, building=build).message
+    assert "SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid" in other
+
+
 def test_messages_never_carry_a_password() -> None:
     """A password echoed in a server message is masked."""
     err = error("XX000", "could not connect to postgresql://app:S3cret-pass@db/x")

@@ -25,6 +25,7 @@ from ..typing import Logger
 from .connection import connect_once, validate_conninfo, wait_for_connection
 from .ledger import PgLedger
 from .lock import AdvisoryLocker, advisory_key, lock_channel
+from .pooler import PROBE_CONNECT_TIMEOUT_S
 from .session import Capabilities, Session, Timeouts
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def open_session(settings: Settings, log: Logger, *, wait: bool = True) -> Sessi
     """
     ready = wait_for_connection(settings, log, wait=wait)
     return Session(ready.conn, log, server_pid=ready.server_pid, timeouts=timeouts(settings),
-                   opener=lambda: connect_once(settings))
+                   opener=lambda: connect_once(settings, PROBE_CONNECT_TIMEOUT_S))
 
 
 def timeouts(settings: Settings) -> Timeouts:

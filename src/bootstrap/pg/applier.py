@@ -22,7 +22,7 @@ import psycopg
 from .. import redact
 from ..backoff import DDL_RETRY, Backoff
 from ..concurrently import Build, concurrent_build
-from ..errors import BootstrapError
+from ..errors import BootstrapError, ConfigError
 from ..migrations import ParsedMigration
 from ..typing import Logger, RecordQueue
 from . import failure, indexes
@@ -126,16 +126,18 @@ class Applier:
             started = time.monotonic()
             try:
                 # Without an error, the last rows are the queued ledger row's (COMMIT returns none).
+                committing = queue is not None  # the one-trip query ends with COMMIT
                 done, error, recorded = session.run_script(query)
                 if error is None and queue is None:
                     duration_ms = round((time.monotonic() - started) * 1000)
                     ledger_action(duration_ms)
+                    committing = True
                     session.cursor.execute("COMMIT")
                     return duration_ms
-            except psycopg.OperationalError as exc:
-                raise failure.connection_lost(parsed, exc) from None
             except psycopg.Error as exc:
-                # Raised by the ledger row or at COMMIT (deferred constraints).
+                if session.is_disconnect(exc):
+                    raise failure.connection_lost(parsed, exc, committing=committing) from None
+                # Raised by the ledger row or at COMMIT (deferred constraints, a lock timeout).
                 session.rollback_quietly()
                 raise self._commit_failed(parsed, exc) from None
             if error is None:
@@ -172,7 +174,8 @@ class Applier:
         started = time.monotonic()
         session.set_timeouts()
         for index in range(len(statements)):
-            session.check_holder()
+            if not session.on_holder():
+                raise session.moved(kept=failure.kept_phrase(parsed.script, index))
             build = concurrent_build(statements[index].text)
             before = self._before_build(parsed, index, build) if build is not None else {}
 
@@ -180,11 +183,11 @@ class Applier:
                 try:
                     _done, error, _rows = session.run_script(statements[index].text)
                 except psycopg.OperationalError as exc:
-                    raise failure.connection_lost(parsed, exc, kept=index, building=build is not None) from None
+                    raise failure.connection_lost(parsed, exc, kept=index, building=build) from None
                 if error is None:
                     return
                 if session.is_disconnect(error):
-                    raise failure.connection_lost(parsed, error, kept=index, building=build is not None) from None
+                    raise failure.connection_lost(parsed, error, kept=index, building=build) from None
                 if session.in_transaction():
                     session.rollback_quietly()
                 leftovers = self._clean_failed_build(parsed, index, build, before) if build is not None else []
@@ -203,9 +206,12 @@ class Applier:
             session.conn.execute(session.reset_sql)
             with session.transaction():
                 ledger_action(duration_ms)
-        except psycopg.OperationalError as exc:
-            raise failure.connection_lost(parsed, exc, kept=len(statements)) from None
+        except ConfigError as exc:  # the guard: not on the lock holder's server connection
+            raise session.moved(kept=f"all {len(statements)} statements ran and were kept, but the ledger was "
+                                     "not changed") from exc
         except psycopg.Error as exc:
+            if session.is_disconnect(exc):
+                raise failure.connection_lost(parsed, exc, kept=len(statements)) from None
             raise self._commit_failed(parsed, exc) from None
         return duration_ms
 
@@ -285,11 +291,12 @@ class Applier:
                 if failed is None:
                     session.conn.execute("COMMIT")
                     return durations
-            except psycopg.OperationalError as exc:
-                raise failure.connection_lost(downs[len(durations)], exc) from None
             except psycopg.Error as exc:
+                down = downs[min(len(durations), len(downs) - 1)]  # after the last file: the COMMIT's
+                if session.is_disconnect(exc):
+                    raise failure.connection_lost(down, exc, committing=len(durations) == len(downs)) from None
                 session.rollback_quietly()
-                raise self._commit_failed(downs[min(len(durations), len(downs) - 1)], exc) from None
+                raise self._commit_failed(down, exc) from None
             except BaseException:
                 session.rollback_quietly()
                 raise

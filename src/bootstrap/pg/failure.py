@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from .. import redact
+from ..concurrently import Build
 from ..errors import BootstrapError, IntegrityError, MigrationFailedError
 from ..migrations import ParsedMigration
 from ..sqlsplit import Script, Statement, line_col
@@ -213,10 +214,18 @@ def queued_row_lost(parsed: ParsedMigration) -> MigrationFailedError:
 
 
 def connection_lost(parsed: ParsedMigration, error: ServerError, kept: int | None = None, *,
-                    building: bool = False) -> MigrationFailedError:
-    """The connection dropped while the file ran (`building`: inside a concurrent index build)."""
+                    building: Build | None = None, committing: bool = False) -> MigrationFailedError:
+    """
+    The connection dropped while the file ran (`building`: inside this concurrent
+    index build; `committing`: the COMMIT was already sent, so the server may have
+    committed the file, always together with its ledger row).
+    """
     reason = redact.redact((error.diag.message_primary if error.diag else None) or str(error)).strip()
-    if parsed.migration.transactional:
+    if parsed.migration.transactional and committing:
+        outcome = ("the server rolled the file back, unless the connection broke after its COMMIT: then the file "
+                   "and its ledger row were both kept, never one without the other (migrate applies it only if "
+                   "it is not recorded)")
+    elif parsed.migration.transactional:
         outcome = "the server rolled the file back; nothing of it was kept"
     elif not building:
         outcome = kept_phrase(parsed.script, kept or 0)
@@ -224,8 +233,12 @@ def connection_lost(parsed: ParsedMigration, error: ServerError, kept: int | Non
         outcome = (kept_phrase(parsed.script, kept) if kept else
                    f"no statement of its {len(parsed.script.code_statements)} completed and the ledger was not "
                    "changed")
-        outcome += (". The concurrent index build that was cut off may have left an INVALID index; the next "
-                    "migrate drops it before building again")
+        if building.verb == "create" and building.index_name is not None:
+            then = f"the next migrate drops {building.index_name} before building it again"
+        else:
+            then = ("find it with SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid and drop it "
+                    "(DROP INDEX CONCURRENTLY) before running migrate again")
+        outcome += f". The concurrent index build that was cut off may have left an INVALID index: {then}"
     return _about(parsed, f"lost the connection while applying it ({reason}); {outcome}. "
                   "Run migrate again once the database is back", sqlstate=error.sqlstate)
 

@@ -11,6 +11,7 @@ The lock lives on the runner's session: a crashed runner never leaves it behind.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections.abc import Callable
 
@@ -18,9 +19,9 @@ import psycopg
 from psycopg import sql
 
 from ..backoff import LOCK_POLL, Backoff
-from ..errors import LockTimeoutError
+from ..errors import ConfigError, LockTimeoutError
 from ..typing import Logger
-from .session import Session
+from .session import POOLING_FIX, Session
 
 LOCK_WAIT_LOG_EVERY_S = 10.0
 
@@ -137,7 +138,13 @@ class AdvisoryLocker:
         ).fetchone()
         assert row is not None
         if row[0] is None:
-            raise session.moved()
+            raise ConfigError(
+                "the migration lock is already held by this very server connection: a connection pooler in "
+                "transaction mode hands it to more than one client, or a session pooler handed over a connection "
+                "a killed runner left its lock on (keep PgBouncer's server_reset_query = DISCARD ALL); nothing "
+                "was changed. " + POOLING_FIX,
+                pool_mode="transaction",
+            )
         if row[0]:
             session.lock_pid = int(row[1])
         return bool(row[0])
@@ -149,6 +156,11 @@ class AdvisoryLocker:
         waiters go on at once instead of at their next backoff step. LISTEN holds no
         snapshot; a holder that dies without notifying is still met by the polls.
         """
+        if not self.session.capabilities.listen:
+            # Behind a pooler that may hand each statement another server connection, a LISTEN
+            # could stay behind on one the app gets: poll only.
+            time.sleep(seconds)
+            return False
         if not self._listening:
             self.session.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             self._listening = True
@@ -188,12 +200,14 @@ class AdvisoryLocker:
             except psycopg.Error:
                 session.conn.close()
         self.locked = False
+        stranded = session.moved() if not released else None  # names the server backend left holding it
         session.lock_pid = None
-        if not released:
-            self.log.error("lock_release_failed", lock_key=self.key,
+        if stranded is not None:
+            self.log.error("lock_release_failed", lock_key=self.key, error=stranded.message,
                            reason="this session's server connection did not hold the migration lock")
-            if session.pooled:
-                raise session.moved()
+            # Not while another error is on its way out (release runs in `finally`): that one says more.
+            if session.pooled and sys.exc_info()[0] is None:
+                raise stranded
 
     def holder(self) -> str:
         """Describe the session holding the lock (pid, application, client), if visible."""

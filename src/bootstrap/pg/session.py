@@ -63,6 +63,9 @@ class Capabilities(NamedTuple):
 
 
 DIRECT = Capabilities()
+# Behind a pooler not probed yet (or that the probe could not tell): no LISTEN wake-ups.
+UNPROBED = Capabilities(listen=False)
+NOTHING = Capabilities(*(False,) * len(Capabilities._fields))
 
 
 class ScriptResult(NamedTuple):
@@ -116,7 +119,9 @@ class Session:
         # libpq's pid is from the server's BackendKeyData; a pooler sends a key of its own.
         self.pooled = conn.info.backend_pid != self.server_pid
         self.pool_mode: str | None = "direct" if not self.pooled else None  # learned by check_writable
-        self.capabilities = DIRECT
+        # Behind a pooler of unknown mode, nothing that needs the session to stay on one server
+        # connection is counted on until check_writable finds out (read-only commands never ask).
+        self.capabilities = DIRECT if not self.pooled else UNPROBED
         if timeouts is None:
             timeouts = Timeouts()
         if conn.info.server_version < 140000:
@@ -265,12 +270,12 @@ class Session:
         """Before a `no-transaction` file's statements: the timeouts for the session (the reset removes them)."""
         self.conn.execute(";".join(self.timeouts.statements(local=False)))
 
-    def check_holder(self) -> None:
-        """Behind a pooler: refuse to go on unless still on the server connection that holds the lock."""
+    def on_holder(self) -> bool:
+        """Behind a pooler: whether this session is still on the server connection that holds the lock."""
         if self.pooled and self.lock_pid is not None:
             row = self.conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
-            if row is None or row[0] != self.lock_pid:
-                raise self.moved()
+            return row is not None and row[0] == self.lock_pid
+        return True
 
     # -- connection poolers ----------------------------------------------------------------
 
@@ -291,16 +296,26 @@ class Session:
 
             self.pool_mode = pool_mode(self, self.opener)
             self.log.info("connection_pooler_detected", pool_mode=self.pool_mode)
+            # Session pooling keeps every mechanism; "unknown" (the probe got no second server
+            # connection in time: a busy session pool) keeps all but LISTEN, and the guards stay on.
+            self.capabilities = {"session": DIRECT, "unknown": UNPROBED}.get(self.pool_mode, NOTHING)
         if self.pool_mode == "transaction":
-            self.capabilities = Capabilities(*(False,) * len(Capabilities._fields))
             raise ConfigError(TRANSACTION_POOLING, pool_mode="transaction")
 
-    def moved(self) -> ConfigError:
-        """The error for work that reached another server connection than the lock holder's."""
+    def moved(self, kept: str | None = None) -> ConfigError:
+        """
+        The error for work that reached another server connection than the lock holder's.
+
+        Args:
+            kept: what of the file ran and was kept (a `no-transaction` file's statements).
+        """
+        stranded = (f" The migration lock may be left on server backend {self.lock_pid}: "
+                    f"SELECT pg_terminate_backend({self.lock_pid}) frees it." if self.lock_pid else "")
+        outcome = f"; {kept}." if kept else "; the transaction was rolled back."
         return ConfigError(
             "this session's work reached another server connection than the one holding the migration lock: "
-            "a connection pooler in transaction mode sits between bootstrap and PostgreSQL; "
-            "the transaction was rolled back. " + POOLING_FIX,
+            f"a connection pooler in transaction mode sits between bootstrap and PostgreSQL{outcome}{stranded} "
+            + POOLING_FIX,
             pool_mode="transaction",
         )
 
