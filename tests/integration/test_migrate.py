@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from bootstrap.backoff import Backoff
 from bootstrap.errors import ConfigError, IntegrityError, LockTimeoutError, MigrationFailedError
@@ -334,6 +336,26 @@ def test_missing_privilege_is_a_configuration_error(runner, sql_dir: Path, db: p
             runner.migrate()
     finally:
         db.execute("DROP OWNED BY bootstrap_test_weak; DROP ROLE bootstrap_test_weak")
+
+
+def test_a_role_that_may_not_read_the_ledger_is_told_what_to_grant(runner, sql_dir: Path, db: psycopg.Connection,
+                                                                  fresh_db: str) -> None:
+    """An app role running `status` on a ledger it may not read: exit 3 naming the GRANT, not an internal error."""
+    from psycopg.conninfo import make_conninfo
+
+    role = f"bootstrap_test_reader_{uuid.uuid4().hex[:8]}"
+    write(sql_dir, "1_t.sql", "SELECT 1;")
+    runner.migrate()
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        runner.dsn = make_conninfo(fresh_db, user=role)
+        with pytest.raises(ConfigError, match=f"role {role} may not read the ledger public.bootstrap_migrations: "
+                                              f"permission denied .*; GRANT SELECT ON public.bootstrap_migrations "
+                                              f"TO {role}") as caught:
+            runner.status()
+        assert 3 == caught.value.exit_code
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(role)))
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -110,6 +110,8 @@ class PgLedger:
             missing_ledger = True
         except (pgerrors.UndefinedColumn, pgerrors.DatatypeMismatch) as exc:
             raise self._foreign_ledger(exc) from None
+        except pgerrors.InsufficientPrivilege as exc:
+            raise self._unreadable(exc) from None
         row = inspect_cur.fetchone()
         assert row is not None
         ledger_exists, schemas = bool(row[0]), set(row[1])
@@ -128,12 +130,23 @@ class PgLedger:
             ).fetchone()
         except pgerrors.UndefinedTable:
             return False
+        except pgerrors.InsufficientPrivilege as exc:
+            raise self._unreadable(exc) from None
         return bool(row and row[0])
 
     def needs_preparing(self, snap: Snapshot) -> bool:
         """Whether schemas or the ledger are missing."""
         wanted = {*self.settings.schemas, self.settings.ledger_schema}
         return not snap.ledger_exists or not wanted <= snap.schemas
+
+    def _unreadable(self, exc: psycopg.Error) -> ConfigError:
+        return ConfigError(
+            f"role {self.session.user} may not read the ledger {self.name}: "
+            f"{redact.redact(exc.diag.message_primary or str(exc))}; GRANT SELECT ON {self.name} TO "
+            f"{self.session.user} (an app role that runs `status`, `wait-migrated` or `run --wait-migrated` "
+            "needs to read it)",
+            sqlstate=exc.sqlstate,
+        )
 
     def _foreign_ledger(self, exc: psycopg.Error) -> ConfigError:
         return ConfigError(
