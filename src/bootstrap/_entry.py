@@ -148,8 +148,11 @@ def run_cli(argv: Sequence[str] | None = None, *, fast_exit: bool = False) -> No
     except click.ClickException as exc:
         _report_usage_error(exc, args)
         code = exc.exit_code
-    except click.exceptions.Abort:
-        code = int(ExitCode.INTERNAL)
+    except click.exceptions.Abort as exc:
+        # click turns a KeyboardInterrupt (SignalReceived is one) raised outside a command's
+        # own handling, say while a library loads, into Abort: still 128+N.
+        cause = exc.__cause__ or exc.__context__
+        code = cause.exit_code if isinstance(cause, SignalReceived) else int(ExitCode.INTERNAL)
     except SignalReceived as exc:
         code = exc.exit_code
     try:

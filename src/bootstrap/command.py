@@ -151,12 +151,15 @@ def run_command(command: str, flags: Mapping[str, Any], work: Work) -> NoReturn:
         work: the command's work, given the settings, a logger and the
             command-specific flags; returns a `Done`, a result value or None.
     """
-    from .logs import configure_logging, get_logger
-
     started = time.monotonic()
-    configure_logging(*_early_logging(flags))
-    log = get_logger()
     ctx = click.get_current_context()
+    try:
+        from .logs import configure_logging, get_logger
+
+        configure_logging(*_early_logging(flags))
+        log = get_logger()
+    except SignalReceived as exc:  # stopped while the logging library loads: no line to write yet
+        ctx.exit(exc.exit_code)
 
     def elapsed_ms() -> int:
         return round((time.monotonic() - started) * 1000)
