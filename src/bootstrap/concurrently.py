@@ -108,16 +108,20 @@ class _Reader:
             return token
         return None
 
-    def skip_parentheses(self) -> None:
+    def options(self) -> list[str]:
+        """A parenthesised option list, `(verbose, concurrently true)`, as its words (none when absent)."""
         if self.peek() != "(":
-            return
-        depth = 0
+            return []
+        depth, words = 0, list[str]()
         while self.at < len(self.tokens):
             part = self.peek()
             self.at += 1
             depth += 1 if part == "(" else -1 if part == ")" else 0
             if depth == 0:
-                return
+                return words
+            if part not in (None, "(", ","):
+                words.append(part)
+        return words
 
 
 def concurrent_build(text: str) -> Build | None:
@@ -142,12 +146,15 @@ def concurrent_build(text: str) -> Build | None:
             index = Name(table.schema, index.name)  # an index lives in its table's schema
         return Build("create", "index", index, table)
     if reader.accept("reindex"):
-        reader.skip_parentheses()
+        options = reader.options()
+        # PostgreSQL 14's option form: REINDEX (CONCURRENTLY [true|on|1]) INDEX name
+        concurrent = "concurrently" in options and options[options.index("concurrently") + 1:][:1] not in (
+            ["false"], ["off"], ["0"], ["no"])
         target = reader.peek()
         if target not in ("index", "table", "schema", "database", "system"):
             return None
         reader.at += 1
-        if not reader.accept("concurrently"):
+        if not reader.accept("concurrently") and not concurrent:
             return None
         named = reader.name()
         if target == "index":
