@@ -232,6 +232,14 @@ def _chunks(paths: list[str]) -> list[list[str]]:
     return out
 
 
+def _linter_environ() -> dict[str, str]:
+    """squawk's environment: bootstrap's, without the connections and their secrets (it needs none)."""
+    import os
+
+    return {k: v for k, v in os.environ.items()
+            if not (k.startswith("PG") or k.endswith(("DATABASE_URL", "DATABASE_URL_FILE")))}
+
+
 def _run(squawk: str, paths: list[str], by_path: dict[str, Migration], *, in_transaction: bool,
          server_version: int | None, exclude: Sequence[str]) -> list[Finding]:
     """One squawk invocation over `paths`: its findings."""
@@ -245,7 +253,8 @@ def _run(squawk: str, paths: list[str], by_path: dict[str, Migration], *, in_tra
         argv.append("--exclude=" + ",".join(exclude))
     argv += ["--", *(p.translate(_GLOB) for p in paths)]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+                              env=_linter_environ())
     except OSError as exc:
         raise ConfigError(f"cannot run squawk ({squawk}): {exc.strerror or exc}", squawk=squawk) from None
     try:
