@@ -41,7 +41,10 @@ EXIT_CODE_MEANINGS: dict[int, str] = {
         "duplicate version, authentication refused"
     ),
     ExitCode.UNAVAILABLE: "database unavailable when the wait timeout ran out",
-    ExitCode.MIGRATION_FAILED: "a migration failed; nothing of that file was kept",
+    ExitCode.MIGRATION_FAILED: (
+        "a migration failed; nothing of that file was kept (a `no-transaction` file keeps the statements before "
+        "the failing one, and says so)"
+    ),
     ExitCode.INTEGRITY: (
         "ledger integrity: an applied file changed or is missing, or an out-of-order version"
     ),

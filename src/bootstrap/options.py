@@ -69,7 +69,7 @@ OPTIONS: tuple[Option, ...] = (
         "--timeout",
         "BOOTSTRAP_WAIT_TIMEOUT",
         "60",
-        "Seconds to wait for the database to answer.",
+        "Seconds to wait for the database to answer (wait-migrated: also for the migrations).",
     ),
     Option(
         "lock_timeout",
