@@ -169,6 +169,13 @@ class Migrator(Preflight, Takeover):
             if not todo:
                 log.info("migrations_up_to_date", applied=len(applied))
                 return result
+            if plan.repeatables and not plan.pending and any(m.version is not None for m in migrations):
+                # Only the repeatables changed: an older image with the same versions cannot
+                # tell this release is newer, and would re-apply its own (docs/migration-files.md).
+                log.warning("repeatables_without_version", migrations=[m.name for m in plan.repeatables],
+                            reason="no versioned file comes with this change: an older image (a rollback) "
+                                   "would re-apply its own definition; give the release a versioned file, "
+                                   "even a no-op one")
             self._apply(todo, result)
         finally:
             self.locker.release()

@@ -107,3 +107,27 @@ def test_same_versions_reapply_the_images_repeatable(fresh_url: str, releases: t
     assert ["id", "n"] == view_columns(db)
     assert [(1, "1_accounts.sql", "versioned"), (2, "2_seed.sql", "versioned"), (None, "R__views.sql", "repeatable")] \
         == ledger(db)
+
+
+def test_a_release_that_changes_only_a_repeatable_is_warned(fresh_url: str, releases: tuple[Path, Path],
+                                                            tmp_path: Path) -> None:
+    """
+    Release 3 widens the view but brings no versioned file: an older image could not
+    tell it is older, so migrate says so (and applies it); with a no-op versioned
+    file the warning goes, and an older image skips the view.
+    """
+    _old, new = releases
+    assert 0 == run_cli(["migrate"], env(fresh_url, new)).returncode
+    third = tmp_path / "release3"
+    for name in ("1_accounts.sql", "2_seed.sql", "3_email.sql"):
+        write(third, name, (new / name).read_text())
+    write(third, "R__views.sql", "CREATE OR REPLACE VIEW v AS SELECT id, email, 1 AS n FROM accounts;")
+    result = run_cli(["migrate"], env(fresh_url, third))
+    assert 0 == result.returncode, result.stderr
+    warned = {e["event"]: e for e in logs(result.stderr)}["repeatables_without_version"]
+    assert (["R__views.sql"], "warning") == (warned["migrations"], warned["level"])
+    write(third, "R__views.sql", "CREATE OR REPLACE VIEW v AS SELECT id, email, 2 AS n FROM accounts;")
+    write(third, "4_release3.sql", "SELECT 1;")
+    result = run_cli(["migrate"], env(fresh_url, third))
+    assert "repeatables_without_version" not in events(result.stderr)
+    assert "repeatable_skipped" in events(run_cli(["migrate"], env(fresh_url, new)).stderr)
