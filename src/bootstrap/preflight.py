@@ -17,7 +17,6 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, DatabaseUnavailableError, LintFindingsError, MigrationFailedError
-from .lint import MOOT_RULES, find_squawk, lint, not_installed
 from .migrations import Migration, discover_migrations, parse_migration
 from .plan import evaluate
 from .typing import DryRunResult, LintResult, PlannedFile, RehearsalResult, RehearsedFile
@@ -223,6 +222,8 @@ def run_lint(files: Sequence[Migration], log: Logger, *, server_version: int | N
     Raises:
         ConfigError: squawk is not installed, or failed.
     """
+    from .lint import MOOT_RULES, find_squawk, lint, not_installed  # not on a start with nothing to lint
+
     squawk = find_squawk()
     if squawk is None:
         raise not_installed()
@@ -252,6 +253,7 @@ def lint_command(settings: Settings, log: Logger, *, all_files: bool) -> LintRes
         ConfigError: bad files, squawk not installed or failed (exit 3).
         LintFindingsError: findings remain (exit 11), after the caller printed them.
     """
+    from .lint import find_squawk, not_installed
     from .runner import open_migrator
 
     migrations = discover_migrations(settings.sql_dir)

@@ -181,3 +181,20 @@ def test_entrypoint_dispatches(fresh_url: str, sql_dir: Path, db: psycopg.Connec
     assert proc.pid == int(out)
     version = subprocess.run([sys.executable, entry, "--version"], env=env, capture_output=True, text=True, check=False)
     assert version.stdout.startswith("bootstrap ")
+
+
+def test_a_start_with_nothing_to_do_loads_nothing_of_the_apply_path(fresh_url: str, sql_dir: Path) -> None:
+    """
+    The container's common start (everything applied) stays lean: no SQL lexer, no
+    applier, no linter, no rehearsal, no retry library is even imported.
+    """
+    write(sql_dir, "1_t.sql", "CREATE TABLE t (id int);")
+    env = clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(sql_dir))
+    assert 0 == run_cli(["migrate"], env).returncode
+    code = ("import sys\nfrom bootstrap._entry import run_cli\ntry:\n    run_cli(['migrate'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
+            "heavy = ('bootstrap.sqlsplit', 'bootstrap.pg.applier', 'bootstrap.lint', 'bootstrap.pg.rehearsal',\n"
+            "         'bootstrap.pg.failure', 'bootstrap.render', 'tenacity')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60)
+    assert "[]" == out.stdout.strip(), out.stderr
