@@ -117,6 +117,26 @@ def test_a_connection_lost_at_commit_does_not_claim_a_rollback() -> None:
            "never one without the other" in message
 
 
+def test_a_connection_lost_while_a_no_transaction_file_is_recorded() -> None:
+    """Every statement ran; the break came at the ledger write: says so, and where to look (no garbled counts)."""
+    err = error("57P01", "terminating connection due to administrator command")
+    script = parsed("-- bootstrap:no-transaction\nSELECT 1;\nSELECT 2;\n", transactional=False)
+    message = failure.connection_lost(script, err, kept=2).message
+    assert "all 2 statements ran and were kept; the ledger change was being written" in message
+    assert "`bootstrap status` shows which" in message and "-1" not in message
+
+
+def test_a_rollback_cut_off_at_commit_says_to_check_before_rolling_back_again() -> None:
+    """A down file's COMMIT may have gone through: running rollback again could undo more."""
+    migration = Migration(Kind.VERSIONED, 2, "x", "2_x.down.sql", Path("sql") / "2_x.down.sql", "c" * 64, True)
+    down = ParsedMigration(migration, split_statements("DROP TABLE x;"))
+    err = error("08006", "server closed the connection unexpectedly")
+    message = failure.connection_lost(down, err, committing=True).message
+    assert "the down files ran and their ledger rows were removed, together" in message
+    assert message.endswith("check `bootstrap status` before running rollback again (it would undo more)")
+    assert "Run migrate again" not in message
+
+
 def test_a_cut_off_concurrent_build_says_how_its_index_goes() -> None:
     """A named CREATE INDEX CONCURRENTLY is dropped by the next migrate; another build says how to find the index."""
     from bootstrap.concurrently import concurrent_build

@@ -146,7 +146,9 @@ class Applier:
                 duration = recorded.get_value(0, 2)
                 return int(duration) if duration is not None else 0
             if session.is_disconnect(error):
-                raise failure.connection_lost(parsed, error) from None
+                # Past the file's last statement on the one-trip path, the break may have met the COMMIT.
+                ran_file = done - len(opening) >= code
+                raise failure.connection_lost(parsed, error, committing=queue is not None and ran_file) from None
             session.rollback_quietly()
             if queue is not None:
                 queue.requeue()

@@ -216,31 +216,46 @@ def queued_row_lost(parsed: ParsedMigration) -> MigrationFailedError:
 def connection_lost(parsed: ParsedMigration, error: ServerError, kept: int | None = None, *,
                     building: Build | None = None, committing: bool = False) -> MigrationFailedError:
     """
-    The connection dropped while the file ran (`building`: inside this concurrent
-    index build; `committing`: the COMMIT was already sent, so the server may have
-    committed the file, always together with its ledger row).
+    The connection dropped while the file ran.
+
+    Args:
+        kept: a `no-transaction` file's statements that completed (all of them:
+            the break came while its ledger row was written).
+        building: inside this concurrent index build.
+        committing: the COMMIT was already sent, so the server may have committed
+            the file, always together with its ledger change.
     """
     reason = redact.redact((error.diag.message_primary if error.diag else None) or str(error)).strip()
-    if parsed.migration.transactional and committing:
+    undoing = parsed.migration.name.endswith(".down.sql")
+    again = ("Once the database is back, check `bootstrap status` before running rollback again (it would undo more)"
+             if undoing and committing else "Run migrate again once the database is back")
+    total = len(parsed.script.code_statements)
+    if parsed.migration.transactional and committing and undoing:
+        outcome = ("the server rolled the rollback back, unless the connection broke after its COMMIT: then the "
+                   "down files ran and their ledger rows were removed, together")
+    elif parsed.migration.transactional and committing:
         outcome = ("the server rolled the file back, unless the connection broke after its COMMIT: then the file "
                    "and its ledger row were both kept, never one without the other (migrate applies it only if "
                    "it is not recorded)")
     elif parsed.migration.transactional:
         outcome = "the server rolled the file back; nothing of it was kept"
+    elif kept is not None and kept >= total:
+        outcome = (f"all {total} statements ran and were kept; the ledger change was being written, and the server "
+                   "kept or rolled back that change as a whole: `bootstrap status` shows which (still pending: the "
+                   "next migrate runs the whole file again, so make it safe to re-run)")
     elif not building:
         outcome = kept_phrase(parsed.script, kept or 0)
     else:
         outcome = (kept_phrase(parsed.script, kept) if kept else
-                   f"no statement of its {len(parsed.script.code_statements)} completed and the ledger was not "
-                   "changed")
+                   f"no statement of its {total} completed and the ledger was not changed")
         if building.verb == "create" and building.index_name is not None:
             then = f"the next migrate drops {building.index_name} before building it again"
         else:
             then = ("find it with SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid and drop it "
                     "(DROP INDEX CONCURRENTLY) before running migrate again")
         outcome += f". The concurrent index build that was cut off may have left an INVALID index: {then}"
-    return _about(parsed, f"lost the connection while applying it ({reason}); {outcome}. "
-                  "Run migrate again once the database is back", sqlstate=error.sqlstate)
+    return _about(parsed, f"lost the connection while applying it ({reason}); {outcome}. {again}",
+                  sqlstate=error.sqlstate)
 
 
 def left_open(parsed: ParsedMigration) -> MigrationFailedError:
