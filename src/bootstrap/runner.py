@@ -29,6 +29,7 @@ from .migrations import (
 )
 from .plan import (
     Plan,
+    State,
     build_plan,
     check_target,
     evaluate,
@@ -169,17 +170,26 @@ class Migrator(Preflight, Takeover):
             if not todo:
                 log.info("migrations_up_to_date", applied=len(applied))
                 return result
-            if plan.repeatables and not plan.pending and any(m.version is not None for m in migrations):
-                # Only the repeatables changed: an older image with the same versions cannot
-                # tell this release is newer, and would re-apply its own (docs/migration-files.md).
-                log.warning("repeatables_without_version", migrations=[m.name for m in plan.repeatables],
-                            reason="no versioned file comes with this change: an older image (a rollback) "
-                                   "would re-apply its own definition; give the release a versioned file, "
-                                   "even a no-op one")
+            self._warn_unversioned(plan)
             self._apply(todo, result)
         finally:
             self.locker.release()
         return result
+
+    def _warn_unversioned(self, plan: Plan) -> None:
+        """
+        Repeatables that change with no versioned file in the same run: an older image
+        with the same versions cannot tell this release is newer, and would re-apply
+        its own definition (docs/migration-files.md). Changed ones only: a repeatable
+        with no row yet is also what a rollback or a baseline leaves.
+        """
+        changed = [e.name for e in plan.entries
+                   if e.kind is Kind.REPEATABLE and e.state is State.PENDING and e.applied is not None]
+        if changed and not plan.pending:
+            self.log.warning("repeatables_without_version", migrations=changed,
+                             reason="no versioned file comes with this change: an older image with the same "
+                                    "versioned files (a rollback) would re-apply its own definition; give the "
+                                    "release a versioned file, even a no-op one")
 
     def _apply(self, todo: list[ParsedMigration], result: MigrateResult) -> None:
         self.applier.prepare(todo)

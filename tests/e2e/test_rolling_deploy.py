@@ -131,3 +131,15 @@ def test_a_release_that_changes_only_a_repeatable_is_warned(fresh_url: str, rele
     result = run_cli(["migrate"], env(fresh_url, third))
     assert "repeatables_without_version" not in events(result.stderr)
     assert "repeatable_skipped" in events(run_cli(["migrate"], env(fresh_url, new)).stderr)
+
+
+def test_a_repeatable_applied_for_the_first_time_is_not_warned(fresh_url: str, tmp_path: Path) -> None:
+    """After a baseline (or a rollback, which forgets the repeatables), a first apply is no release-only change."""
+    sql_dir = tmp_path / "sql"
+    write(sql_dir, "1_accounts.sql", "CREATE TABLE accounts (id int);")
+    write(sql_dir, "R__views.sql", "CREATE OR REPLACE VIEW v AS SELECT 1 AS id;")
+    assert 0 == run_cli(["baseline", "--version", "1"], env(fresh_url, sql_dir)).returncode
+    result = run_cli(["migrate"], env(fresh_url, sql_dir))
+    assert 0 == result.returncode, result.stderr
+    assert "repeatable_applied" in events(result.stderr)
+    assert "repeatables_without_version" not in events(result.stderr)
