@@ -200,13 +200,17 @@ class AdvisoryLocker:
             except psycopg.Error:
                 session.conn.close()
         self.locked = False
-        stranded = session.moved() if not released else None  # names the server backend left holding it
+        # Behind a pooler: the unlock reached another server connection; say which backend keeps the lock.
+        stranded = (session.moved(kept="what ran before is committed and recorded, but the unlock reached another "
+                                       "server connection") if not released and session.pooled else None)
         session.lock_pid = None
-        if stranded is not None:
-            self.log.error("lock_release_failed", lock_key=self.key, error=stranded.message,
+        if not released:
+            # Not raised while another error is on its way out (release runs in `finally`): that one says more.
+            raising = stranded is not None and sys.exc_info()[0] is None
+            self.log.error("lock_release_failed", lock_key=self.key,
+                           error=stranded.message if stranded is not None and not raising else None,
                            reason="this session's server connection did not hold the migration lock")
-            # Not while another error is on its way out (release runs in `finally`): that one says more.
-            if session.pooled and sys.exc_info()[0] is None:
+            if raising and stranded is not None:
                 raise stranded
 
     def holder(self) -> str:
