@@ -350,8 +350,8 @@ def test_a_role_that_may_not_read_the_ledger_is_told_what_to_grant(runner, sql_d
     try:
         runner.dsn = make_conninfo(fresh_db, user=role)
         with pytest.raises(ConfigError, match=f"role {role} may not read the ledger public.bootstrap_migrations: "
-                                              f"permission denied .*; GRANT SELECT ON public.bootstrap_migrations "
-                                              f"TO {role}") as caught:
+                                              f"permission denied .*; GRANT USAGE ON SCHEMA public TO {role}; "
+                                              f"GRANT SELECT ON public.bootstrap_migrations TO {role}") as caught:
             runner.status()
         assert 3 == caught.value.exit_code
     finally:

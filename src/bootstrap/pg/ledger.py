@@ -142,7 +142,8 @@ class PgLedger:
     def _unreadable(self, exc: psycopg.Error) -> ConfigError:
         return ConfigError(
             f"role {self.session.user} may not read the ledger {self.name}: "
-            f"{redact.redact(exc.diag.message_primary or str(exc))}; GRANT SELECT ON {self.name} TO "
+            f"{redact.redact(exc.diag.message_primary or str(exc))}; GRANT USAGE ON SCHEMA "
+            f"{self.settings.ledger_schema} TO {self.session.user}; GRANT SELECT ON {self.name} TO "
             f"{self.session.user} (an app role that runs `status`, `wait-migrated` or `run --wait-migrated` "
             "needs to read it)",
             sqlstate=exc.sqlstate,
