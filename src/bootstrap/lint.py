@@ -234,8 +234,6 @@ def _chunks(paths: list[str]) -> list[list[str]]:
 
 def _linter_environ() -> dict[str, str]:
     """squawk's environment: bootstrap's, without the connections and their secrets (it needs none)."""
-    import os
-
     return {k: v for k, v in os.environ.items()
             if not (k.startswith("PG") or k.endswith(("DATABASE_URL", "DATABASE_URL_FILE")))}
 

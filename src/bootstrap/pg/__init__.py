@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings
 from ..typing import Logger
-from .connection import connect_once, validate_conninfo, wait_for_connection
+from .connection import PROBE_CONNECT_TIMEOUT_S, connect_once, validate_conninfo, wait_for_connection
 from .ledger import PgLedger
 from .lock import AdvisoryLocker, advisory_key, lock_channel
-from .pooler import PROBE_CONNECT_TIMEOUT_S
 from .session import Capabilities, Session, Timeouts
 
 if TYPE_CHECKING:

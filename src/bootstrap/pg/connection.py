@@ -26,6 +26,8 @@ from ..typing import Logger
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DEFAULT_CONNECT_TIMEOUT_S = 10
+# The pooler probe's own connection (pooler.py): libpq's shortest that works; the probe gives up, never waits.
+PROBE_CONNECT_TIMEOUT_S = 2
 
 # Classifying connection failures: libpq reports them as text, without SQLSTATE.
 _TRANSIENT_PATTERNS: tuple[tuple[str, str], ...] = (

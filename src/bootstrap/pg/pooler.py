@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 PROBE_WAIT_S = 1.0
-PROBE_CONNECT_TIMEOUT_S = 2  # libpq's minimum that works; the probe gives up rather than waits
 _PID_QUERY = b"SELECT pg_catalog.pg_backend_pid()"
 
 
