@@ -3,6 +3,7 @@ Recognise a concurrent index build in a statement, and what it names.
 
 `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] [name] ON [ONLY] table`
 and `REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE} CONCURRENTLY name`
+(or, from PostgreSQL 14, `REINDEX (CONCURRENTLY [boolean]) {INDEX | TABLE} name`)
 run outside a transaction, so a failed or cancelled build leaves its INVALID
 index behind (REINDEX: `<name>_ccnew`). The applier asks this module which
 index or table a statement names, so it can drop what a failed build left and
@@ -119,9 +120,20 @@ class _Reader:
             depth += 1 if part == "(" else -1 if part == ")" else 0
             if depth == 0:
                 return words
-            if part not in (None, "(", ","):
+            if part not in (None, "(", ",", "'"):  # a quoted value ('off') as its word
                 words.append(part)
         return words
+
+
+_FALSE = frozenset({"false", "off", "0", "no"})
+
+
+def _option_on(words: list[str], name: str) -> bool:
+    """Whether a parenthesised option list turns `name` on (`name`, `name true`; not `name off`, `name 'off'`)."""
+    if name not in words:
+        return False
+    value = words[words.index(name) + 1:][:1]
+    return not value or value[0] not in _FALSE
 
 
 def concurrent_build(text: str) -> Build | None:
@@ -146,10 +158,7 @@ def concurrent_build(text: str) -> Build | None:
             index = Name(table.schema, index.name)  # an index lives in its table's schema
         return Build("create", "index", index, table)
     if reader.accept("reindex"):
-        options = reader.options()
-        # PostgreSQL 14's option form: REINDEX (CONCURRENTLY [true|on|1]) INDEX name
-        concurrent = "concurrently" in options and options[options.index("concurrently") + 1:][:1] not in (
-            ["false"], ["off"], ["0"], ["no"])
+        concurrent = _option_on(reader.options(), "concurrently")  # REINDEX (CONCURRENTLY [boolean]) ...
         target = reader.peek()
         if target not in ("index", "table", "schema", "database", "system"):
             return None

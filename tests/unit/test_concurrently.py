@@ -16,6 +16,7 @@ CASES = [
     ("reindex-option", "REINDEX (CONCURRENTLY) INDEX ix", Build("reindex", "index", Name(None, "ix"), None)),
     ("reindex-option-true", "REINDEX (VERBOSE, CONCURRENTLY true) TABLE t", Build("reindex", "table", None, Name(None, "t"))),
     ("reindex-option-off", "REINDEX (CONCURRENTLY off) TABLE t", None),
+    ("reindex-option-quoted-off", "REINDEX (CONCURRENTLY 'off') TABLE t", None),
     ("reindex-table", "REINDEX TABLE CONCURRENTLY t", Build("reindex", "table", None, Name(None, "t"))),
     ("reindex-schema", "REINDEX SCHEMA CONCURRENTLY app", Build("reindex", "schema", None, None, "app")),
     ("reindex-database", "REINDEX DATABASE CONCURRENTLY", Build("reindex", "database", None, None)),
