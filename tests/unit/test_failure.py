@@ -135,6 +135,9 @@ def test_a_rollback_cut_off_at_commit_says_to_check_before_rolling_back_again() 
     assert "the down files ran and their ledger rows were removed, together" in message
     assert message.endswith("check `bootstrap status` before running rollback again (it would undo more)")
     assert "Run migrate again" not in message
+    before = failure.connection_lost(down, err).message  # cut off before its COMMIT: nothing was undone
+    assert before.endswith("the server rolled the file back; nothing of it was kept. Run rollback again once the "
+                           "database is back")
 
 
 def test_a_cut_off_concurrent_build_says_how_its_index_goes() -> None:

@@ -227,8 +227,10 @@ def connection_lost(parsed: ParsedMigration, error: ServerError, kept: int | Non
     """
     reason = redact.redact((error.diag.message_primary if error.diag else None) or str(error)).strip()
     undoing = parsed.migration.name.endswith(".down.sql")
-    again = ("Once the database is back, check `bootstrap status` before running rollback again (it would undo more)"
-             if undoing and committing else "Run migrate again once the database is back")
+    if undoing and committing:
+        again = "Once the database is back, check `bootstrap status` before running rollback again (it would undo more)"
+    else:
+        again = f"Run {'rollback' if undoing else 'migrate'} again once the database is back"
     total = len(parsed.script.code_statements)
     if parsed.migration.transactional and committing and undoing:
         outcome = ("the server rolled the rollback back, unless the connection broke after its COMMIT: then the "
