@@ -112,7 +112,13 @@ def _report_usage_error(exc: click.ClickException, args: Sequence[str]) -> None:
     except ValueError:
         fmt = resolve_format("auto", sys.stderr)
     if fmt != "json":
-        exc.show()
+        import io
+
+        from .redact import redact
+
+        shown = io.StringIO()
+        exc.show(file=shown)  # usage, hint and message, as click prints them: masked like every other line
+        sys.stderr.write(redact(shown.getvalue()))
         return
     configure_logging("json")
     ctx = getattr(exc, "ctx", None)

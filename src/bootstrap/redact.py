@@ -5,9 +5,10 @@ Two layers, like dbmate's `redactLogString`:
 
 1. Patterns: the password part of any `scheme://user:password@` URL and any
    `password=...` conninfo pair is masked wherever it appears.
-2. Known values: passwords (and whole connection strings) that settings loaded
-   are registered here and masked verbatim, which also catches a password
-   echoed back inside a driver error about a malformed URL.
+2. Known values: the password libpq parsed out of the connection string
+   (`bootstrap.pg.connection.parse_conninfo`, the one parse), whole connection
+   strings, PGPASSWORD and other secret values are registered here and masked
+   verbatim wherever they appear.
 
 This module imports nothing from the package.
 """
@@ -54,44 +55,6 @@ def register_secret(value: str | None) -> None:
         # Longest first, so a URL is masked whole before its password is.
         ordered = sorted(_secrets, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(s) for s in ordered))
-
-
-def register_url_secrets(url: str | None) -> None:
-    """
-    Register the password inside a connection string, URL or key=value form.
-
-    Args:
-        url: the connection string as the user gave it (possibly malformed).
-    """
-    if not url:
-        return
-    scheme = url.find("://")
-    if scheme >= 0:
-        # Whatever sits between "user:" and an "@" is a password, even with spaces or
-        # unencoded characters that make the URL invalid (and echoed by its parse error).
-        rest = url[scheme + 3 :]
-        colon = rest.find(":")
-        if 0 <= colon < len(rest):
-            for at in (rest.find("@", colon), rest.rfind("@")):
-                if at > colon + 1:
-                    candidate = rest[colon + 1 : at]
-                    register_secret(candidate)
-                    for piece in candidate.split():
-                        if len(piece) >= 4:
-                            register_secret(piece)
-    for match in [*_URL_PASSWORD.finditer(url), *_USERINFO.finditer(url)]:
-        password = match.group("pw")
-        register_secret(password)
-        # A percent-encoded password is echoed decoded by some errors.
-        if "%" in password:
-            from urllib.parse import unquote
-
-            register_secret(unquote(password))
-    for match in _KV_PASSWORD.finditer(url):
-        password = match.group("pw")
-        if password.startswith("'") and password.endswith("'"):
-            password = password[1:-1].replace("\\'", "'").replace("\\\\", "\\")
-        register_secret(password)
 
 
 def forget_secrets() -> None:

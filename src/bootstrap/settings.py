@@ -10,7 +10,6 @@ checked here, before anything touches the database, and a bad one raises
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -90,19 +89,6 @@ def _parse_command_value(option: Option, raw: str) -> Any:
     return raw.strip()
 
 
-class Target(NamedTuple):
-    """Where bootstrap connects, without the password: safe to log."""
-
-    host: str
-    port: str
-    dbname: str
-    user: str
-
-    def as_log(self) -> dict[str, str]:
-        """The fields to bind to log lines."""
-        return {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
-
-
 class Settings(NamedTuple):
     """
     Everything a command needs, resolved and validated. The DSN stays out of repr.
@@ -140,68 +126,6 @@ class Settings(NamedTuple):
         """The ledger as `schema.table`, for messages."""
         return f"{self.ledger_schema}.{self.ledger_table}"
 
-    def safe_target(self) -> Target:
-        """Host, port, database and user of the connection, as libpq would resolve them."""
-        return describe_target(self.database_url, self.environ)
-
-
-def _describe_kv(dsn: str) -> dict[str, str]:
-    """Parse the `key=value` conninfo form just enough to name the target."""
-    out: dict[str, str] = {}
-    for match in re.finditer(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)", dsn):
-        value = match.group(2)
-        if value.startswith("'"):
-            value = value[1:-1].replace("\\'", "'")
-        out[match.group(1)] = value
-    return out
-
-
-def describe_target(dsn: str, environ: Mapping[str, str]) -> Target:
-    """
-    Name the database a connection string points at, for logs, without parsing
-    it with libpq (so `--help` never imports the driver).
-
-    Args:
-        dsn: URL or key=value conninfo; "" for libpq's PG* variables.
-        environ: the environment, for PG* fallbacks.
-    """
-    parts: dict[str, str] = {}
-    if dsn.startswith(("postgresql://", "postgres://")):
-        from urllib.parse import unquote, urlsplit
-
-        url = urlsplit(dsn)
-        netloc = url.netloc.rpartition("@")[2]
-        hostport = re.match(r"^(\[[^\]]*\]|[^:]*)(?::([0-9]*))?$", netloc)
-        host, port = (hostport.group(1), hostport.group(2) or "") if hostport else (netloc, "")
-        user = url.netloc.rpartition("@")[0].partition(":")[0]
-        parts = {
-            "host": unquote(host.strip("[]")),
-            "port": port,
-            "dbname": unquote(url.path.lstrip("/")),
-            "user": unquote(user),
-        }
-        for key, value in (p.split("=", 1) for p in url.query.split("&") if "=" in p):
-            if key in ("host", "port", "dbname", "user"):
-                parts[key] = unquote(value)
-    elif dsn:
-        parts = _describe_kv(dsn)
-    user = parts.get("user") or environ.get("PGUSER") or _os_user()
-    return Target(
-        host=parts.get("host") or environ.get("PGHOST") or "localhost (socket)",
-        port=parts.get("port") or environ.get("PGPORT") or "5432",
-        dbname=parts.get("dbname") or environ.get("PGDATABASE") or user,
-        user=user,
-    )
-
-
-def _os_user() -> str:
-    try:
-        import pwd
-
-        return pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError):  # pragma: no cover - non-POSIX or unnamed uid
-        return os.environ.get("USER", "")
-
 
 def _refuse_both(environ: Mapping[str, str], name: str) -> None:
     """`X` and `X_FILE` both set is a configuration error, whichever would be used."""
@@ -237,7 +161,6 @@ def env_value(environ: Mapping[str, str], name: str) -> tuple[str | None, str]:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise ConfigError(f"{file_var}: cannot read {path}: {reason}", variable=file_var) from None
     value = content.rstrip("\r\n")
-    redact.register_url_secrets(value)
     redact.register_secret(value)
     return (value or None), f"{file_var} ({path})"
 
@@ -307,7 +230,7 @@ def load_settings(
         # after exec: better refused before).
         secret_values = {name: env_value(environ, name) for name in SECRET_VARS}
         for value, _source in secret_values.values():
-            redact.register_url_secrets(value)
+            redact.register_secret(value)  # whole; the password inside is registered by the one parse (pg)
         bootstrap_url, bootstrap_source = secret_values["BOOTSTRAP_DATABASE_URL"]
         app_url, app_source = secret_values["DATABASE_URL"]
         if bootstrap_url is not None:
@@ -316,7 +239,6 @@ def load_settings(
             database_url, url_source = app_url, app_source
         else:
             database_url, url_source = "", "libpq PG* variables"
-    redact.register_url_secrets(database_url)
 
     ledger_schema, ledger_table = _parsed(
         flags, environ, "ledger_table", parse_ledger_table, ("public", "bootstrap_migrations")

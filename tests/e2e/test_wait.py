@@ -124,9 +124,10 @@ def test_role_that_may_not_log_in_is_permanent(pg_base_dsn: str) -> None:
         (f"postgresql//postgres:{SENTINEL}@127.0.0.1/x", "DATABASE_URL is not a valid PostgreSQL connection string"),
         (f"postgresql://postgres:{SENTINEL}@127.0.0.1/x?sslmode=sometimes", "DATABASE_URL: unknown sslmode 'sometimes'"),
         (f"postgresql://postgres:{SENTINEL}@127.0.0.1:port/x", "DATABASE_URL"),
-        (f"postgresql://postgres:{SENTINEL}@127.0.0.1/x?schema=public", 'invalid URI query parameter: "schema"'),
+        (f"postgresql://postgres:{SENTINEL}@127.0.0.1/x?frobnicate=1", "unknown URL parameter 'frobnicate'"),
+        (f"postgresql://postgres:P1@{SENTINEL}@127.0.0.1/x", "Percent-encode"),
     ],
-    ids=["no-scheme-colon", "sslmode", "port", "prisma-param"],
+    ids=["no-scheme-colon", "sslmode", "port", "unknown-param", "unencoded-at"],
 )
 def test_malformed_url_is_a_config_error_without_the_password(url: str, message: str) -> None:
     """A malformed URL exits 3 naming the variable, with the password masked."""

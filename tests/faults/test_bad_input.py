@@ -151,7 +151,13 @@ CASES = [
     # -- connection settings ---------------------------------------------------------------------
     Case("url-missing-colon", ONE, env={"DATABASE_URL": f"postgresql//app:{SENTINEL}@db/x"}, message="DATABASE_URL is not a valid PostgreSQL connection string"),
     Case("url-bad-port", ONE, env={"DATABASE_URL": f"postgresql://app:{SENTINEL}@127.0.0.1:port/x"}, message="DATABASE_URL"),
-    Case("url-unknown-parameter", ONE, env={"DATABASE_URL": f"postgresql://app:{SENTINEL}@127.0.0.1/x?schema=public"}, message='invalid URI query parameter: "schema"'),
+    Case("url-unknown-parameter", ONE, env={"DATABASE_URL": f"postgresql://app:{SENTINEL}@127.0.0.1/x?frobnicate=1"}, message="unknown URL parameter 'frobnicate'"),
+    Case("url-prisma-parameters", ONE, env={"DATABASE_URL": "{url}?schema=public&connection_limit=5&pool_timeout=10&pgbouncer=true"}, code=0, applied=(1,)),
+    Case("url-unencoded-at-in-password", ONE, env={"DATABASE_URL": f"postgresql://postgres:P1@{SENTINEL}@127.0.0.1/x"}, message="Percent-encode"),
+    Case("url-slash-in-password", ONE, env={"DATABASE_URL": f"postgresql://postgres:s3cr3t/{SENTINEL}@127.0.0.1/x"}, message="Percent-encode"),
+    Case("url-question-mark-in-password", ONE, env={"DATABASE_URL": "{url_password_q}"}, code=0, applied=(1,)),
+    Case("conninfo-unquoted-password-with-spaces", ONE, env={"DATABASE_URL": f"host=127.0.0.1 password=correct horse {SENTINEL} staple"}, message="quote a value that holds spaces"),
+    Case("usage-error-on-the-console", ONE, args=("migrate", "{url}"), env={"BOOTSTRAP_LOG_FORMAT": "console"}, code=2, message="unexpected extra argument"),
     Case("url-unknown-sslmode", ONE, env={"DATABASE_URL": f"postgresql://app:{SENTINEL}@127.0.0.1/x?sslmode=sometimes"}, message="DATABASE_URL: unknown sslmode 'sometimes'"),
     Case("pgsslmode-unknown", ONE, env={"PGSSLMODE": "always"}, message="unknown sslmode 'always'"),
     Case("url-password-with-space", ONE, env={"DATABASE_URL": f"postgresql://app:{SENTINEL} x@127.0.0.1/x?bad=1"}, message="DATABASE_URL"),
@@ -219,9 +225,11 @@ def test_bad_input(case: Case, fdb: str, fconn: psycopg.Connection, tmp_path: Pa
         fconn.execute(PRE_SQL[case.id])
     url = fdb.replace("postgres@", f"postgres:{SENTINEL}@", 1)
     env = clean_env(DATABASE_URL=url, BOOTSTRAP_SQL_DIR=str(sql_dir), BOOTSTRAP_WAIT_TIMEOUT="3")
+    fields = {"tmp": tmp_path, "base": base.replace("postgres@", f"postgres:{SENTINEL}@", 1), "url": url,
+              "url_password_q": fdb.replace("postgres@", f"postgres:p?q{SENTINEL}@", 1)}
     for key, value in case.env.items():
-        env[key] = value.format(tmp=tmp_path, base=base.replace("postgres@", f"postgres:{SENTINEL}@", 1))
-    argv = bootstrap_cmd(*case.args)
+        env[key] = value.format(**fields)
+    argv = bootstrap_cmd(*(arg.format(**fields) for arg in case.args))
     if case.unprivileged:
         argv = _unprivileged(argv)
     try:

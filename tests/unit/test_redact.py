@@ -29,18 +29,9 @@ def test_patterns_are_masked(text: str, expected: str) -> None:
 
 
 def test_registered_values_are_masked_anywhere() -> None:
-    """A password echoed back out of context (a driver error) is masked too."""
-    redact.register_url_secrets(f"postgresql//u:{SENTINEL}@db/x")  # malformed: no colon after scheme
-    assert 'missing "=" after "postgresql//u:***@db/x"' == redact.redact(
-        f'missing "=" after "postgresql//u:{SENTINEL}@db/x"')
+    """A registered value (a password echoed back out of context, in a driver error) is masked anywhere."""
+    redact.register_secret(SENTINEL)
     assert "error near ***!" == redact.redact(f"error near {SENTINEL}!")
-
-
-def test_password_with_spaces_in_an_invalid_url() -> None:
-    """A password that makes the URL invalid (a space) is still masked when a parse error echoes it."""
-    redact.register_url_secrets("postgresql://postgres:hunter2 secret@db/x")
-    assert "***" in redact.redact('invalid URI: "hunter2 secret"')
-    assert "hunter2" not in redact.redact('invalid URI: "hunter2 secret"')
 
 
 def test_masking_a_rendered_json_line_keeps_it_json() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.errors import ConfigError, ExitCode
-from bootstrap.settings import app_environ, describe_target, load_settings, parse_duration
+from bootstrap.settings import app_environ, load_settings, parse_duration
 
 SENTINEL = "S3ntinel-Pa55word"
 
@@ -125,19 +125,3 @@ def test_boolean_flags_read_their_variable(value: str, expected: bool) -> None:
 
     assert expected == command_flags("run", {}, {"BOOTSTRAP_NO_MIGRATE": value})["no_migrate"]
     assert command_flags("run", {"no_migrate": True}, {"BOOTSTRAP_NO_MIGRATE": "0"})["no_migrate"] is True
-
-
-@pytest.mark.parametrize(
-    ("dsn", "env", "expected"),
-    [
-        (f"postgresql://app:{SENTINEL}@db.internal:6432/orders", {}, ("db.internal", "6432", "orders", "app")),
-        (f"host=h port=7 dbname=d user=u password={SENTINEL}", {}, ("h", "7", "d", "u")),
-        ("", {"PGHOST": "pg", "PGUSER": "me"}, ("pg", "5432", "me", "me")),
-        ("postgresql://[::1]:5433/x?user=v", {}, ("::1", "5433", "x", "v")),
-    ],
-)
-def test_safe_target_never_has_the_password(dsn: str, env: dict[str, str], expected: tuple[str, ...]) -> None:
-    """What logs show of the target: host, port, database, user; never the password."""
-    target = describe_target(dsn, env)
-    assert expected == (target.host, target.port, target.dbname, target.user)
-    assert SENTINEL not in repr(target)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings
 from ..typing import Logger
-from .connection import PROBE_CONNECT_TIMEOUT_S, connect_once, validate_conninfo, wait_for_connection
+from .connection import PROBE_CONNECT_TIMEOUT_S, connect_once, parse_conninfo, wait_for_connection
 from .ledger import PgLedger
 from .lock import AdvisoryLocker, advisory_key, lock_channel
 from .session import Capabilities, Session, Timeouts
@@ -42,9 +42,9 @@ __all__ = [
     "advisory_key",
     "lock_channel",
     "open_session",
+    "parse_conninfo",
     "rehearse_files",
     "run_verify",
-    "validate_conninfo",
 ]
 
 
@@ -73,9 +73,10 @@ def open_session(settings: Settings, log: Logger, *, wait: bool = True) -> Sessi
         ConfigError: a permanent failure (authentication, bad settings).
         DatabaseUnavailableError: the wait timed out.
     """
-    ready = wait_for_connection(settings, log, wait=wait)
+    conninfo = parse_conninfo(settings)
+    ready = wait_for_connection(settings, log, wait=wait, conninfo=conninfo)
     return Session(ready.conn, log, server_pid=ready.server_pid, timeouts=timeouts(settings),
-                   opener=lambda: connect_once(settings, PROBE_CONNECT_TIMEOUT_S))
+                   opener=lambda: connect_once(conninfo, PROBE_CONNECT_TIMEOUT_S))
 
 
 def timeouts(settings: Settings) -> Timeouts:

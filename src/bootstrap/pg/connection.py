@@ -1,25 +1,28 @@
 """
-Reaching the server: check the connection string, connect, and wait for the
-database with backoff, telling transient failures (wait) from permanent ones
-(fail fast, exit 3). bootstrap sends no startup `options`: connection
-poolers refuse them, and its timeouts travel inside the work instead.
+Reaching the server: the connection string parsed once (by libpq), connecting,
+and waiting for the database with backoff, telling transient failures (wait)
+from permanent ones (fail fast, exit 3).
 
-tenacity is imported only after a first attempt failed: a start against a
-live database never loads it.
+`parse_conninfo` is the one parse of the connection string: connecting, naming
+the target in logs and masking its secrets all read its result. bootstrap sends
+no startup `options` (connection poolers refuse them); its timeouts travel
+inside the work instead.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .. import redact
-from ..backoff import WAIT, Backoff
+from ..backoff import WAIT, Backoff, retry
 from ..errors import ConfigError, DatabaseUnavailableError
 from ..settings import Settings
 from ..typing import Logger
@@ -28,6 +31,15 @@ SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DEFAULT_CONNECT_TIMEOUT_S = 10
 # The pooler probe's own connection (pooler.py): libpq's shortest that works; the probe gives up, never waits.
 PROBE_CONNECT_TIMEOUT_S = 2
+# A peer that stops answering (a partition, a dead node) is noticed within about 30 s, on both sides:
+# libpq's keepalives and TCP user timeout here, the server's own for the session (session.py).
+KEEPALIVE = {"keepalives": "1", "keepalives_idle": "15", "keepalives_interval": "5", "keepalives_count": "3",
+             "tcp_user_timeout": "30000"}
+# Prisma's own URL parameters (its connection pool, its schema, its TLS files): libpq knows none of them, so
+# one DATABASE_URL can serve a Prisma service and bootstrap. They are dropped, and a debug line says so.
+PRISMA_PARAMETERS = frozenset({"schema", "connection_limit", "pool_timeout", "pgbouncer", "socket_timeout",
+                               "statement_cache_size", "max_idle_connection_lifetime", "sslidentity", "sslaccept"})
+_URL = re.compile(r"^postgres(?:ql)?://", re.IGNORECASE)
 
 # Classifying connection failures: libpq reports them as text, without SQLSTATE.
 _TRANSIENT_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -75,6 +87,10 @@ _PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
     ("invalid ", "config"),
     ("missing \"=\"", "config"),
 )
+_HINTS = {
+    "startup_parameter_refused": "; a connection pooler refuses that startup parameter: remove it from the "
+                                 "connection string and PGOPTIONS (bootstrap itself sends none)",
+}
 
 
 class Failure(NamedTuple):
@@ -104,45 +120,137 @@ def classify(exc: BaseException) -> Failure:
     return Failure(True, "unknown", message)
 
 
-class _Transient(Exception):
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
+# -- the connection string, parsed once ------------------------------------------------------------
 
 
-def validate_conninfo(settings: Settings) -> dict[str, Any]:
+NO_HOST = "localhost (socket)"  # no host anywhere: libpq's default Unix socket directories
+
+
+class Target(NamedTuple):
+    """Where bootstrap connects, as libpq resolves it, without the password: safe to log."""
+
+    host: str
+    port: str
+    dbname: str
+    user: str
+
+    def as_log(self) -> dict[str, str]:
+        """The fields to bind to log lines."""
+        return self._asdict()
+
+
+class Conninfo(NamedTuple):
     """
-    Parse the connection string with libpq's own parser.
+    The connection string as libpq parsed it.
+
+    Attributes:
+        dsn: what bootstrap connects with (another tool's URL parameters removed).
+        params: libpq's parse of it.
+        target: host, port, database and user, with libpq's PG* variables and defaults applied.
+        ignored: the Prisma parameters that were removed.
+    """
+
+    dsn: str
+    params: dict[str, Any]
+    target: Target
+    ignored: tuple[str, ...]
+
+    def with_params(self, **params: str) -> str:
+        """The connection string with these parameters added (never overriding the user's own)."""
+        return make_conninfo(self.dsn, **{k: v for k, v in params.items() if k not in self.params})
+
+
+def parse_conninfo(settings: Settings) -> Conninfo:
+    """
+    Parse the connection string with libpq's own parser, and register its secrets for masking.
 
     Raises:
-        ConfigError: malformed URL or conninfo, or an unknown sslmode; the
-            message names the variable it came from and never the password.
+        ConfigError: it cannot be parsed, or what libpq made of it cannot be meant
+            (an unencoded `@` or `/` in a URL's password, a port that is no number,
+            an unknown sslmode). The message names the variable and quotes nothing
+            of the string: a fragment of it may be a password.
     """
-    source = settings.database_url_source
+    raw, source = settings.database_url, settings.database_url_source
+    redact.register_secret(raw)
+    url = bool(_URL.match(raw))
+    dsn, ignored = _without_prisma_parameters(raw) if url else (raw, ())
     try:
-        params = conninfo_to_dict(settings.database_url)
+        params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        reason = redact.redact(str(exc).strip())
+        raise ConfigError(f"{source} is not a valid PostgreSQL connection string: {_parse_error(str(exc), url)}",
+                          variable=source) from None
+    for key in ("password", "sslpassword"):
+        redact.register_secret(str(params.get(key) or ""))
+    if url and any("@" in str(params.get(key) or "") for key in ("host", "hostaddr", "port", "dbname")):
         raise ConfigError(
-            f"{source} is not a valid PostgreSQL connection string: {reason}", variable=source
-        ) from None
-    sslmode = params.get("sslmode") or settings.environ.get("PGSSLMODE")
-    if sslmode is not None and str(sslmode) not in SSLMODES:
-        raise ConfigError(
-            f"{source}: unknown sslmode {sslmode!r}; use one of {', '.join(SSLMODES)}",
-            variable=source,
-        )
+            f"{source}: the URL holds an '@', '/' or '#' that libpq reads as the end of the user name or password "
+            "(so part of the password would become the host or the database). Percent-encode those characters "
+            "in the password ('@' is %40, '/' is %2F, '#' is %23), or give the connection as key=value pairs or "
+            "the password in PGPASSWORD", variable=source)
     for key in ("port", "connect_timeout"):
         value = params.get(key)
         if value is not None and not all(part.strip().isdigit() for part in str(value).split(",")):
-            raise ConfigError(f"{source}: {key} {value!r} is not a number", variable=source)
-    return params
+            raise ConfigError(f"{source}: the {key} is not a number"
+                              + (" (a '/' in the URL's password ends its user info early: percent-encode it as %2F)"
+                                 if url and key == "port" else ""), variable=source)
+    sslmode = params.get("sslmode") or settings.environ.get("PGSSLMODE")
+    if sslmode is not None and str(sslmode) not in SSLMODES:
+        raise ConfigError(f"{source}: unknown sslmode {sslmode!r}; use one of {', '.join(SSLMODES)}", variable=source)
+    return Conninfo(dsn, params, _target(params, settings.environ), ignored)
 
 
-_HINTS = {
-    "startup_parameter_refused": "; a connection pooler refuses that startup parameter: remove it from the "
-                                 "connection string and PGOPTIONS (bootstrap itself sends none)",
-}
+def _without_prisma_parameters(url: str) -> tuple[str, tuple[str, ...]]:
+    """A URL without Prisma's query parameters, found where libpq finds the query (after the host)."""
+    rest = url.split("://", 1)[1]
+    end_of_user = next((i for i, c in enumerate(rest) if c in "@/"), len(rest))
+    host_at = end_of_user + 1 if end_of_user < len(rest) and rest[end_of_user] == "@" else 0
+    query_at = rest.find("?", host_at)
+    if query_at < 0:
+        return url, ()
+    kept: list[str] = []
+    ignored: list[str] = []
+    for pair in rest[query_at + 1 :].split("&"):
+        (ignored if pair.split("=", 1)[0] in PRISMA_PARAMETERS else kept).append(pair)
+    if not ignored:
+        return url, ()
+    head = url[: len(url) - len(rest) + query_at]
+    return head + ("?" + "&".join(kept) if kept else ""), tuple(p.split("=", 1)[0] for p in ignored)
+
+
+def _parse_error(message: str, url: bool) -> str:
+    """libpq's parse error without the fragments it quotes (they may be part of a password)."""
+    message = message.strip().splitlines()[0] if message.strip() else "cannot be parsed"
+    query = re.match(r'invalid URI query parameter: "([^"]*)"', message)
+    if url and query:  # a query key sits after the host: never part of a password
+        return (f"unknown URL parameter {query.group(1)!r} (Prisma's are accepted and ignored; for another "
+                "tool's, give bootstrap a URL of its own in BOOTSTRAP_DATABASE_URL)")
+    if message.startswith("missing \"=\""):
+        return "a word without '=' (in key=value form, quote a value that holds spaces: password='a b c')"
+    return re.sub(r'"[^"]*"', "…", message)
+
+
+def _target(params: Mapping[str, Any], env: Mapping[str, str]) -> Target:
+    """What logs name: libpq's values, else its PG* variables, else its defaults."""
+    user = params.get("user") or env.get("PGUSER") or _os_user()
+    return Target(
+        host=str(params.get("host") or params.get("hostaddr") or env.get("PGHOST") or env.get("PGHOSTADDR")
+                 or NO_HOST),
+        port=str(params.get("port") or env.get("PGPORT") or "5432"),
+        dbname=str(params.get("dbname") or env.get("PGDATABASE") or user),
+        user=str(user),
+    )
+
+
+def _os_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # pragma: no cover - non-POSIX or unnamed uid
+        return os.environ.get("USER", "")
+
+
+# -- connecting and waiting ------------------------------------------------------------------------
 
 
 class Ready(NamedTuple):
@@ -152,13 +260,14 @@ class Ready(NamedTuple):
     server_pid: int
 
 
-def connect_once(settings: Settings, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
+def connect_once(conninfo: Conninfo, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
     """
     One connection with bootstrap's parameters: autocommit, no prepared statements
-    of psycopg's own choosing, UTF-8, and no startup `options` (poolers refuse them).
+    of psycopg's own choosing, UTF-8, TCP keepalives and a TCP user timeout (unless
+    the connection string sets its own), and no startup `options` (poolers refuse them).
     """
     return psycopg.connect(
-        settings.database_url,
+        conninfo.with_params(**KEEPALIVE),
         autocommit=True,
         prepare_threshold=None,
         fallback_application_name="bootstrap",
@@ -167,178 +276,107 @@ def connect_once(settings: Settings, connect_timeout: int = DEFAULT_CONNECT_TIME
     )
 
 
-def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True, backoff: Backoff = WAIT) -> Ready:
+class _Transient(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True, backoff: Backoff = WAIT,
+                        conninfo: Conninfo | None = None) -> Ready:
     """
     Connect and run a real query (`SELECT pg_backend_pid()`), retrying transient
     failures with backoff and jitter until `settings.wait_timeout`.
+
+    Pauses start over when the kind of failure changes (refused -> starting up:
+    the server is nearly there); while connections are refused, a pause ends as
+    soon as the port accepts TCP connections, so a server that comes up
+    mid-pause is met at once.
 
     Raises:
         ConfigError: a permanent failure (authentication, bad settings, a
             startup parameter a pooler refuses).
         DatabaseUnavailableError: the timeout ran out.
     """
-    params = validate_conninfo(settings)
-    timeout = settings.wait_timeout if wait else 0.0
+    conninfo = conninfo or parse_conninfo(settings)
+    if conninfo.ignored:
+        log.debug("database_url_parameters_ignored", parameters=list(conninfo.ignored),
+                  reason="Prisma's own (its pool, its schema); libpq knows none of them")
     started = time.monotonic()
-    deadline = started + timeout
-    target = settings.safe_target().as_log()
-    attempts = 0
-    last: Failure | None = None
+    deadline = started + (settings.wait_timeout if wait else 0.0)
+    target = conninfo.target.as_log()
+    failures: list[Failure] = []
+    restart = {"": 0}  # the attempt a run of failures of one kind started at: pauses start over there
 
     def attempt() -> Ready:
-        nonlocal attempts, last
-        attempts += 1
         remaining = deadline - time.monotonic()
         try:
-            conn = connect_once(settings, max(2, min(DEFAULT_CONNECT_TIMEOUT_S, int(remaining + 0.999))))
+            conn = connect_once(conninfo, max(2, min(DEFAULT_CONNECT_TIMEOUT_S, int(remaining + 0.999))))
         except psycopg.Error as exc:
-            last = classify(exc)
-            if not last.transient:
-                raise ConfigError(
-                    f"cannot connect to {settings.database_url_source}: {last.message}{_HINTS.get(last.kind, '')}",
-                    error_type=last.kind,
-                    **target,
-                ) from None
-            raise _Transient(last) from None
+            failures.append(classify(exc))
+            if not failures[-1].transient:
+                raise ConfigError(f"cannot connect to {settings.database_url_source}: {failures[-1].message}"
+                                  f"{_HINTS.get(failures[-1].kind, '')}", error_type=failures[-1].kind,
+                                  **target) from None
+            raise _Transient(failures[-1]) from None
         try:
             row = conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
         except psycopg.Error as exc:
             conn.close()
-            last = classify(exc)
-            raise _Transient(last) from None
+            failures.append(classify(exc))
+            raise _Transient(failures[-1]) from None
         assert row is not None
         return Ready(conn, int(row[0]))
 
-    ready: Ready | None
-    try:
-        # The common case needs no retry machinery: the database is up.
-        ready = attempt()
-    except _Transient:
-        if timeout <= 0:
-            ready = None
+    def pause(made: int) -> float:
+        if failures[-1].kind not in restart:
+            restart.clear()
+            restart[failures[-1].kind] = made
+        return backoff.pause(made - restart[failures[-1].kind])
+
+    def sleep(seconds: float) -> None:
+        if failures[-1].kind in ("connection_refused", "socket_missing"):
+            _pause_until_listening(seconds, _probe_targets(conninfo))
         else:
-            ready = _retry_until(deadline, attempt, lambda: attempts, lambda: last,
-                                 lambda: _probe_targets(params, settings.environ), log, target, backoff)
-    if ready is None:
-        assert last is not None
+            time.sleep(seconds)
+
+    def report(made: int, delay: float) -> None:
+        log.info("database_connect_retried", attempt=made, delay_s=round(delay, 3), error_type=failures[-1].kind,
+                 error=failures[-1].message, **target)
+
+    try:
+        ready = retry(attempt, again=lambda error, _result: isinstance(error, _Transient), pauses=pause,
+                      deadline=deadline, sleep=sleep, before_sleep=report)
+    except _Transient:
         waited = time.monotonic() - started
         raise DatabaseUnavailableError(
-            f"database not available after {waited:.1f}s "
-            f"({attempts} attempt{'s' if attempts != 1 else ''}): {last.message}",
-            attempts=attempts,
-            waited_ms=round(waited * 1000),
-            error_type=last.kind,
-            **target,
-        ) from None
+            f"database not available after {waited:.1f}s ({len(failures)} attempt{'s' if len(failures) != 1 else ''})"
+            f": {failures[-1].message}", attempts=len(failures), waited_ms=round(waited * 1000),
+            error_type=failures[-1].kind, **target) from None
     info = ready.conn.info
-    log.info(
-        "database_ready",
-        attempts=attempts,
-        waited_ms=round((time.monotonic() - started) * 1000),
-        host=info.host,
-        port=str(info.port),
-        dbname=info.dbname,
-        user=info.user,
-        server_version=info.server_version,
-    )
+    log.info("database_ready", attempts=len(failures) + 1, waited_ms=round((time.monotonic() - started) * 1000),
+             host=info.host, port=str(info.port), dbname=info.dbname, user=info.user,
+             server_version=info.server_version)
     return ready
 
 
 PROBE_INTERVAL_S = 0.02
-PROBED_KINDS = frozenset({"connection_refused", "socket_missing"})
 
 
-def _retry_until(
-    deadline: float,
-    attempt: Callable[[], Ready],
-    attempts_made: Callable[[], int],
-    last_failure: Callable[[], Failure | None],
-    probe_targets: Callable[[], list[tuple[int, Any]]],
-    log: Logger,
-    target: dict[str, str],
-    backoff: Backoff,
-) -> Ready | None:
-    """
-    After a first attempt failed, retry with tenacity until `deadline`
-    (tenacity is imported only then: a start against a live database never
-    loads it).
-
-    Pauses: `backoff` (exponential with jitter, see `backoff.WAIT`), starting
-    over when the kind of failure changes (refused -> starting up: the server is
-    nearly there). While connections are refused, a pause ends as soon as the
-    port accepts TCP connections (probed every 20 ms; a refused probe costs the
-    server nothing), so a server that comes up mid-pause is met at once.
-
-    Returns:
-        The connection, or None when the deadline passed.
-    """
-    import tenacity
-
-    state: dict[str, Any] = {"kind": None, "step": 0}
-
-    def next_pause() -> float:
-        failure = last_failure()
-        kind = failure.kind if failure else None
-        if kind != state["kind"]:
-            state["kind"], state["step"] = kind, 0
-        pause = backoff.pause(int(state["step"]))
-        state["step"] += 1
-        return max(0.0, min(pause, deadline - time.monotonic()))
-
-    def report(pause: float) -> None:
-        failure = last_failure()
-        log.info(
-            "database_connect_retried",
-            attempt=attempts_made(),
-            delay_s=round(pause, 3),
-            error_type=failure.kind if failure else "unknown",
-            error=failure.message if failure else "",
-            **target,
-        )
-
-    def sleep(seconds: float) -> None:
-        failure = last_failure()
-        if failure is None or failure.kind not in PROBED_KINDS:
-            time.sleep(seconds)
-        else:
-            _pause_until_listening(seconds, probe_targets())
-
-    if time.monotonic() >= deadline:
-        return None
-    first = next_pause()
-    report(first)
-    sleep(first)
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(_Transient),
-        wait=lambda _state: next_pause(),
-        # The last pause ends at the deadline, so the last attempt is made at --timeout.
-        stop=lambda _state: time.monotonic() >= deadline,
-        before_sleep=lambda retry_state: report(retry_state.upcoming_sleep),
-        sleep=sleep,
-        reraise=True,
-    )
-    try:
-        return retrying(attempt)
-    except _Transient:
-        return None
-
-
-def _probe_targets(params: dict[str, Any], env: Mapping[str, str]) -> list[tuple[int, Any]]:
+def _probe_targets(conninfo: Conninfo) -> list[tuple[int, Any]]:
     """(family, address) pairs the server would listen on, as libpq would try them."""
-    hosts = str(params.get("hostaddr") or params.get("host") or env.get("PGHOSTADDR") or env.get("PGHOST") or "")
-    ports = str(params.get("port") or env.get("PGPORT") or "5432").split(",")
+    target = conninfo.target
+    ports = target.port.split(",")
+    hosts = target.host.split(",") if target.host != NO_HOST else ["/var/run/postgresql", "/tmp"]  # noqa: S108
     out: list[tuple[int, Any]] = []
-    names = hosts.split(",") if hosts else ["/var/run/postgresql", "/tmp"]  # noqa: S108 - libpq's socket dirs
-    for i, host in enumerate(names):
+    for i, host in enumerate(hosts):
         port = (ports[i] if i < len(ports) else ports[-1]).strip() or "5432"
-        if not port.isdigit():
-            continue
         if host.startswith("/"):
             out.append((socket.AF_UNIX, f"{host}/.s.PGSQL.{port}"))
             continue
         try:
-            for family, _type, _proto, _name, address in socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM):
-                out.append((family, address))
+            for family, _type, _proto, _name, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+                out.append((int(family), address))
         except OSError:
             continue
     return out
