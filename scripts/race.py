@@ -167,7 +167,7 @@ def race(base_dsn: str, rounds: int, runners: int, files: int, *, concurrent_ind
 def _check(dsn: str, files: int, result: RaceResult, round_no: int) -> None:
     with psycopg.connect(dsn) as conn:
         counts = dict(conn.execute("SELECT file, count(*) FROM applied GROUP BY file").fetchall())
-        ledger_rows = conn.execute("SELECT count(*) FROM bootstrap_migrations").fetchone()[0]
+        ledger_rows = conn.execute("SELECT count(*) FROM bootstrap.bootstrap_migrations").fetchone()[0]
     expected = set(range(1, files + 1))
     doubles = {f: n for f, n in counts.items() if n > 1}
     missing = expected - set(counts)

@@ -90,7 +90,7 @@ def poll(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.
         time.sleep(interval)
 
 
-def ledger(conn: Any, table: str = "public.bootstrap_migrations") -> list[tuple[Any, ...]]:
+def ledger(conn: Any, table: str = "bootstrap.bootstrap_migrations") -> list[tuple[Any, ...]]:
     """(version, name, kind) of every ledger row, in order."""
     schema, name = table.split(".")
     exists = conn.execute("SELECT to_regclass(%s)", [f"{schema}.{name}"]).fetchone()[0]

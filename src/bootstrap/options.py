@@ -82,8 +82,9 @@ OPTIONS: tuple[Option, ...] = (
         "ledger_table",
         "--ledger-table",
         "BOOTSTRAP_LEDGER_TABLE",
-        "public.bootstrap_migrations",
-        "Table recording applied migrations ([schema.]table).",
+        "bootstrap.bootstrap_migrations",
+        "Table recording applied migrations ([schema.]table). Unset, a database whose ledger is at "
+        "public.bootstrap_migrations (the default before 0.2) keeps it there.",
     ),
     Option(
         "ddl_lock_timeout",
@@ -186,6 +187,11 @@ OPTION_BY_KEY = {o.key: o for o in OPTIONS}
 
 _DURATION = re.compile(r"^\s*(?P<num>[0-9]*\.?[0-9]+)\s*(?P<unit>ms|s|sec|m|min|h)?\s*$", re.I)
 _UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+# The ledger when none is named: in a schema of its own, so that `public` stays empty for tools that
+# refuse a non-empty one (Prisma's first `migrate deploy`: P3005). A database whose ledger is where the
+# default was before 0.2 keeps using it there; runners of both serialise on that one's lock key.
+DEFAULT_LEDGER = ("bootstrap", "bootstrap_migrations")
+LEGACY_LEDGER = ("public", "bootstrap_migrations")
 # Names bootstrap creates itself: plain lowercase identifiers, as unquoted SQL would fold them.
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_$]*$")
 _MAX_IDENTIFIER_BYTES = 63

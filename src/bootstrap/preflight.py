@@ -108,7 +108,7 @@ class Preflight:
             self._report_future(plan)
         files = [*plan.pending, *plan.repeatables]
         planned = [PlannedFile(p.migration, len(p.script.code_statements)) for p in map(parse_migration, files)]
-        wanted = dict.fromkeys([*self.settings.schemas, self.settings.ledger_schema])
+        wanted = dict.fromkeys([*self.settings.schemas, self.ledger.schema])
         creates = [f"schema {s}" for s in wanted if s not in snap.schemas]
         if not snap.ledger_exists:
             creates.append(f"ledger {self.ledger.name}")

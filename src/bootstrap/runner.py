@@ -334,7 +334,7 @@ def open_migrator(settings: Settings, log: Logger, *, wait: bool = True,
     session = open_session(settings, log, wait=wait)
     try:
         ledger = PgLedger(session, settings, log)
-        key = advisory_key(settings.ledger_schema, settings.ledger_table)
+        key = advisory_key(*settings.lock_ledger)
         locker = (AdvisoryLocker(session, key, timeout_s=settings.lock_timeout, log=log) if lock_poll is None
                   else AdvisoryLocker(session, key, timeout_s=settings.lock_timeout, log=log, poll=lock_poll))
 

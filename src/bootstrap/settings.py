@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 from . import redact
 from .errors import ConfigError
 from .options import (
+    DEFAULT_LEDGER,
+    LEGACY_LEDGER,
     OPTION_BY_KEY,
     OPTIONS,
     Option,
@@ -104,8 +106,9 @@ class Settings(NamedTuple):
     schemas: tuple[str, ...] = ()
     wait_timeout: float = 60.0
     lock_timeout: float = 300.0
-    ledger_schema: str = "public"
-    ledger_table: str = "bootstrap_migrations"
+    ledger_schema: str = DEFAULT_LEDGER[0]
+    ledger_table: str = DEFAULT_LEDGER[1]
+    ledger_default: bool = True  # neither --ledger-table nor BOOTSTRAP_LEDGER_TABLE: the legacy place counts too
     ddl_lock_timeout: float | None = 5.0
     ddl_lock_retries: int = 5
     statement_timeout: float | None = None
@@ -122,9 +125,9 @@ class Settings(NamedTuple):
         return f"Settings({shown})"
 
     @property
-    def ledger_name(self) -> str:
-        """The ledger as `schema.table`, for messages."""
-        return f"{self.ledger_schema}.{self.ledger_table}"
+    def lock_ledger(self) -> tuple[str, str]:
+        """The ledger whose advisory key runners serialise on: for the default one, the legacy place's."""
+        return LEGACY_LEDGER if self.ledger_default else (self.ledger_schema, self.ledger_table)
 
 
 def _refuse_both(environ: Mapping[str, str], name: str) -> None:
@@ -240,9 +243,7 @@ def load_settings(
         else:
             database_url, url_source = "", "libpq PG* variables"
 
-    ledger_schema, ledger_table = _parsed(
-        flags, environ, "ledger_table", parse_ledger_table, ("public", "bootstrap_migrations")
-    )
+    ledger_schema, ledger_table = _parsed(flags, environ, "ledger_table", parse_ledger_table, DEFAULT_LEDGER)
     return Settings(
         database_url=database_url,
         database_url_source=url_source,
@@ -252,6 +253,7 @@ def load_settings(
         lock_timeout=_parsed(flags, environ, "lock_timeout", parse_duration, 300.0),
         ledger_schema=ledger_schema,
         ledger_table=ledger_table,
+        ledger_default=_pick(flags, environ, "ledger_table") is None,
         ddl_lock_timeout=_parsed(
             flags,
             environ,

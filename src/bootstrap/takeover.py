@@ -51,7 +51,7 @@ class Takeover:
             applied = self.ledger.read()
             if applied and not allow_existing:
                 raise IntegrityError(
-                    f"the ledger {self.settings.ledger_name} already has {len(applied)} rows; baseline is for "
+                    f"the ledger {self.ledger.name} already has {len(applied)} rows; baseline is for "
                     "adopting a database bootstrap has not migrated yet. Pass --allow-existing to record "
                     "only the versions up to the baseline that are not recorded yet",
                     rows=len(applied),

@@ -106,6 +106,7 @@ class Ledger(Protocol):
     """goose's database.Store, for bootstrap's layout. Writes join the caller's open transaction."""
 
     name: str
+    schema: str
 
     def snapshot(self, *, full: bool = False) -> Snapshot:
         """Whether the ledger exists, which schemas exist, the rows: one round trip, read-only."""

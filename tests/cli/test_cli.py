@@ -173,7 +173,7 @@ def test_rollback_then_migrate_restores_repeatables(fresh_url: str, sql_dir: Pat
     assert ExitCode.OK == result.exit_code, result.stderr
     assert "repeatables_reset" in result.stderr
     with psycopg.connect(fresh_url, autocommit=True) as conn:
-        assert [] == conn.execute("SELECT name FROM bootstrap_migrations").fetchall()
+        assert [] == conn.execute("SELECT name FROM bootstrap.bootstrap_migrations").fetchall()
         assert conn.execute("SELECT to_regclass('acc_view')").fetchone()[0] is None
     assert ExitCode.NOT_UP_TO_DATE == invoke(["status", "--exit-code"], env).exit_code
     assert ExitCode.OK == invoke(["migrate"], env).exit_code

@@ -95,7 +95,7 @@ def test_bundle_runs_where_its_glibc_floor_says(base: str, bundle_bases: dict[st
         missing = {tuple(int(n) for n in v) for v in re.findall(r"GLIBC_(\d+)\.(\d+)' not found", result.stderr)}
         assert 0 != result.returncode
         assert missing and min(missing) > image.glibc, result.stderr
-        assert (None,) == db.execute("SELECT to_regclass('public.bootstrap_migrations')").fetchone()
+        assert (None,) == db.execute("SELECT to_regclass('bootstrap.bootstrap_migrations')").fetchone()
 
 
 def test_distroless_stand_in_has_no_shell_and_no_python(bundle_bases: dict[str, Base], tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_gateway_serves_after_bootstrap(kind: str, request: pytest.FixtureReques
     with psycopg.connect(make_conninfo(pg_base_dsn, dbname=roles["dbname"]), autocommit=True) as conn:
         assert [1, 2, 3] == [row[0] for row in ledger(conn)]
         assert roles["migrator"] == conn.execute(
-            "SELECT DISTINCT applied_by FROM bootstrap_migrations").fetchone()[0]
+            "SELECT DISTINCT applied_by FROM bootstrap.bootstrap_migrations").fetchone()[0]
         conn.execute("INSERT INTO financial.integration_configs (integration_type, config_key, config_value)"
                      " VALUES ('stripe', 'api_url', 'https://api.stripe.test')")
         conn.execute("INSERT INTO financial.integration_configs (user_id, integration_type, config_key,"

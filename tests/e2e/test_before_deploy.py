@@ -52,7 +52,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(fresh_url: str, sql_dir: Pa
             "3      3        no-transaction  1           3_concurrently.sql  clean",
             "4      R        repeatable      1           R__view.sql         clean"] == lines[:5]
     assert f"{sql_dir / '2_index.sql'}:1:1: require-concurrent-index-creation (warning): " in result.stdout
-    assert "would create: schema app, ledger public.bootstrap_migrations" in lines
+    assert "would create: schema app, schema bootstrap, ledger bootstrap.bootstrap_migrations" in lines
     assert "4 files would run; 1 lint finding in 4 files linted (pending; PostgreSQL" in lines[-1]
     assert "bootstrap_completed" == events(result.stderr)[-1]
     assert [] == user_objects(db)
@@ -165,7 +165,7 @@ def test_rehearsal_applies_everything_and_leaves_nothing(fresh_url: str, sql_dir
     """Every file with its ledger row (a later file sees the earlier rows), then rolled back: no schema, ledger or lock."""
     write(sql_dir, "1_t.sql", "CREATE TABLE app.t (id bigint);\n")
     write(sql_dir, "2_sees_the_ledger.sql",
-          "DO $$ BEGIN IF (SELECT count(*) FROM public.bootstrap_migrations) <> 1 THEN\n"
+          "DO $$ BEGIN IF (SELECT count(*) FROM bootstrap.bootstrap_migrations) <> 1 THEN\n"
           "  RAISE EXCEPTION 'the first file was not recorded'; END IF; END $$;\n")
     write(sql_dir, "R__view.sql", "CREATE OR REPLACE VIEW app.v AS SELECT id FROM app.t;\n")
     result = run_cli(["migrate", "--rehearse", "--schemas", "app"], env_for(fresh_url, sql_dir))
@@ -187,7 +187,7 @@ def test_rehearsal_leaves_an_existing_ledger_as_it_was(fresh_url: str, sql_dir: 
     """Against a migrated database: the pending files are rehearsed, the ledger's rows are exactly as before."""
     write(sql_dir, "1_t.sql", "CREATE TABLE t (id bigint);\n")
     assert 0 == run_cli(["migrate"], env_for(fresh_url, sql_dir)).returncode
-    before = db.execute("SELECT * FROM bootstrap_migrations ORDER BY id").fetchall()
+    before = db.execute("SELECT * FROM bootstrap.bootstrap_migrations ORDER BY id").fetchall()
     write(sql_dir, "2_c.sql", "ALTER TABLE t ADD COLUMN c text;\n")
     result = run_cli(["migrate", "--rehearse", "--json"], env_for(fresh_url, sql_dir))
     assert ExitCode.OK == result.returncode, result.stderr
@@ -195,7 +195,7 @@ def test_rehearsal_leaves_an_existing_ledger_as_it_was(fresh_url: str, sql_dir: 
     assert (True, 1, [("2_c.sql", "passed")]) == (doc["rolled_back"], doc["passed"],
                                                   [(f["name"], f["outcome"]) for f in doc["files"]])
     assert isinstance(doc["files"][0]["duration_ms"], int)
-    assert before == db.execute("SELECT * FROM bootstrap_migrations ORDER BY id").fetchall()
+    assert before == db.execute("SELECT * FROM bootstrap.bootstrap_migrations ORDER BY id").fetchall()
     assert ["id"] == [r[0] for r in db.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0").fetchall()]
 

@@ -47,7 +47,7 @@ def test_an_older_image_starts_against_a_newer_database(fresh_url: str, releases
     """`rollout undo`: release 1 migrates (exit 0), warns about version 3, leaves release 2's view as it is."""
     old, new = releases
     assert 0 == run_cli(["migrate"], env(fresh_url, new)).returncode
-    before = db.execute("SELECT id, version, checksum, applied_at FROM bootstrap_migrations ORDER BY id").fetchall()
+    before = db.execute("SELECT id, version, checksum, applied_at FROM bootstrap.bootstrap_migrations ORDER BY id").fetchall()
     result = run_cli(["migrate"], env(fresh_url, old))
     assert 0 == result.returncode, result.stderr
     lines = {e["event"]: e for e in logs(result.stderr)}
@@ -55,7 +55,7 @@ def test_an_older_image_starts_against_a_newer_database(fresh_url: str, releases
     assert "warning" == lines["migrations_future"]["level"]
     assert ("R__views.sql", 3) == (lines["repeatable_skipped"]["migration"], lines["repeatable_skipped"]["after_version"])
     assert ["id", "email"] == view_columns(db)
-    assert before == db.execute("SELECT id, version, checksum, applied_at FROM bootstrap_migrations ORDER BY id").fetchall()
+    assert before == db.execute("SELECT id, version, checksum, applied_at FROM bootstrap.bootstrap_migrations ORDER BY id").fetchall()
     assert 0 == run_cli(["run", "--", "true"], env(fresh_url, old)).returncode
 
 

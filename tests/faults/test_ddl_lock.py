@@ -134,7 +134,7 @@ def test_retried_file_keeps_its_own_ledger_row(fdb: str, sql_dir: Path, fconn: p
             assert 0 == proc.wait(60), proc.err
     finally:
         blocker.close()
-    rows = fconn.execute("SELECT version, name, checksum FROM bootstrap_migrations ORDER BY version").fetchall()
+    rows = fconn.execute("SELECT version, name, checksum FROM bootstrap.bootstrap_migrations ORDER BY version").fetchall()
     assert [(1, "1_first.sql"), (2, "2_add_column.sql"), (3, "3_third.sql")] == [r[:2] for r in rows]
     from bootstrap.migrations import discover_migrations
 

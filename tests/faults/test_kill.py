@@ -121,6 +121,6 @@ def test_kill_at_random_points(fast_pg, sql_dir: Path) -> None:
 
 def applied_count(conn: psycopg.Connection) -> int:
     """How many files the ledger holds so far."""
-    if not table_exists(conn, "public.bootstrap_migrations"):
+    if not table_exists(conn, "bootstrap.bootstrap_migrations"):
         return 0
-    return conn.execute("SELECT count(*) FROM bootstrap_migrations").fetchone()[0]
+    return conn.execute("SELECT count(*) FROM bootstrap.bootstrap_migrations").fetchone()[0]

@@ -61,7 +61,7 @@ def test_baseline_records_without_running(runner, sql_dir: Path, db: psycopg.Con
     outcome, printed = call(runner, "baseline", version=2, allow_existing=False)
     assert 2 == outcome.as_log()["migrations_baselined"]
     assert ["baselined  1  1_existing.sql", "baselined  2  2_more.sql"] == printed
-    assert [("baseline",), ("baseline",)] == db.execute("SELECT source FROM bootstrap_migrations ORDER BY version").fetchall()
+    assert [("baseline",), ("baseline",)] == db.execute("SELECT source FROM bootstrap.bootstrap_migrations ORDER BY version").fetchall()
     assert not table_exists(db, "existing_more")
     assert ["3_new.sql"] == runner.migrate().applied
 
@@ -76,7 +76,7 @@ def test_baseline_refuses_a_ledger_with_rows(runner, sql_dir: Path, db: psycopg.
     outcome, _ = call(runner, "baseline", version=2, allow_existing=True)
     assert 1 == outcome.as_log()["migrations_baselined"]
     assert [(1, "applied"), (2, "baseline")] == db.execute(
-        "SELECT version, source FROM bootstrap_migrations ORDER BY version").fetchall()
+        "SELECT version, source FROM bootstrap.bootstrap_migrations ORDER BY version").fetchall()
 
 
 def test_baseline_via_cli(fresh_url: str, sql_dir: Path) -> None:
@@ -102,16 +102,16 @@ def test_repair_rerecords_checksums_and_lists_them(runner, sql_dir: Path, db: ps
     a.write_text("-- creates a\nCREATE TABLE a (id int);\n")
     (sql_dir / "2_b.sql").rename(sql_dir / "2_create_b.sql")
     gone.unlink()
-    before = db.execute("SELECT version, checksum, applied_at FROM bootstrap_migrations ORDER BY version").fetchall()
+    before = db.execute("SELECT version, checksum, applied_at FROM bootstrap.bootstrap_migrations ORDER BY version").fetchall()
     _, planned = call(runner, "repair", dry_run=True)
-    assert before == db.execute("SELECT version, checksum, applied_at FROM bootstrap_migrations ORDER BY version").fetchall()
+    assert before == db.execute("SELECT version, checksum, applied_at FROM bootstrap.bootstrap_migrations ORDER BY version").fetchall()
     outcome, printed = call(runner, "repair", dry_run=False)
     assert 2 == outcome.as_log()["migrations_repaired"]
     assert printed[0].startswith("repaired   1  1_a.sql: checksum ")
     assert printed[1] == "repaired   2  2_create_b.sql: name 2_b.sql -> 2_create_b.sql"
     assert printed[2] == "missing    3  3_c.sql: no file; left as it is"
     assert [p.replace("would fix", "repaired ") for p in planned] == printed
-    after = db.execute("SELECT version, name, applied_at FROM bootstrap_migrations ORDER BY version").fetchall()
+    after = db.execute("SELECT version, name, applied_at FROM bootstrap.bootstrap_migrations ORDER BY version").fetchall()
     assert [(1, "1_a.sql"), (2, "2_create_b.sql"), (3, "3_c.sql"), (4, "4_d.sql")] == [r[:2] for r in after]
     assert [r[2] for r in before] == [r[2] for r in after]
     state = {e.name: e.state.value for e in runner.status().entries}
@@ -226,7 +226,7 @@ def test_node_pg_migrate_database_taken_over_without_rerunning(npm_tools: Path, 
 
     result = run_cli(["adopt", "--from", "node-pg-migrate"], env)
     assert 0 == result.returncode, result.stderr
-    rows = db.execute("SELECT version, source, applied_at IS NOT NULL FROM bootstrap_migrations ORDER BY version").fetchall()
+    rows = db.execute("SELECT version, source, applied_at IS NOT NULL FROM bootstrap.bootstrap_migrations ORDER BY version").fetchall()
     assert [(1700000000000, "adopted", True), (1700000000001, "adopted", True), (1700000000002, "adopted", True)] == rows
     again = run_cli(["adopt", "--from", "node-pg-migrate"], env)
     assert "already     1700000000000" in again.stdout and 3 == len(ledger(db))
@@ -318,12 +318,12 @@ def test_repair_prints_nothing_when_its_write_fails(fresh_url: str, sql_dir: Pat
     assert 0 == run_cli(["migrate"], env).returncode
     a.write_text("-- creates a\nCREATE TABLE a (id int);\n")
     db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE 'ledger is read-only'; END$$;"
-               "CREATE TRIGGER refuse BEFORE UPDATE OR INSERT ON bootstrap_migrations FOR EACH ROW EXECUTE FUNCTION refuse()")
-    before = db.execute("SELECT checksum FROM bootstrap_migrations").fetchall()
+               "CREATE TRIGGER refuse BEFORE UPDATE OR INSERT ON bootstrap.bootstrap_migrations FOR EACH ROW EXECUTE FUNCTION refuse()")
+    before = db.execute("SELECT checksum FROM bootstrap.bootstrap_migrations").fetchall()
     result = run_cli(["repair"], env)
     assert (1, "") == (result.returncode, result.stdout)
     assert "ledger is read-only" in result.stderr
-    assert before == db.execute("SELECT checksum FROM bootstrap_migrations").fetchall()
+    assert before == db.execute("SELECT checksum FROM bootstrap.bootstrap_migrations").fetchall()
     assert "would fix  1  1_a.sql: checksum " in run_cli(["repair", "--dry-run"], env).stdout
 
 
@@ -334,7 +334,7 @@ def test_adopt_prints_nothing_when_its_write_fails(fresh_url: str, sql_dir: Path
     db.execute("CREATE TABLE schema_migrations (version varchar PRIMARY KEY); INSERT INTO schema_migrations VALUES ('1')")
     assert 0 == run_cli(["baseline", "--version", "0"], env).returncode  # creates the (empty) ledger
     db.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE 'ledger is read-only'; END$$;"
-               "CREATE TRIGGER refuse BEFORE INSERT ON bootstrap_migrations FOR EACH ROW EXECUTE FUNCTION refuse()")
+               "CREATE TRIGGER refuse BEFORE INSERT ON bootstrap.bootstrap_migrations FOR EACH ROW EXECUTE FUNCTION refuse()")
     result = run_cli(["adopt", "--from", "dbmate"], env)
     assert (1, "") == (result.returncode, result.stdout)
     assert [] == ledger(db)

@@ -35,7 +35,7 @@ def test_ledger_row_has_the_incident_details(runner, sql_dir: Path, db: psycopg.
     runner.migrate()
     row = db.execute(
         "SELECT checksum, applied_at IS NOT NULL, duration_ms >= 0, applied_by, hostname IS NOT NULL,"
-        " transactional, source FROM bootstrap_migrations").fetchone()
+        " transactional, source FROM bootstrap.bootstrap_migrations").fetchone()
     assert 64 == len(row[0])
     assert (True, True, "postgres", True, True, "applied") == row[1:]
 
@@ -67,10 +67,10 @@ def test_second_run_changes_nothing(runner, sql_dir: Path, db: psycopg.Connectio
     write(sql_dir, "1_a.sql", "CREATE TABLE a (id int);")
     write(sql_dir, "R__v.sql", "CREATE OR REPLACE VIEW v AS SELECT 1 AS one;")
     runner.migrate()
-    before = db.execute("SELECT * FROM bootstrap_migrations ORDER BY id").fetchall()
+    before = db.execute("SELECT * FROM bootstrap.bootstrap_migrations ORDER BY id").fetchall()
     outcome = runner.migrate()
     assert ([], []) == (outcome.applied, outcome.repeatables)
-    assert before == db.execute("SELECT * FROM bootstrap_migrations ORDER BY id").fetchall()
+    assert before == db.execute("SELECT * FROM bootstrap.bootstrap_migrations ORDER BY id").fetchall()
     assert ["database_ready", "migrations_up_to_date"] == runner.names()  # one read, no lock, no write
 
 
@@ -123,7 +123,7 @@ def test_bad_pending_file_stops_before_anything_is_written(runner, sql_dir: Path
     with pytest.raises(ConfigError, match=r"2_bad\.sql:2: COMMIT in a transactional file"):
         runner.migrate(BOOTSTRAP_SCHEMAS="extra")
     assert not table_exists(db, "ok")
-    assert not table_exists(db, "public.bootstrap_migrations")
+    assert not table_exists(db, "bootstrap.bootstrap_migrations")
     assert db.execute("SELECT to_regnamespace('extra')").fetchone()[0] is None
     key = advisory_key("public", "bootstrap_migrations")
     assert db.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]  # and the lock is not left behind
@@ -140,7 +140,7 @@ def test_no_transaction_file_runs_create_index_concurrently(runner, sql_dir: Pat
     valid = db.execute("SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass AND indisvalid").fetchone()[0]
     assert 2 == valid
     assert (2, False) == db.execute(
-        "SELECT version, transactional FROM bootstrap_migrations WHERE version = 2").fetchone()
+        "SELECT version, transactional FROM bootstrap.bootstrap_migrations WHERE version = 2").fetchone()
 
 
 def test_transactional_file_with_concurrently_gets_a_hint(runner, sql_dir: Path) -> None:
@@ -186,7 +186,7 @@ def test_repeatable_reapplied_when_changed(runner, sql_dir: Path, db: psycopg.Co
     path.write_text("CREATE OR REPLACE VIEW v AS SELECT 2 AS n;")
     assert ["R__v.sql"] == runner.migrate().repeatables
     assert 2 == db.execute("SELECT n FROM v").fetchone()[0]
-    assert 1 == db.execute("SELECT count(*) FROM bootstrap_migrations").fetchone()[0]
+    assert 1 == db.execute("SELECT count(*) FROM bootstrap.bootstrap_migrations").fetchone()[0]
 
 
 def test_schemas_created_first(runner, sql_dir: Path, db: psycopg.Connection) -> None:
@@ -197,7 +197,7 @@ def test_schemas_created_first(runner, sql_dir: Path, db: psycopg.Connection) ->
     assert ["audit", "financial"] == [r[0] for r in db.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname IN ('financial', 'audit') ORDER BY 1")]
     created = [e["schema"] for e in runner.events if e["event"] == "schema_created"]
-    assert ["financial", "audit"] == created
+    assert ["financial", "audit", "bootstrap"] == created  # the default ledger's schema last
     runner.migrate(BOOTSTRAP_SCHEMAS="financial,audit")
     assert "schema_created" not in runner.names()
 
@@ -207,7 +207,7 @@ def test_custom_ledger_table(runner, sql_dir: Path, db: psycopg.Connection) -> N
     write(sql_dir, "1_t.sql", "SELECT 1;")
     runner.migrate(BOOTSTRAP_LEDGER_TABLE="ops.migrations")
     assert [(1, "1_t.sql", "versioned")] == ledger(db, "ops.migrations")
-    assert not table_exists(db, "public.bootstrap_migrations")
+    assert not table_exists(db, "bootstrap.bootstrap_migrations")
 
 
 def test_foreign_ledger_is_refused(runner, sql_dir: Path, db: psycopg.Connection) -> None:
@@ -226,7 +226,7 @@ def test_session_state_does_not_leak_between_files(runner, sql_dir: Path, db: ps
         write(sql_dir, "2_b.sql", "SELECT pg_sleep(0.01); CREATE TABLE where_am_i (id int);")
         runner.migrate()
         assert table_exists(db, "public.where_am_i")
-        assert "postgres" == db.execute("SELECT applied_by FROM bootstrap_migrations WHERE version = 2").fetchone()[0]
+        assert "postgres" == db.execute("SELECT applied_by FROM bootstrap.bootstrap_migrations WHERE version = 2").fetchone()[0]
     finally:
         db.execute("DROP ROLE bootstrap_test_other")
 
@@ -332,7 +332,7 @@ def test_missing_privilege_is_a_configuration_error(runner, sql_dir: Path, db: p
         write(sql_dir, "1_t.sql", "SELECT 1;")
         runner.dsn = make_conninfo(fresh_db, user="bootstrap_test_weak")
         with pytest.raises(ConfigError, match="role bootstrap_test_weak may not create what bootstrap needs: "
-                                               "permission denied for schema public"):
+                                               "permission denied for database .*; grant it CREATE on the database"):
             runner.migrate()
     finally:
         db.execute("DROP OWNED BY bootstrap_test_weak; DROP ROLE bootstrap_test_weak")
@@ -349,9 +349,9 @@ def test_a_role_that_may_not_read_the_ledger_is_told_what_to_grant(runner, sql_d
     db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     try:
         runner.dsn = make_conninfo(fresh_db, user=role)
-        with pytest.raises(ConfigError, match=f"role {role} may not read the ledger public.bootstrap_migrations: "
-                                              f"permission denied .*; GRANT USAGE ON SCHEMA public TO {role}; "
-                                              f"GRANT SELECT ON public.bootstrap_migrations TO {role}") as caught:
+        with pytest.raises(ConfigError, match=f"role {role} may not read the ledger bootstrap.bootstrap_migrations: "
+                                              f"permission denied .*; GRANT USAGE ON SCHEMA bootstrap TO {role}; "
+                                              f"GRANT SELECT ON bootstrap.bootstrap_migrations TO {role}") as caught:
             runner.status()
         assert 3 == caught.value.exit_code
     finally:

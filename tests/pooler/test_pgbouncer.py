@@ -99,7 +99,7 @@ def test_transaction_pooling_is_refused_before_anything_changes(urls: Urls, sql_
         error = last_error(result.stderr)["error"]
         assert "a connection pooler in transaction mode was detected" in error
         assert "Point BOOTSTRAP_DATABASE_URL at PostgreSQL directly (or at a session-mode pool)" in error
-    assert (False, False, []) == (table_exists(direct, "accounts"), table_exists(direct, "bootstrap_migrations"),
+    assert (False, False, []) == (table_exists(direct, "accounts"), table_exists(direct, "bootstrap.bootstrap_migrations"),
                                   direct.execute("SELECT nspname FROM pg_namespace WHERE nspname = 'app'").fetchall())
     assert [] == direct.execute("SELECT * FROM pg_locks WHERE locktype = 'advisory'").fetchall()
 

@@ -15,7 +15,7 @@ SENTINEL = "S3ntinel-Pa55word"
 def test_defaults() -> None:
     """With nothing set, the contract's defaults apply."""
     s = load_settings({}, {})
-    assert (Path("sql"), (), 60.0, 300.0, "public", "bootstrap_migrations", 5.0, None, "auto", "info") == (
+    assert (Path("sql"), (), 60.0, 300.0, "bootstrap", "bootstrap_migrations", 5.0, None, "auto", "info") == (
         s.sql_dir, s.schemas, s.wait_timeout, s.lock_timeout, s.ledger_schema, s.ledger_table,
         s.ddl_lock_timeout, s.statement_timeout, s.log_format, s.log_level)
     assert "" == s.database_url

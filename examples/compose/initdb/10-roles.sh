@@ -9,7 +9,6 @@ CREATE ROLE migrator LOGIN PASSWORD :'migrator_password';
 CREATE ROLE gateway_app LOGIN PASSWORD :'app_password';
 GRANT CONNECT, CREATE ON DATABASE gateway TO migrator;
 GRANT CONNECT ON DATABASE gateway TO gateway_app;
-GRANT CREATE ON SCHEMA public TO migrator;   -- the ledger, public.bootstrap_migrations
 -- Whatever the migrator creates later, the app may use (rows only, never DDL).
 ALTER DEFAULT PRIVILEGES FOR ROLE migrator GRANT USAGE ON SCHEMAS TO gateway_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE migrator GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO gateway_app;

@@ -335,4 +335,4 @@ class Applier:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _commit_failed(self, parsed: ParsedMigration, error: psycopg.Error) -> BootstrapError:
-        return failure.commit_failed(parsed, error, ledger_table=self.ledger.settings.ledger_table)
+        return failure.commit_failed(parsed, error, ledger_table=self.ledger.table_name)

@@ -21,6 +21,7 @@ from psycopg import sql
 from .. import __version__, redact
 from ..errors import ConfigError
 from ..migrations import Kind, Migration
+from ..options import LEGACY_LEDGER
 from ..settings import Settings
 from ..typing import AppliedMigration, Logger, Snapshot
 from .queue import PgRecordQueue
@@ -55,20 +56,39 @@ class PgLedger:
         self.session = session
         self.settings = settings
         self.log = log
-        self.name = settings.ledger_name
-        self.table = sql.Identifier(settings.ledger_schema, settings.ledger_table)
+        self._at(settings.ledger_schema, settings.ledger_table)
+        # The default ledger may still be where the default was before 0.2; checked on each look until found.
+        self._legacy: tuple[str, str] | None = LEGACY_LEDGER if settings.ledger_default else None
+
+    def _at(self, schema: str, table: str) -> None:
+        self.schema, self.table_name = schema, table
+        self.name = f"{schema}.{table}"
+        self.table = sql.Identifier(schema, table)
 
     # -- reading -------------------------------------------------------------------------
 
     def _inspect_query_on(self, cur: psycopg.Cursor[Any]) -> None:
-        wanted = [*self.settings.schemas, self.settings.ledger_schema]
+        legacy = self._legacy or (self.schema, self.table_name)
         cur.execute(
             """
             SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL,
-                   ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s))
+                   ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)),
+                   pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text)) IS NOT NULL
             """,
-            [self.settings.ledger_schema, self.settings.ledger_table, wanted],
+            [self.schema, self.table_name, [*self.settings.schemas, self.schema], *legacy],
         )
+
+    def _found(self, row: Any) -> bool:
+        """Whether the ledger exists; the default one found at its legacy place is used there from now on."""
+        if row[0] or self._legacy is None or not row[2]:
+            return bool(row[0])
+        self._at(*self._legacy)
+        self._legacy = None
+        self.log.info("ledger_found", ledger=self.name,
+                      reason="where the default ledger was before bootstrap 0.2; kept there. Once no older image "
+                             "runs, it can move: CREATE SCHEMA bootstrap; ALTER TABLE public.bootstrap_migrations "
+                             "SET SCHEMA bootstrap")
+        return True
 
     def _inspect(self) -> tuple[bool, set[str]]:
         """Whether the ledger exists, and which configured schemas exist."""
@@ -76,6 +96,8 @@ class PgLedger:
             self._inspect_query_on(cur)
             row = cur.fetchone()
         assert row is not None
+        if not row[0] and self._found(row):  # the default ledger, at its legacy place: look there
+            return self._inspect()
         return bool(row[0]), set(row[1])
 
     def _rows_query(self, *, full: bool) -> sql.Composed:
@@ -114,6 +136,8 @@ class PgLedger:
             raise self._unreadable(exc) from None
         row = inspect_cur.fetchone()
         assert row is not None
+        if not row[0] and self._found(row):  # the default ledger, at its legacy place: read it there
+            return self.snapshot(full=full)
         ledger_exists, schemas = bool(row[0]), set(row[1])
         applied = [] if missing_ledger or not ledger_exists else _rows(ledger_cur.fetchall())
         return Snapshot(ledger_exists=ledger_exists and not missing_ledger, schemas=schemas, applied=applied)
@@ -136,14 +160,14 @@ class PgLedger:
 
     def needs_preparing(self, snap: Snapshot) -> bool:
         """Whether schemas or the ledger are missing."""
-        wanted = {*self.settings.schemas, self.settings.ledger_schema}
+        wanted = {*self.settings.schemas, self.schema}
         return not snap.ledger_exists or not wanted <= snap.schemas
 
     def _unreadable(self, exc: psycopg.Error) -> ConfigError:
         return ConfigError(
             f"role {self.session.user} may not read the ledger {self.name}: "
             f"{redact.redact(exc.diag.message_primary or str(exc))}; GRANT USAGE ON SCHEMA "
-            f"{self.settings.ledger_schema} TO {self.session.user}; GRANT SELECT ON {self.name} TO "
+            f"{self.schema} TO {self.session.user}; GRANT SELECT ON {self.name} TO "
             f"{self.session.user} (an app role that runs `status`, `wait-migrated` or `run --wait-migrated` "
             "needs to read it)",
             sqlstate=exc.sqlstate,
@@ -173,7 +197,7 @@ class PgLedger:
             ConfigError: the role may not create them.
         """
         ledger_exists, existing = self._inspect()
-        missing = [schema for schema in dict.fromkeys([*self.settings.schemas, self.settings.ledger_schema])
+        missing = [schema for schema in dict.fromkeys([*self.settings.schemas, self.schema])
                    if schema not in existing]
         if ledger_exists and not missing:
             return True
@@ -226,7 +250,7 @@ class PgLedger:
         )
         conn.execute(
             sql.SQL("CREATE UNIQUE INDEX {index} ON {ledger} (name) WHERE version IS NULL").format(
-                index=sql.Identifier(f"{self.settings.ledger_table}_repeatable_name_key"[:63]),
+                index=sql.Identifier(f"{self.table_name}_repeatable_name_key"[:63]),
                 ledger=self.table,
             )
         )

@@ -62,7 +62,7 @@ def rehearse_files(applier: Applier, todo: Sequence[ParsedMigration]) -> tuple[l
             raise failure.connection_lost(todo[min(len(durations), len(todo) - 1)], exc) from None
         except psycopg.Error as exc:  # the ledger row
             raise failure.commit_failed(todo[min(len(durations), len(todo) - 1)], exc,
-                                        ledger_table=ledger.settings.ledger_table) from None
+                                        ledger_table=ledger.table_name) from None
         finally:
             session.rollback_quietly()  # always: a rehearsal never commits
         if failed is not None:
