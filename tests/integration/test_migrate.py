@@ -331,8 +331,8 @@ def test_missing_privilege_is_a_configuration_error(runner, sql_dir: Path, db: p
         db.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         write(sql_dir, "1_t.sql", "SELECT 1;")
         runner.dsn = make_conninfo(fresh_db, user="bootstrap_test_weak")
-        with pytest.raises(ConfigError, match="role bootstrap_test_weak may not create what bootstrap needs: "
-                                               "permission denied for database .*; grant it CREATE on the database"):
+        with pytest.raises(ConfigError, match=r"role bootstrap_test_weak may not create what bootstrap needs: "
+                                               r"permission denied for database .*; grant it CREATE on the database"):
             runner.migrate()
     finally:
         db.execute("DROP OWNED BY bootstrap_test_weak; DROP ROLE bootstrap_test_weak")
