@@ -53,6 +53,7 @@ class Migration(NamedTuple):
         down_location: the `.down.sql` partner, if any (`down_path` as a Path).
         text: the decoded content, kept for small files so parsing need not read them again.
         lint_ignore: the lint rules its `-- bootstrap:lint-ignore` directive silences.
+        valid_checksums: earlier texts' checksums its `-- bootstrap:valid-checksum` directive accepts.
     """
 
     kind: Kind
@@ -65,6 +66,7 @@ class Migration(NamedTuple):
     down_location: str | os.PathLike[str] | None = None
     text: str | None = None
     lint_ignore: frozenset[str] = frozenset()
+    valid_checksums: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"Migration({self.name!r}, version={self.version!r}, checksum={self.checksum[:12]!r})"
@@ -83,6 +85,10 @@ class Migration(NamedTuple):
     def key(self) -> str:
         """Identity in the ledger: the version for versioned files, the name for repeatables."""
         return str(self.version) if self.version is not None else self.name
+
+    def matches(self, checksum: str) -> bool:
+        """Whether a ledger row with this checksum recorded this file (its text, or an earlier one it accepts)."""
+        return checksum == self.checksum or checksum in self.valid_checksums
 
 
 class ParsedMigration(NamedTuple):
@@ -187,6 +193,7 @@ def _read_migration(kind: Kind, version: int | None, path: str, name: str, descr
         down_location=down,
         text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
         lint_ignore=read.lint_ignore,
+        valid_checksums=read.valid_checksums,
     )
 
 
@@ -288,7 +295,8 @@ def parse_migration(migration: Migration) -> ParsedMigration:
     known = None
     if migration.text is not None:
         known = SqlFile(path=migration.path, text=migration.text, checksum=migration.checksum,
-                        transactional=migration.transactional, lint_ignore=migration.lint_ignore)
+                        transactional=migration.transactional, lint_ignore=migration.lint_ignore,
+                        valid_checksums=migration.valid_checksums)
     read, script = parse_file(migration.path, known)
     marker = _FOREIGN_DOWN_MARKERS.search(read.text)
     if marker is not None:
@@ -322,7 +330,8 @@ def parse_down(migration: Migration) -> ParsedMigration:
     read, script = parse_file(migration.down_path)
     down = migration._replace(location=migration.down_path, name=migration.down_path.name,
                               checksum=read.checksum, transactional=read.transactional,
-                              down_location=None, text=None, lint_ignore=read.lint_ignore)
+                              down_location=None, text=None, lint_ignore=read.lint_ignore,
+                              valid_checksums=frozenset())
     return ParsedMigration(migration=down, script=script)
 
 

@@ -152,11 +152,13 @@ def evaluate(
             pending.append(migration)
             entries.append(Entry(Kind.VERSIONED, version, migration.name, State.PENDING,
                                  migration, None, detail))
-        elif row.checksum != migration.checksum:
+        elif not migration.matches(row.checksum):
             problems.append(
                 f"{migration.name} (version {version}) changed after it was applied "
                 f"(ledger checksum {row.checksum[:12]}, file {migration.checksum[:12]}); "
-                "restore the file, or run `bootstrap repair` after reviewing the edit"
+                "restore the file: a change to the schema belongs in a new migration file. Only when the edit "
+                "changes nothing in the database (comments, formatting) does `bootstrap repair` record the new "
+                "checksum"
             )
             entries.append(Entry(Kind.VERSIONED, version, migration.name, State.CHANGED,
                                  migration, row, "checksum differs from the ledger"))
@@ -288,7 +290,7 @@ def plan_rollback(
         migration = files.get(version)
         if migration is None:
             problems.append(f"{row.name} (version {version}) is applied but its file is missing")
-        elif migration.checksum != row.checksum:
+        elif not migration.matches(row.checksum):
             problems.append(f"{migration.name} (version {version}) changed after it was applied")
         elif migration.down_path is None:
             missing_partners.append(f"{migration.name} has no {migration.path.stem}.down.sql")
@@ -318,7 +320,7 @@ def plan_repair(migrations: list[Migration], applied: list[AppliedMigration]) ->
     out: list[RepairChange] = []
     for version, row in sorted(versioned_rows(applied).items()):
         migration = files.get(version)
-        if migration is not None and migration.checksum == row.checksum and migration.name == row.name:
+        if migration is not None and migration.matches(row.checksum) and migration.name == row.name:
             continue
         out.append(RepairChange(row=row, migration=migration))
     return out

@@ -24,7 +24,11 @@ BOM = b"\xef\xbb\xbf"
 MAX_FILE_BYTES = 256 * 1024 * 1024
 NO_TRANSACTION = "no-transaction"
 LINT_IGNORE = "lint-ignore"  # takes the rest of its line: rule names, comma-separated
-KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION, LINT_IGNORE})
+# Takes the rest of its line: SHA-256 checksums of earlier texts of this file that the ledger may hold
+# (an edit reviewed as safe for the databases that ran the earlier text; Liquibase's validCheckSum).
+VALID_CHECKSUM = "valid-checksum"
+KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION, LINT_IGNORE, VALID_CHECKSUM})
+_CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
 VERIFY_DIR = "verify"
 _DIRECTIVE = re.compile(r"^--\s*bootstrap\s*:(?P<rest>.*)$")
 _TRANSACTION_CONTROL = {
@@ -39,20 +43,25 @@ _TRANSACTION_CONTROL = {
 
 
 class SqlFile(NamedTuple):
-    """A file read and checked: decoded text, checksum and directives (`lint_ignore`: rules it silences)."""
+    """
+    A file read and checked: decoded text, checksum and directives (`lint_ignore`: rules it silences;
+    `valid_checksums`: earlier texts' checksums the ledger may hold).
+    """
 
     path: str | os.PathLike[str]
     text: str
     checksum: str
     transactional: bool
     lint_ignore: frozenset[str] = frozenset()
+    valid_checksums: frozenset[str] = frozenset()
 
 
 class Directives(NamedTuple):
-    """What a file's `-- bootstrap:` lines say: its options, and the lint rules it silences."""
+    """What a file's `-- bootstrap:` lines say: its options, the lint rules it silences, earlier checksums."""
 
     options: frozenset[str]
     lint_ignore: frozenset[str] = frozenset()
+    valid_checksums: frozenset[str] = frozenset()
 
 
 def where(path: str | os.PathLike[str]) -> str:
@@ -128,6 +137,7 @@ def read_sql_file(path: str | os.PathLike[str]) -> SqlFile:
         checksum=hashlib.sha256(data).hexdigest(),
         transactional=NO_TRANSACTION not in directives.options,
         lint_ignore=directives.lint_ignore,
+        valid_checksums=directives.valid_checksums,
     )
 
 
@@ -144,6 +154,7 @@ def read_directives(path: str | os.PathLike[str], text: str) -> Directives:
     """
     found: set[str] = set()
     ignored: set[str] = set()
+    earlier: set[str] = set()
     if text[:1] != "-" and not text[:1].isspace():
         return _NO_DIRECTIVES  # most files: SQL on the first line, so no leading comment at all
     start, number = 0, 0
@@ -174,6 +185,15 @@ def read_directives(path: str | os.PathLike[str], text: str) -> Directives:
                 ignored.update(rules)
                 found.add(option)
                 break
+            if option == VALID_CHECKSUM:
+                for checksum in options[at + 1 :] or [""]:
+                    if not _CHECKSUM.match(checksum):
+                        raise ConfigError(f"{where(path)}:{number}: bootstrap:valid-checksum takes SHA-256 checksums "
+                                          "(64 lowercase hex digits, as `bootstrap status --json` shows them)",
+                                          file=str(path), line=number)
+                earlier.update(options[at + 1 :])
+                found.add(option)
+                break
             if option not in KNOWN_DIRECTIVES:
                 raise ConfigError(
                     f"{where(path)}:{number}: unknown directive 'bootstrap:{option}'; "
@@ -182,7 +202,7 @@ def read_directives(path: str | os.PathLike[str], text: str) -> Directives:
                     line=number,
                 )
             found.add(option)
-    return Directives(frozenset(found), frozenset(ignored)) if found else _NO_DIRECTIVES
+    return Directives(frozenset(found), frozenset(ignored), frozenset(earlier)) if found else _NO_DIRECTIVES
 
 
 def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> tuple[SqlFile, Script]:

@@ -129,6 +129,17 @@ COMPLETE = """
     VALUES (NULL, 'stripe', 'api_url', 'https://api.stripe.test', true);
 """
 
+SHIPPED = ["0001_financial_schema.sql", "0002_integration_configs.sql", "0003_integration_configs_users_fk.sql",
+           "0004_integration_configs_no_foreign_users_fk.sql"]
+FK = "SELECT count(*) FROM pg_constraint WHERE conname = 'integration_configs_user_id_fkey'"
+
+
+def own_users(sql_dir: Path, ddl: str) -> None:
+    """The gateway's own migrations create users (marked, as its files mark what they create), before 0003."""
+    (sql_dir / "0000_users.sql").write_text(
+        f"{ddl};\nCOMMENT ON TABLE users IS 'created by bootstrap migration 0000_users.sql';\n")
+
+
 PRIOR_STATES = {
     "nothing": "",
     "schema-only": "CREATE SCHEMA financial;",
@@ -166,9 +177,7 @@ def test_every_prior_state_ends_verified_with_no_row_lost(runner, shipped_sql: P
         db.execute(PRIOR_STATES[state])
     before = snapshot(db) if table_exists(db, TABLE) else []
     outcome = runner.migrate()
-    assert [
-        "0001_financial_schema.sql", "0002_integration_configs.sql", "0003_integration_configs_users_fk.sql",
-    ] == outcome.applied
+    assert SHIPPED == outcome.applied
     run_verify(runner)
     assert before == snapshot(db)
     globals_consistent = db.execute(
@@ -211,8 +220,8 @@ def test_text_uuids_become_uuid(runner, shipped_sql: Path, db: psycopg.Connectio
 
 
 def test_integer_users_key_matches_an_integer_user_id(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
-    """An older integer user_id gets its foreign key to an integer users.id."""
-    db.execute("CREATE TABLE users (id integer PRIMARY KEY); INSERT INTO users VALUES (42)")
+    """An older integer user_id gets its foreign key to the gateway's own integer users.id."""
+    own_users(shipped_sql, "CREATE TABLE users (id integer PRIMARY KEY); INSERT INTO users VALUES (42)")
     db.execute(OLDER_SHAPES["integer-user-id-uuid-primary-key"])
     runner.migrate()
     assert [(True,)] == db.execute(
@@ -239,15 +248,67 @@ def test_duplicates_stop_with_the_keys_named(runner, shipped_sql: Path, db: psyc
         runner.migrate()
 
 
-def test_users_with_uuid_key_get_a_foreign_key(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
-    """With a users table keyed by uuid, user_id references it (ON DELETE CASCADE)."""
-    db.execute("CREATE TABLE users (id uuid PRIMARY KEY, email text)")
+def test_the_gateways_own_users_table_gets_a_foreign_key(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
+    """users created by the gateway's own migrations, keyed by uuid: user_id references it (ON DELETE CASCADE)."""
+    own_users(shipped_sql, "CREATE TABLE users (id uuid PRIMARY KEY, email text)")
     runner.migrate()
     definition = db.execute(
         "SELECT pg_get_constraintdef(oid), convalidated FROM pg_constraint"
         " WHERE conname = 'integration_configs_user_id_fkey'").fetchone()
     assert ("FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE DEFERRABLE", True) == definition
     run_verify(runner)
+
+
+@pytest.mark.parametrize("first", ["users-service", "gateway"])
+def test_another_services_users_table_never_gets_a_key(runner, shipped_sql: Path, db: psycopg.Connection,
+                                                       first: str) -> None:
+    """A users table another service created gets no key, whoever started first; that service may rebuild it."""
+    users = "CREATE TABLE users (id uuid PRIMARY KEY, email text)"
+    if first == "users-service":
+        db.execute(users)
+    runner.migrate()
+    if first == "gateway":
+        db.execute(users)
+    assert [] == runner.migrate().applied
+    assert 0 == db.execute(FK).fetchone()[0]
+    db.execute("ALTER TABLE users DROP CONSTRAINT users_pkey; ALTER TABLE users ADD PRIMARY KEY (id, email)")
+    run_verify(runner)
+
+
+def test_a_key_an_earlier_release_added_to_another_services_users_is_dropped(runner, shipped_sql: Path,
+                                                                           db: psycopg.Connection) -> None:
+    """A database where the earlier 0003 keyed to another service's users: 0004 drops that key, rows untouched."""
+    db.execute("CREATE TABLE users (id uuid PRIMARY KEY)")
+    runner._with_db(lambda m: m.migrate(runner.files(), to=2))  # the earlier release, then its 0003's key and row:
+    db.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT integration_configs_user_id_fkey FOREIGN KEY (user_id)"
+               " REFERENCES users (id) ON DELETE CASCADE DEFERRABLE")
+    db.execute("INSERT INTO bootstrap.bootstrap_migrations (version, name, kind, checksum) VALUES (3,"
+               " '0003_integration_configs_users_fk.sql', 'versioned',"
+               " 'd922cce562edfb264089b89298402bc08e7729db57b62fbaf26c8eb725475e24')")
+    assert ["0004_integration_configs_no_foreign_users_fk.sql"] == runner.migrate().applied
+    assert 0 == db.execute(FK).fetchone()[0]
+    assert runner.status().up_to_date
+
+
+def test_a_migrator_that_may_not_reference_users_still_comes_up(runner, shipped_sql: Path, db: psycopg.Connection,
+                                                                fresh_db: str) -> None:
+    """Privileges the migrator lacks on a users table never stop the gateway: no key, a warning, exit 0."""
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    role = "bootstrap_test_migrator"
+    db.execute(sql.SQL("CREATE ROLE {0} LOGIN; GRANT CREATE ON DATABASE {1} TO {0}").format(
+        sql.Identifier(role), sql.Identifier(db.info.dbname)))
+    try:
+        db.execute("CREATE TABLE users (id uuid PRIMARY KEY); COMMENT ON TABLE users IS"
+                   " 'created by bootstrap migration 0000_users.sql'")  # even the gateway's own: no REFERENCES
+        runner.dsn = make_conninfo(fresh_db, user=role)
+        assert SHIPPED == runner.migrate().applied
+        assert 0 == db.execute(FK).fetchone()[0]
+        warnings = [e["message"] for e in runner.events if e["event"] == "server_notice" and e["severity"] == "WARNING"]
+        assert [f"{role} may not reference users: financial.integration_configs.user_id gets no foreign key"] == warnings
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(role)))
 
 
 @pytest.mark.parametrize(("users_ddl", "reason"), [
@@ -258,10 +319,10 @@ def test_users_with_uuid_key_get_a_foreign_key(runner, shipped_sql: Path, db: ps
 ], ids=["integer-key", "no-key"])
 def test_incompatible_users_table_skips_the_key_and_says_why(runner, shipped_sql: Path, db: psycopg.Connection,
                                                              users_ddl: str, reason: str) -> None:
-    """An incompatible users table never fails the run: no key, and a warning saying why."""
-    db.execute(users_ddl)
+    """An incompatible users table of the gateway's own never fails the run: no key, and a warning saying why."""
+    own_users(shipped_sql, users_ddl)
     runner.migrate()
-    assert db.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'integration_configs_user_id_fkey'").fetchone()[0] == 0
+    assert 0 == db.execute(FK).fetchone()[0]
     warnings = [e for e in runner.events if e["event"] == "server_notice" and e["severity"] == "WARNING"]
     assert [reason] == [e["message"] for e in warnings]
     run_verify(runner)
@@ -269,7 +330,7 @@ def test_incompatible_users_table_skips_the_key_and_says_why(runner, shipped_sql
 
 def test_orphan_rows_keep_the_key_not_valid(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
     """Rows pointing at missing users do not block the deploy: the key is added NOT VALID, with a warning."""
-    db.execute("CREATE TABLE users (id uuid PRIMARY KEY)")
+    own_users(shipped_sql, "CREATE TABLE users (id uuid PRIMARY KEY)")
     db.execute(OLDER_SHAPES["minimal-old"])
     runner.migrate()
     assert [(False,)] == db.execute(
@@ -318,35 +379,33 @@ def do_rollback(runner, **kwargs) -> RollbackResult:
 def test_rollback_to_zero_undoes_everything(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
     """--to 0 on an empty table removes the FK, the table, the function and the schema 0001 created."""
     runner.migrate()
-    assert 3 == do_rollback(runner, steps=None, to=0).as_log()["migrations_rolled_back"]
+    assert 4 == do_rollback(runner, steps=None, to=0).as_log()["migrations_rolled_back"]
     assert [] == ledger(db)
     assert db.execute("SELECT to_regnamespace('financial')").fetchone()[0] is None
-    assert ["0001_financial_schema.sql", "0002_integration_configs.sql", "0003_integration_configs_users_fk.sql"] == \
-        runner.migrate().applied
+    assert SHIPPED == runner.migrate().applied
 
 
-def test_rollback_steps_one(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
-    """--steps 1 undoes only the newest version."""
-    db.execute("CREATE TABLE users (id uuid PRIMARY KEY)")
+def test_rollback_steps_undo_only_the_newest(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
+    """--steps 2 undoes 0004 (which created nothing) and 0003 (its key to the gateway's own users), nothing else."""
+    own_users(shipped_sql, "CREATE TABLE users (id uuid PRIMARY KEY)")
     runner.migrate()
-    do_rollback(runner, steps=1, to=None)
-    assert [1, 2] == [r[0] for r in ledger(db)]
-    assert 0 == db.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'integration_configs_user_id_fkey'").fetchone()[0]
+    assert 1 == db.execute(FK).fetchone()[0]
+    do_rollback(runner, steps=2, to=None)
+    assert [0, 1, 2] == [r[0] for r in ledger(db)]
+    assert 0 == db.execute(FK).fetchone()[0]
     assert table_exists(db, TABLE)
 
 
 def test_rollback_refuses_to_drop_a_table_with_rows(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
     """The down file refuses while the table holds rows; the whole rollback is undone, nothing changes."""
-    db.execute("CREATE TABLE users (id uuid PRIMARY KEY)")
     runner.migrate()
     db.execute(f"INSERT INTO {TABLE} (integration_type, config_key, is_global) VALUES ('x', 'y', true)")
     with pytest.raises(MigrationFailedError) as info:
         do_rollback(runner, steps=None, to=0)
     assert "refusing to drop financial.integration_configs: it holds 1 rows" in str(info.value)
     assert "nothing was rolled back" in str(info.value)
-    assert [1, 2, 3] == [r[0] for r in ledger(db)]
+    assert [1, 2, 3, 4] == [r[0] for r in ledger(db)]
     assert 1 == db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
-    assert 1 == db.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'integration_configs_user_id_fkey'").fetchone()[0]
 
 
 def test_rollback_refuses_when_a_partner_is_missing(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
@@ -355,15 +414,15 @@ def test_rollback_refuses_when_a_partner_is_missing(runner, shipped_sql: Path, d
     (shipped_sql / "0002_integration_configs.down.sql").unlink()
     with pytest.raises(ConfigError, match=r"0002_integration_configs\.sql has no 0002_integration_configs\.down\.sql"):
         do_rollback(runner, steps=None, to=0)
-    assert [1, 2, 3] == [r[0] for r in ledger(db)]
+    assert [1, 2, 3, 4] == [r[0] for r in ledger(db)]
 
 
 def test_rollback_refuses_more_steps_than_applied(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
     """--steps beyond what is applied refuses (exit 2) before anything changes."""
     runner.migrate()
-    with pytest.raises(UsageError, match="--steps 4, but only 3 versioned migrations are applied"):
-        do_rollback(runner, steps=4, to=None)
-    assert 3 == len(ledger(db))
+    with pytest.raises(UsageError, match="--steps 5, but only 4 versioned migrations are applied"):
+        do_rollback(runner, steps=5, to=None)
+    assert 4 == len(ledger(db))
 
 
 def test_rollback_never_touches_another_schema(runner, shipped_sql: Path, db: psycopg.Connection) -> None:
@@ -381,7 +440,7 @@ def test_verify_failure_keeps_the_app_from_starting(fresh_url: str, shipped_sql:
     """`bootstrap run` runs verify after migrating and refuses to exec when it fails (exit 9)."""
     from tests.helpers import clean_env, run_cli, write
 
-    write(shipped_sql, "0004_break.sql", "DROP INDEX financial.idx_integration_configs_type;")
+    write(shipped_sql, "0005_break.sql", "DROP INDEX financial.idx_integration_configs_type;")
     result = run_cli(["run", "--", "echo", "app started"],
                      clean_env(DATABASE_URL=fresh_url, BOOTSTRAP_SQL_DIR=str(shipped_sql)))
     assert 9 == result.returncode

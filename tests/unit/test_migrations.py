@@ -183,3 +183,19 @@ def test_transaction_control_allowed_without_transaction(sql_dir: Path) -> None:
     write(sql_dir, "1_a.sql", "-- bootstrap:no-transaction\nBEGIN;\nCREATE TABLE a();\nCOMMIT;\n")
     [migration] = discover_migrations(sql_dir)
     assert 3 == len(parse_migration(migration).script.code_statements)
+
+
+def test_valid_checksum_accepts_an_earlier_text(sql_dir: Path) -> None:
+    """A file naming an earlier text's checksum is current for a ledger holding either one; a bad value is exit 3."""
+    from bootstrap.plan import AppliedMigration, build_plan
+
+    earlier = "a" * 64
+    write(sql_dir, "1_a.sql", f"-- bootstrap:valid-checksum {earlier}\nSELECT 2;\n")
+    files = discover_migrations(sql_dir)
+    assert {earlier} == files[0].valid_checksums
+    for checksum in (earlier, files[0].checksum):
+        plan = build_plan(files, [AppliedMigration(1, "1_a.sql", Kind.VERSIONED, checksum)])
+        assert plan.up_to_date
+    write(sql_dir, "1_a.sql", "-- bootstrap:valid-checksum d922cce5\nSELECT 2;\n")
+    with pytest.raises(ConfigError, match=r"1_a\.sql:1: bootstrap:valid-checksum takes SHA-256 checksums"):
+        discover_migrations(sql_dir)
