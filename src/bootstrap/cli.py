@@ -28,8 +28,11 @@ ExecFn = Callable[[Sequence[str], Mapping[str, str]], Any]
 
 
 def _echo(lines: list[str]) -> None:
+    """Print on stdout, masked like every other output (a rehearsal prints the server's errors)."""
+    from .redact import redact
+
     for line in lines:
-        click.echo(line)
+        click.echo(redact(line))
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -106,15 +109,18 @@ def migrate_cmd(**flags: Any) -> None:
             raise UsageError("--json goes with --dry-run or --rehearse (migrate itself prints nothing on stdout)")
         if dry_run or rehearse:
             from . import render  # printing and lint errors only where there is something to print
-            from .preflight import findings_error
+            from .lint import findings_error
+            from .preflight import dry_run as plan_only
+            from .preflight import rehearse as rehearse_files
         if dry_run:
-            planned = on_database(settings, log, lambda migrator, files: migrator.dry_run(files, to=to), to=to)
+            planned = on_database(settings, log, lambda migrator, files: plan_only(migrator, files, to=to), to=to)
             _echo([render.dry_run_json(planned)] if as_json else render.dry_run_lines(planned))
             if settings.lint == "error" and planned.lint is not None and planned.lint.findings:
                 raise findings_error(planned.lint)
             return Done(planned, code=ExitCode.NOT_UP_TO_DATE if planned.would_run else 0)
         if rehearse:
-            rehearsed = on_database(settings, log, lambda migrator, files: migrator.rehearse(files, to=to), to=to)
+            rehearsed = on_database(settings, log, lambda migrator, files: rehearse_files(migrator, files, to=to),
+                                    to=to)
             _echo([render.rehearsal_json(rehearsed)] if as_json else render.rehearsal_lines(rehearsed))
             if rehearsed.failure is not None:
                 raise rehearsed.failure
@@ -146,7 +152,8 @@ def lint_cmd(**flags: Any) -> None:
 
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         from . import render
-        from .preflight import findings_error, lint_command
+        from .lint import findings_error
+        from .preflight import lint_command
 
         result = lint_command(settings, log, all_files=opts["lint_all"])
         _echo([render.lint_json(result)] if opts["as_json"] else render.lint_lines(result))
@@ -286,11 +293,12 @@ def baseline_cmd(**flags: Any) -> None:
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         from . import render
         from .runner import on_database
+        from .takeover import baseline
 
         if opts["baseline_version"] is None:
             raise UsageError("missing --version VERSION (or BOOTSTRAP_BASELINE_VERSION)")
-        result = on_database(settings, log, lambda migrator, files: migrator.baseline(
-            files, version=opts["baseline_version"], allow_existing=opts["allow_existing"]))
+        result = on_database(settings, log, lambda migrator, files: baseline(
+            migrator, files, version=opts["baseline_version"], allow_existing=opts["allow_existing"]))
         _echo(render.baseline_lines(result))
         return result
 
@@ -315,8 +323,9 @@ def repair_cmd(**flags: Any) -> None:
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         from . import render
         from .runner import on_database
+        from .takeover import repair
 
-        result = on_database(settings, log, lambda migrator, files: migrator.repair(files, dry_run=opts["dry_run"]))
+        result = on_database(settings, log, lambda migrator, files: repair(migrator, files, dry_run=opts["dry_run"]))
         _echo(render.repair_lines(result))
         return result
 
@@ -371,13 +380,14 @@ def adopt_cmd(**flags: Any) -> None:
     def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         from . import render
         from .runner import on_database
+        from .takeover import adopt
 
         if opts["adopt_from"] is None:
             raise UsageError("missing --from node-pg-migrate|dbmate|flyway|goose|golang-migrate "
                              "(or BOOTSTRAP_ADOPT_FROM)")
         # --table arrives as (schema, table), checked with the other settings.
-        result = on_database(settings, log, lambda migrator, files: migrator.adopt(
-            files, tool_name=opts["adopt_from"], table=opts["adopt_table"], dry_run=opts["dry_run"]))
+        result = on_database(settings, log, lambda migrator, files: adopt(
+            migrator, files, tool_name=opts["adopt_from"], table=opts["adopt_table"], dry_run=opts["dry_run"]))
         _echo(render.adopt_lines(result, settings.sql_dir))
         return result
 

@@ -9,7 +9,9 @@ of a kind in one invocation. Its findings are parsed, the rules bootstrap
 makes moot are excluded, and each file's `-- bootstrap:lint-ignore` rules are
 applied.
 
-Pure: no database, no driver. `subprocess` and `json` load only when squawk runs.
+Also the lint step of `migrate` (`lint_step`: warn, error or off) and the
+error for findings that remain. No database, no driver. `subprocess` and
+`json` load only when squawk runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from .errors import ConfigError
+from .errors import ConfigError, LintFindingsError
+from .typing import Finding, LintResult, Logger, Silenced
 
 if TYPE_CHECKING:
     from .migrations import Migration
@@ -71,48 +74,12 @@ MOOT_RULES: dict[str, str] = {
 }
 
 
-class Finding(NamedTuple):
-    """
-    One lint finding.
-
-    Attributes:
-        file: the file's path, as discovery found it.
-        name: the file's name (as the ledger records it).
-        line: 1-based line of the statement squawk points at.
-        column: 1-based column.
-        rule: squawk's rule name.
-        message: what is wrong.
-        help: how to fix it (None when squawk gives no help).
-        level: `warning` or `error` (squawk's level; both count as findings).
-    """
-
-    file: str
-    name: str
-    line: int
-    column: int
-    rule: str
-    message: str
-    help: str | None
-    level: str
-
-    def where(self) -> str:
-        """`file:line:column`, as errors name places."""
-        return f"{self.file}:{self.line}:{self.column}"
-
-
-class Silenced(NamedTuple):
-    """A file's findings silenced by its `-- bootstrap:lint-ignore` directive."""
-
-    name: str
-    rules: tuple[str, ...]
-    findings: int
-
-
 class Outcome(NamedTuple):
-    """What linting some files found: the findings left, and what each file silenced."""
+    """What linting some files found: the findings left, what each file silenced, and unknown silenced rules."""
 
     findings: list[Finding]
     silenced: list[Silenced]
+    unknown: list[str]  # "file: rule (did you mean ...?)" for lint-ignore names squawk does not know
 
 
 def find_squawk(scripts_dir: str | None = None, path: str | None = None) -> str | None:
@@ -149,25 +116,20 @@ def not_installed(scripts_dir: str | None = None) -> ConfigError:
     )
 
 
-def check_ignored(path: str, line: int, rules: Sequence[str]) -> None:
+def unknown_ignored(migrations: Sequence[Migration]) -> list[str]:
     """
-    Check the rule names of a `-- bootstrap:lint-ignore` directive.
-
-    Raises:
-        ConfigError: an empty list or an unknown rule name, naming the file and line.
+    The `-- bootstrap:lint-ignore` names the pinned squawk does not know, each as
+    "file: rule (did you mean ...?)". Checked when linting runs, never when files
+    are read: a squawk upgrade that renames a rule must not block a deploy.
     """
-    if not rules:
-        raise ConfigError(f"{path}:{line}: bootstrap:lint-ignore needs rule names (lint-ignore rule-a,rule-b)",
-                          file=path, line=line)
-    for rule in rules:
-        if rule not in IGNORABLE:
+    out = []
+    for m in migrations:
+        for rule in sorted(m.lint_ignore - IGNORABLE):
             import difflib
 
             close = difflib.get_close_matches(rule, sorted(IGNORABLE), n=1)
-            hint = (f"; did you mean {close[0]}?" if close
-                    else f"; squawk {SQUAWK_VERSION} names the rule of each finding it reports")
-            raise ConfigError(f"{path}:{line}: unknown lint rule '{rule}' in bootstrap:lint-ignore{hint}",
-                              file=path, line=line, rule=rule)
+            out.append(f"{m.location}: {rule}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return out
 
 
 def pg_version(server_version: int) -> str:
@@ -217,7 +179,7 @@ def lint(migrations: Sequence[Migration], squawk: str, *, server_version: int | 
         else:
             kept.append(finding)
     return Outcome(kept, [Silenced(by_path[path].name, tuple(sorted({f.rule for f in items})), len(items))
-                          for path, items in silenced.items()])
+                          for path, items in silenced.items()], unknown_ignored(migrations))
 
 
 def _chunks(paths: list[str]) -> list[list[str]]:
@@ -280,3 +242,85 @@ def _run(squawk: str, paths: list[str], by_path: dict[str, Migration], *, in_tra
             level=str(item.get("level", "warning")).lower(),
         ))
     return out
+
+
+def run_lint(files: Sequence[Migration], log: Logger, *, server_version: int | None,
+             scope: str = "pending") -> LintResult:
+    """
+    Lint `files` with squawk and log what it found: each finding (warning),
+    each file's silenced findings, unknown silenced rules, and one `lint_completed` line.
+
+    Raises:
+        ConfigError: squawk is not installed, or failed.
+    """
+    import time
+
+    squawk = find_squawk()
+    if squawk is None:
+        raise not_installed()
+    started = time.monotonic()
+    outcome = lint(files, squawk, server_version=server_version)
+    for f in outcome.findings:
+        log.warning("lint_finding_reported", migration=f.name, file=f.file, line=f.line, column=f.column,
+                    rule=f.rule, message=f.message, help=f.help)
+    for s in outcome.silenced:
+        log.info("lint_findings_silenced", migration=s.name, rules=list(s.rules), findings=s.findings,
+                 reason="-- bootstrap:lint-ignore in the file")
+    for unknown in outcome.unknown:
+        log.warning("lint_ignore_unknown", rule=unknown,
+                    reason=f"squawk {SQUAWK_VERSION} knows no such rule: the lint-ignore silences nothing")
+    log.info("lint_completed", files=len(files), findings=len(outcome.findings),
+             silenced=sum(s.findings for s in outcome.silenced), scope=scope, excluded=sorted(MOOT_RULES),
+             duration_ms=round((time.monotonic() - started) * 1000))
+    return LintResult(list(files), outcome.findings, outcome.silenced, scope=scope, server_version=server_version,
+                      unknown=outcome.unknown)
+
+
+def lint_step(mode: str, files: Sequence[Migration], log: Logger, *, server_version: int | None,
+              block: bool) -> LintResult | None:
+    """
+    The lint `migrate` runs on the files about to run, before its lock (`--lint`):
+    each finding logged as a warning; `error` refuses; `off` skips.
+
+    Args:
+        mode: warn, error or off.
+        block: with `error`, refuse when findings remain.
+
+    Returns:
+        What linting found; None with `--lint off` or nothing to lint.
+
+    Raises:
+        ConfigError: `--lint error` without squawk, or squawk failed (exit 3).
+        LintFindingsError: `--lint error` and `block`, with findings (exit 11).
+    """
+    if mode == "off" or not files:
+        return None
+    try:
+        result = run_lint(files, log, server_version=server_version)
+    except ConfigError as exc:
+        if mode == "error":
+            raise
+        log.warning("lint_skipped", reason=exc.message, **exc.fields)
+        return LintResult(list(files), [], [], skipped=exc.message)
+    if block and mode == "error" and result.findings:
+        raise findings_error(result)
+    return result
+
+
+def findings_error(result: LintResult, *, refusing: bool = True) -> LintFindingsError:
+    """
+    The error for findings that remain (exit 11), naming each place and rule.
+
+    Args:
+        result: what linting found.
+        refusing: `migrate --lint error` refusing to run (False: `bootstrap lint` reporting).
+    """
+    count, files = len(result.findings), len({f.file for f in result.findings})
+    shown = "; ".join(f"{f.where()}: {f.rule}" for f in result.findings[:10])
+    more = f"; and {count - 10} more" if count > 10 else ""
+    return LintFindingsError(
+        f"{count} lint finding{'s' if count != 1 else ''} in {files} file{'s' if files != 1 else ''}"
+        f"{', nothing was changed' if refusing else ''}: {shown}{more}. Fix them, or silence a rule in a file "
+        f"with '-- bootstrap:lint-ignore RULE'{' (or pass --lint warn)' if refusing else ''}",
+        findings=count, files=files,
+    )

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .lint import Finding
 from .plan import Plan
-from .typing import AdoptResult, BaselineResult, DryRunResult, LintResult, RehearsalResult, RepairResult
+from .typing import AdoptResult, BaselineResult, DryRunResult, Finding, LintResult, RehearsalResult, RepairResult
 
 
 def status_json(plan: Plan) -> str:

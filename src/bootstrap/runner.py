@@ -1,23 +1,24 @@
 """
-The order of work of every command (goose's Provider): check files, wait,
-lock, create schemas and the ledger, plan, apply, verify; and the `run`
-pipeline before `exec`.
+The order of work (goose's Provider): check files, wait, lock, create schemas
+and the ledger, plan, apply, verify; and the `run` pipeline before `exec`.
 
-`Migrator` talks to the database only through the seams in `bootstrap.typing`
-(a Locker, a Ledger) and `bootstrap.pg`'s session and applier, which
-`open_migrator` builds with the one lazy import of the driver. Commands return
-result values; `render` prints them, `cli` logs their summary.
+`Migrator` holds the session, the ledger, the locker and the applier that
+`open_migrator` builds on one connection (`bootstrap.pg`), and runs migrate,
+status, wait-migrated, verify and rollback on them. The commands that look
+before a deploy (`preflight`) and those that take a database over (`takeover`)
+are functions of a `Migrator`, in modules above this one. Commands return
+result values; `render` prints them, `command` logs their summary.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-from .backoff import WAIT
-from .errors import MigrationsPendingError, VerifyFailedError
+from .backoff import WAIT, retry
+from .errors import ConfigError, MigrationsPendingError, VerifyFailedError
 from .migrations import (
     Kind,
     Migration,
@@ -27,21 +28,10 @@ from .migrations import (
     parse_down,
     parse_migration,
 )
-from .plan import (
-    Plan,
-    State,
-    build_plan,
-    check_target,
-    evaluate,
-    plan_rollback,
-    up_to,
-)
-from .preflight import Preflight
-from .takeover import Takeover
+from .plan import Plan, State, build_plan, check_target, evaluate, plan_rollback, up_to
 from .typing import (
     AppliedMigration,
-    Ledger,
-    Locker,
+    LintResult,
     Logger,
     MigrateResult,
     RollbackResult,
@@ -51,18 +41,18 @@ from .typing import (
 )
 
 WAIT_LOG_EVERY_S = 10.0
-
 T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .backoff import Backoff
-    from .pg import Applier, Session
+    from .pg import AdvisoryLocker, PgLedger, Session
+    from .pg.applier import Applier
     from .settings import Settings
 
 
-class Migrator(Preflight, Takeover):
+class Migrator:
     """
-    bootstrap's commands on one database session (`lint`, `dry_run` and `rehearse`: `preflight.Preflight`).
+    bootstrap's commands on one database session.
 
     Args:
         settings: the settings.
@@ -70,31 +60,48 @@ class Migrator(Preflight, Takeover):
         session: the runner's session (its `guard` turns a lost connection into exit 4).
         ledger: the ledger.
         locker: the lock runners serialise on.
-        applier: runs files and records them (or what makes it, on first use).
+        applier: what makes the applier (on first use: a start with nothing to apply never loads it).
     """
 
-    def __init__(self, settings: Settings, log: Logger, session: Session, ledger: Ledger, locker: Locker,
-                 applier: Applier | Callable[[], Applier]) -> None:
+    def __init__(self, settings: Settings, log: Logger, session: Session, ledger: PgLedger, locker: AdvisoryLocker,
+                 applier: Callable[[], Applier]) -> None:
         self.settings = settings
         self.log = log
         self.session = session
         self.ledger = ledger
         self.locker = locker
-        self._applier = applier
+        self._make_applier = applier
+        self._applier: Applier | None = None
 
     @property
     def applier(self) -> Applier:
-        """The applier, made on first use (a start with nothing to apply never loads it)."""
-        if callable(self._applier):
-            self._applier = self._applier()
+        """The applier, made on first use."""
+        if self._applier is None:
+            self._applier = self._make_applier()
         return self._applier
 
-    def _plan(self, migrations: list[Migration], applied: list[AppliedMigration], to: int | None = None) -> Plan:
+    def plan(self, migrations: list[Migration], applied: list[AppliedMigration], to: int | None = None) -> Plan:
         """migrate's plan (integrity refused), with `--to`'s pending versions only."""
+        self.check_sql_dir(migrations, applied)
         return up_to(build_plan(migrations, applied, out_of_order=self.settings.out_of_order,
                                 refuse_future=self.settings.refuse_future), to)
 
-    def _report_future(self, plan: Plan) -> None:
+    def check_sql_dir(self, migrations: list[Migration], applied: list[AppliedMigration]) -> None:
+        """
+        No versioned file at all while the ledger holds applied versions: the wrong
+        directory (or an empty one), not a database every version of which is future.
+
+        Raises:
+            ConfigError: naming the directory (exit 3).
+        """
+        if any(r.kind is Kind.VERSIONED for r in applied) and not any(m.kind is Kind.VERSIONED for m in migrations):
+            raise ConfigError(
+                f"the migrations directory {self.settings.sql_dir} holds no versioned file, but the ledger "
+                f"{self.ledger.name} records {sum(r.kind is Kind.VERSIONED for r in applied)} applied versions: "
+                "is BOOTSTRAP_SQL_DIR (--sql-dir) the right directory, and were the files copied into the image?",
+                variable="BOOTSTRAP_SQL_DIR")
+
+    def report_future(self, plan: Plan) -> None:
         """Say what a newer release applied, which this one leaves as it is."""
         versions = [e.version for e in plan.future if e.version is not None]
         if versions:
@@ -107,6 +114,22 @@ class Migrator(Preflight, Takeover):
                 self.log.warning("repeatable_skipped", migration=entry.name,
                                  after_version=entry.applied.after_version,
                                  reason="written by a newer release; this release's older file is not re-applied")
+
+    def lint(self, files: Sequence[Migration], *, block: bool) -> LintResult | None:
+        """Lint the files about to run (`--lint`); `block` lets `--lint error` refuse (exit 11)."""
+        from .lint import lint_step  # only when something is about to run: a no-op start never loads it
+
+        return lint_step(self.settings.lint, files, self.log, server_version=self.session.server_version, block=block)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the migration lock for the block (behind a pooler: refuse transaction pooling first)."""
+        self.session.check_writable()
+        self.locker.acquire()
+        try:
+            yield
+        finally:
+            self.locker.release()
 
     # -- migrate ---------------------------------------------------------------------------
 
@@ -133,13 +156,13 @@ class Migrator(Preflight, Takeover):
         ledger, log = self.ledger, self.log
         result = MigrateResult([], [])
         snap = ledger.snapshot()
-        plan = self._plan(migrations, snap.applied, to)
+        plan = self.plan(migrations, snap.applied, to)
         if plan.future:
-            self._report_future(plan)
+            self.report_future(plan)
         if not (plan.pending or plan.repeatables) and not ledger.needs_preparing(snap):
             log.info("migrations_up_to_date", applied=len(snap.applied))
             return result
-        self._lint([*plan.pending, *plan.repeatables], block=True)  # before the lock: refusing changes nothing
+        self.lint([*plan.pending, *plan.repeatables], block=True)  # before the lock: refusing changes nothing
 
         newest = max((m.version for m in plan.pending if m.version is not None), default=None)
 
@@ -150,7 +173,7 @@ class Migrator(Preflight, Takeover):
             if newest is not None and not ledger.has_version(newest):
                 return True
             now = ledger.snapshot()
-            later = self._plan(migrations, now.applied, to)
+            later = self.plan(migrations, now.applied, to)
             return bool(later.pending or later.repeatables) or ledger.needs_preparing(now)
 
         # Taking the (advisory) lock writes nothing. Files are parsed only by the runner
@@ -161,9 +184,9 @@ class Migrator(Preflight, Takeover):
             return result
         try:
             applied = ledger.read()
-            plan = self._plan(migrations, applied, to)
+            plan = self.plan(migrations, applied, to)
             if to is not None:
-                self._report_left_pending(migrations, applied, to)
+                self.report_left_pending(migrations, applied, to)
             # Every file about to run is split and checked before anything is written.
             todo = [parse_migration(m) for m in (*plan.pending, *plan.repeatables)]
             ledger.ensure()
@@ -175,6 +198,12 @@ class Migrator(Preflight, Takeover):
         finally:
             self.locker.release()
         return result
+
+    def report_left_pending(self, migrations: list[Migration], applied: list[AppliedMigration], to: int) -> None:
+        """`--to`: say which pending versions above it stay pending."""
+        above = [m for m in self.plan(migrations, applied).pending if m.version is not None and m.version > to]
+        if above:
+            self.log.info("migrations_left_pending", count=len(above), to_version=to, next=above[0].name)
 
     def _warn_unversioned(self, plan: Plan) -> None:
         """
@@ -192,7 +221,6 @@ class Migrator(Preflight, Takeover):
                                     "release a versioned file, even a no-op one")
 
     def _apply(self, todo: list[ParsedMigration], result: MigrateResult) -> None:
-        self.applier.prepare(todo)
         for item in todo:
             m = item.migration
             duration_ms = self.applier.apply(item)
@@ -211,6 +239,7 @@ class Migrator(Preflight, Takeover):
         """The state of every migration; reads only, takes no lock."""
         with self.session.guard():
             applied = self.ledger.read()
+        self.check_sql_dir(migrations, applied)
         return evaluate(migrations, applied, out_of_order=self.settings.out_of_order,
                         refuse_future=self.settings.refuse_future)
 
@@ -227,31 +256,35 @@ class Migrator(Preflight, Takeover):
             MigrationsPendingError: files still pending at `deadline` (exit 10).
         """
         started = time.monotonic()
-        step, next_report = 0, 0.0
-        while True:
-            with self.session.guard():
-                plan = self._plan(migrations, self.ledger.snapshot().applied)
+        report_at, polls = [0.0], [0]
+
+        def pending() -> Plan:
+            polls[0] += 1
+            plan = self.plan(migrations, self.ledger.snapshot().applied)
             waiting = [m.name for m in (*plan.pending, *plan.repeatables)]
-            now = time.monotonic()
-            if not waiting:
-                if plan.future:
-                    self._report_future(plan)
-                self.log.info("migrations_ready", waited_ms=round((now - started) * 1000), polls=step + 1)
-                return WaitResult(round((now - started) * 1000))
-            if now >= deadline:
-                raise MigrationsPendingError(
-                    f"{len(waiting)} migration{'s' if len(waiting) != 1 else ''} still pending after "
-                    f"{now - started:.1f}s: {', '.join(waiting[:10])}{' ...' if len(waiting) > 10 else ''}; "
-                    "is the migration Job running? (raise --timeout to wait longer)",
-                    pending=waiting,
-                )
-            if now - started >= next_report:
+            waited = time.monotonic() - started
+            if waiting and waited >= report_at[0]:
                 self.log.info("migrations_waiting", pending=waiting[:10], count=len(waiting),
-                              waited_s=round(now - started, 1), timeout_s=self.settings.wait_timeout)
-                next_report = now - started + WAIT_LOG_EVERY_S
-            with self.session.guard():
-                self.locker.await_release(min(WAIT.pause(step), max(0.0, deadline - now)))
-            step += 1
+                              waited_s=round(waited, 1), timeout_s=self.settings.wait_timeout)
+                report_at[0] = waited + WAIT_LOG_EVERY_S
+            return plan
+
+        with self.session.guard():
+            last = retry(lambda: self.locker.reconnecting(pending), again=lambda error, plan: error is None and (
+                plan is None or bool(plan.pending or plan.repeatables)), pauses=WAIT, deadline=deadline,
+                sleep=self.locker.await_release)
+        waiting = [m.name for m in (*last.pending, *last.repeatables)] if last is not None else ["(no answer)"]
+        waited = time.monotonic() - started
+        if waiting:
+            raise MigrationsPendingError(
+                f"{len(waiting)} migration{'s' if len(waiting) != 1 else ''} still pending after {waited:.1f}s: "
+                f"{', '.join(waiting[:10])}{' ...' if len(waiting) > 10 else ''}; "
+                "is the migration Job running? (raise --timeout to wait longer)", pending=waiting)
+        assert last is not None
+        if last.future:
+            self.report_future(last)
+        self.log.info("migrations_ready", waited_ms=round(waited * 1000), polls=polls[0])
+        return WaitResult(round(waited * 1000))
 
     def verify(self, scripts: list[tuple[str, str]]) -> VerifyResult:
         """
@@ -260,7 +293,7 @@ class Migrator(Preflight, Takeover):
         Raises:
             VerifyFailedError: one or more scripts raised an error; each is named.
         """
-        from .pg import run_verify
+        from .pg.verifier import run_verify
 
         started = time.monotonic()
         with self.session.guard():
@@ -283,13 +316,12 @@ class Migrator(Preflight, Takeover):
         a transaction with the removal of its ledger row, under the migration lock.
         Every partner is found and parsed before the first one runs.
         """
-        with self.session.guard(), self._locked():
+        with self.session.guard(), self.locked():
             applied = self.ledger.read()
             downs = [parse_down(m) for m in plan_rollback(migrations, applied, steps=steps, to=to)]
             if not downs:
                 self.log.info("rollback_nothing_to_do", to=to)
                 return RollbackResult([])
-            self.applier.prepare()
             durations = self.applier.unapply_all(downs)
         for down, duration_ms in zip(downs, durations, strict=True):
             self.log.info("migration_rolled_back", migration=down.migration.name, version=down.migration.version,
@@ -299,15 +331,6 @@ class Migrator(Preflight, Takeover):
             self.log.info("repeatables_reset", migrations=repeatables,
                           reason="they may stand on what was rolled back; the next migrate re-applies them")
         return RollbackResult([(d.migration, ms) for d, ms in zip(downs, durations, strict=True)])
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.session.check_writable()
-        self.locker.acquire()
-        try:
-            yield
-        finally:
-            self.locker.release()
 
 
 def wait_for_database(settings: Settings, log: Logger) -> None:

@@ -1,11 +1,9 @@
 """
-The shapes the layers agree on: ledger rows, what a read found, the seams
-(Locker, Ledger, RecordQueue) and what each command returns.
+The shapes the layers agree on: ledger rows, what a read found, lint findings,
+and what each command returns (each with `as_log()`, the fields of the run's
+`bootstrap_completed` line).
 
-Pure: no psycopg, no structlog at run time. The concrete PostgreSQL side lives
-in `bootstrap.pg`; `bootstrap.runner` talks to it only through these shapes, so
-a second locker (a lease table for transaction-mode poolers) or ledger can be
-dropped in and held to the same contract tests.
+Pure: no psycopg, no structlog at run time.
 
 Value types are NamedTuples (not dataclasses) because they are defined on every
 container start: a NamedTuple class costs ~0.25 ms to create, a slotted
@@ -14,16 +12,14 @@ dataclass ~1.4 ms.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .migrations import Kind, Migration
 
 if TYPE_CHECKING:
     from .adoption import Match, Tool
     from .errors import BootstrapError
-    from .lint import Finding, Silenced
 
 # A structlog bound logger (kept as Any: structlog's own protocol would load structlog).
 Logger = Any
@@ -61,96 +57,41 @@ class Snapshot(NamedTuple):
     applied: list[AppliedMigration]
 
 
-class Locker(Protocol):
+class Finding(NamedTuple):
     """
-    Serialises runners (goose's SessionLocker). `AdvisoryLocker` now; a lease-table
-    locker could follow for transaction-mode poolers, held to the same contract test.
-    """
+    One lint finding.
 
-    def acquire(self, still_needed: Callable[[], bool] | None = None) -> bool:
-        """Take the lock; False when `still_needed` said another runner did the work meanwhile."""
-        ...
-
-    def release(self) -> None:
-        """Give the lock back (and wake the waiters)."""
-        ...
-
-    def holder(self) -> str:
-        """Who holds the lock ("held by pid 42, ..."), or "" when nobody visible does."""
-        ...
-
-    def await_release(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; True when woken early by a holder releasing the lock."""
-        ...
-
-
-class RecordQueue(Protocol):
-    """
-    The one-trip fast path: the ledger rows of the files about to run, queued up
-    front; each file's own query records its row with a constant SQL suffix.
+    Attributes:
+        file: the file's path, as discovery found it.
+        name: the file's name (as the ledger records it).
+        line: 1-based line of the statement squawk points at.
+        column: 1-based column.
+        rule: squawk's rule name.
+        message: what is wrong.
+        help: how to fix it (None when squawk gives no help).
+        level: `warning` or `error` (squawk's level; both count as findings).
     """
 
-    sql: str
-    remaining: int  # rows still queued
+    file: str
+    name: str
+    line: int
+    column: int
+    rule: str
+    message: str
+    help: str | None
+    level: str
 
-    def taken(self) -> None:
-        """A file committed: its queued row was used."""
-        ...
-
-    def requeue(self) -> None:
-        """A file was rolled back: the next attempt takes the same row again."""
-        ...
+    def where(self) -> str:
+        """`file:line:column`, as errors name places."""
+        return f"{self.file}:{self.line}:{self.column}"
 
 
-class Ledger(Protocol):
-    """goose's database.Store, for bootstrap's layout. Writes join the caller's open transaction."""
+class Silenced(NamedTuple):
+    """A file's findings silenced by its `-- bootstrap:lint-ignore` directive."""
 
     name: str
-    schema: str
-
-    def snapshot(self, *, full: bool = False) -> Snapshot:
-        """Whether the ledger exists, which schemas exist, the rows: one round trip, read-only."""
-        ...
-
-    def has_version(self, version: int) -> bool:
-        """The cheap poll while waiting for the lock."""
-        ...
-
-    def needs_preparing(self, snap: Snapshot) -> bool:
-        """Whether schemas or the ledger itself are missing."""
-        ...
-
-    def ensure(self, *, announce: bool = True) -> bool:
-        """Create missing schemas and the ledger (logged unless not `announce`); True when the ledger existed."""
-        ...
-
-    def read(self) -> list[AppliedMigration]:
-        """Every row, or none when the ledger does not exist yet."""
-        ...
-
-    def record(self, migration: Migration, duration_ms: int) -> None:
-        """Write one applied file's row."""
-        ...
-
-    def forget(self, version: int | None) -> None:
-        """A rolled-back version's row goes, and with it the repeatables' rows."""
-        ...
-
-    def queue(self, todo: Sequence[Migration]) -> RecordQueue | None:
-        """Queue the rows of transactional files about to run; None when the session cannot."""
-        ...
-
-    def record_without_running(self, entries: Sequence[tuple[Migration, str, datetime | None]]) -> None:
-        """Record versions as applied (baseline, adopt) in one transaction."""
-        ...
-
-    def rewrite_checksums(self, changes: Sequence[tuple[int, str, str]]) -> None:
-        """Re-record (version, checksum, name) in one transaction (repair)."""
-        ...
-
-    def read_foreign(self, tool: Tool, table: tuple[str, str]) -> list[tuple[Any, ...]] | None:
-        """Another tool's ledger rows, or None when that table does not exist."""
-        ...
+    rules: tuple[str, ...]
+    findings: int
 
 
 # -- what the commands return -------------------------------------------------------------
@@ -278,6 +219,7 @@ class LintResult(NamedTuple):
         scope: `pending`, `all`, or `all (no database)`.
         skipped: why nothing was linted (squawk not installed, squawk failed); None when it ran.
         server_version: the server's version squawk was told (None: unknown).
+        unknown: lint-ignore rule names squawk does not know ("file: rule (did you mean ...?)").
     """
 
     files: list[Migration]
@@ -286,6 +228,7 @@ class LintResult(NamedTuple):
     scope: str = "pending"
     skipped: str | None = None
     server_version: int | None = None
+    unknown: list[str] = []  # noqa: RUF012 - a NamedTuple default, never mutated
 
     def of(self, migration: Migration) -> list[Finding]:
         """One file's findings."""

@@ -69,13 +69,20 @@ def test_lint_changes_nothing(fresh_url: str, sql_dir: Path, db: psycopg.Connect
     assert [] == user_objects(db)
 
 
-def test_an_unknown_lint_ignore_rule_is_refused(sql_dir: Path) -> None:
-    """A typo in lint-ignore is a configuration error (exit 3) naming file, line and the rule meant."""
-    write(sql_dir, "1_t.sql", "-- bootstrap:lint-ignore require-concurrent-index-creaton\n" + INDEX)
+def test_an_unknown_lint_ignore_rule_fails_lint_and_never_a_deploy(fresh_url: str, sql_dir: Path) -> None:
+    """A rule squawk does not know: `lint` (CI) exits 3 naming it; status and migrate go on, migrate warns."""
+    write(sql_dir, "1_t.sql", "-- bootstrap:lint-ignore require-concurrent-index-creaton\n" + TABLE)
     result = run_cli(["lint"], env_for(nowhere(), sql_dir))
     assert ExitCode.CONFIG == result.returncode
-    assert (f"{sql_dir / '1_t.sql'}:1: unknown lint rule 'require-concurrent-index-creaton' in bootstrap:lint-ignore;"
-            " did you mean require-concurrent-index-creation?") == last_error(result.stderr)["error"]
+    assert (f"bootstrap:lint-ignore names rules squawk does not know: {sql_dir / '1_t.sql'}: "
+            "require-concurrent-index-creaton (did you mean require-concurrent-index-creation?)"
+            ) == last_error(result.stderr)["error"]
+    for args in (["status"], ["migrate", "--lint", "off"], ["status", "--exit-code"]):
+        assert ExitCode.OK == run_cli(args, env_for(fresh_url, sql_dir)).returncode, args
+    write(sql_dir, "2_t.sql", "-- bootstrap:lint-ignore no-such-rule\nSELECT 1;\n")
+    migrated = run_cli(["migrate"], env_for(fresh_url, sql_dir))
+    assert ExitCode.OK == migrated.returncode, migrated.stderr
+    assert "lint_ignore_unknown" in events(migrated.stderr)
 
 
 def test_migrate_logs_findings_before_the_lock(fresh_url: str, sql_dir: Path, db: psycopg.Connection) -> None:

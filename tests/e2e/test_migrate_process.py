@@ -193,7 +193,7 @@ def test_a_start_with_nothing_to_do_loads_nothing_of_the_apply_path(fresh_url: s
     assert 0 == run_cli(["migrate"], env).returncode
     code = ("import sys\nfrom bootstrap._entry import run_cli\ntry:\n    run_cli(['migrate'])\nexcept SystemExit as e:\n"
             "    assert e.code == 0, e.code\n"
-            "heavy = ('bootstrap.sqlsplit', 'bootstrap.pg.applier', 'bootstrap.lint', 'bootstrap.pg.rehearsal',\n"
+            "heavy = ('bootstrap.sqlsplit', 'bootstrap.pg.applier', 'bootstrap.lint',\n"
             "         'bootstrap.pg.failure', 'bootstrap.render', 'tenacity')\n"
             "print(sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60)

@@ -43,8 +43,10 @@ def dbmate() -> Path:
 
 
 def call(runner, command: str, **kwargs):
-    """Run one of the Migrator's commands in-process: its result, and the lines the CLI prints for it."""
-    result = runner._with_db(lambda migrator: getattr(migrator, command)(runner.files(), **kwargs))
+    """Run baseline, repair or adopt in-process: its result, and the lines the CLI prints for it."""
+    from bootstrap import takeover
+
+    result = runner._with_db(lambda migrator: getattr(takeover, command)(migrator, runner.files(), **kwargs))
     if command == "adopt":
         return result, render.adopt_lines(result, runner.sql_dir)
     return result, getattr(render, f"{command}_lines")(result)

@@ -59,57 +59,50 @@ def test_ensure_creates_schemas_and_the_table_once(store: PgLedger) -> None:
     assert not store.needs_preparing(snap)
 
 
+def record(store: PgLedger, session: Session, m: Migration) -> None:
+    """A file's ledger statement, in a transaction of its own."""
+    with session.transaction():
+        session.conn.execute(store.insert_sql(m))
+
+
 def test_record_joins_the_callers_transaction(store: PgLedger, session: Session, db: psycopg.Connection) -> None:
-    """A row recorded in a transaction that rolls back is not there; one that commits is."""
+    """A row recorded in a transaction that rolls back is not there; one that commits is, with its duration."""
     store.ensure()
     with pytest.raises(ZeroDivisionError), session.conn.transaction():
-        store.record(migration(1), 5)
+        session.conn.execute(store.insert_sql(migration(1), 5))
         raise ZeroDivisionError
     assert [] == store.read()
     with session.conn.transaction():
-        store.record(migration(1), 5)
+        assert [(5,)] == session.conn.execute(store.insert_sql(migration(1), 5)).fetchall()  # RETURNING duration_ms
     assert [(1, "1_t.sql", "versioned")] == ledger_rows(db, "ops.migrations")
     assert store.has_version(1)
     assert "applied" == store.read()[0].source
 
 
-def test_a_repeatable_row_is_replaced_by_name(store: PgLedger) -> None:
+def test_values_are_literals_of_any_text(store: PgLedger, session: Session) -> None:
+    """A file name with quotes and backslashes is recorded as it is (composed by psycopg.sql, never pasted)."""
+    store.ensure()
+    name = "1_it's \\ 'quoted'.sql"
+    record(store, session, Migration(Kind.VERSIONED, 1, "t", name, Path(name), "c1", True))
+    assert [name] == [r.name for r in store.read()]
+
+
+def test_a_repeatable_row_is_replaced_by_name(store: PgLedger, session: Session) -> None:
     """Re-applying a repeatable keeps one row per name, with the new checksum."""
     store.ensure()
-    store.record(migration(None, "old"), 1)
-    store.record(migration(None, "new"), 1)
+    record(store, session, migration(None, "old"))
+    record(store, session, migration(None, "new"))
     assert [("R__view.sql", "new")] == [(r.name, r.checksum) for r in store.read()]
 
 
-def test_forget_removes_the_version_and_the_repeatables(store: PgLedger) -> None:
+def test_forget_removes_the_version_and_the_repeatables(store: PgLedger, session: Session) -> None:
     """A rolled-back version's row goes, and the repeatables' rows with it (migrate re-applies them)."""
     store.ensure()
     for m in (migration(1), migration(2), migration(None)):
-        store.record(m, 1)
-    store.forget(2)
+        record(store, session, m)
+    with session.transaction():
+        session.conn.execute(store.forget_sql(2))
     assert [1] == [r.version for r in store.read()]
-
-
-def test_queued_rows_are_recorded_by_the_constant_suffix(store: PgLedger, session: Session) -> None:
-    """The queue records the next row inside the caller's transaction; requeue after a rollback takes it again."""
-    store.ensure()
-    queue = store.queue([migration(1), migration(2, transactional=False), migration(3)])
-    assert queue is not None and 2 == queue.remaining
-    failed = session.run_script(f"BEGIN;{queue.sql};SELECT 1/0")
-    assert failed.error is not None
-    session.rollback_quietly()
-    queue.requeue()
-    assert [] == store.read()
-    for _ in range(2):
-        assert session.run_script(f"BEGIN;{queue.sql};COMMIT").error is None
-        queue.taken()
-    assert ([1, 3], 0) == ([r.version for r in store.read()], queue.remaining)
-
-
-def test_nothing_to_queue(store: PgLedger) -> None:
-    """Only no-transaction files (or none): no queue is made."""
-    store.ensure()
-    assert store.queue([migration(1, transactional=False)]) is None
 
 
 def test_baseline_and_repair_writes(store: PgLedger) -> None:

@@ -17,7 +17,6 @@ from structlog.testing import CapturingLogger
 from bootstrap.backoff import LOCK_POLL, Backoff
 from bootstrap.errors import LockTimeoutError
 from bootstrap.pg import AdvisoryLocker, Session, advisory_key
-from bootstrap.typing import Locker
 from tests.helpers import poll
 
 KEY = advisory_key("public", "bootstrap_migrations")
@@ -26,7 +25,7 @@ KEY = advisory_key("public", "bootstrap_migrations")
 class Contender(NamedTuple):
     """A locker on its own connection, and how to kill its holder the hard way."""
 
-    locker: Locker
+    locker: AdvisoryLocker
     kill: Callable[[], None]
     log: CapturingLogger
 

@@ -16,7 +16,8 @@ from structlog.testing import CapturingLogger
 
 from bootstrap.errors import ConfigError
 from bootstrap.migrations import Kind, Migration, ParsedMigration
-from bootstrap.pg import AdvisoryLocker, Applier, PgLedger, Session, advisory_key
+from bootstrap.pg import AdvisoryLocker, PgLedger, Session, advisory_key
+from bootstrap.pg.applier import Applier
 from bootstrap.settings import load_settings
 from bootstrap.sqlsplit import split_statements
 from tests.helpers import ledger, table_exists
@@ -55,7 +56,6 @@ def test_a_pooled_session_applies_on_the_lock_holders_connection(pooled: Session
     store.ensure()
     todo = [parsed("CREATE TABLE a (id int);"), parsed("-- bootstrap:no-transaction\nCREATE TABLE b (id int);\n",
                                                         2, transactional=False)]
-    applier.prepare(todo)
     for item in todo:
         applier.apply(item)
     locker.release()
@@ -69,7 +69,9 @@ def test_work_on_another_server_connection_is_refused(pooled: Session, db: psyco
     store, locker, applier = tools(pooled)
     assert locker.acquire()
     store.ensure()
-    pooled.lock_pid = pooled.server_pid + 12345  # as if a transaction pooler had moved the session
+    # As if a transaction pooler had moved the session: this server connection holds no lock.
+    pooled.lock_pid = pooled.server_pid + 12345
+    pooled.conn.execute("SELECT pg_advisory_unlock_all()")
     text = "CREATE TABLE a (id int);" if transactional else "-- bootstrap:no-transaction\nCREATE TABLE a (id int);\n"
     with pytest.raises(ConfigError, match="reached another server connection than the one holding the migration lock"):
         applier.apply(parsed(text, transactional=transactional))

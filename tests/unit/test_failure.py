@@ -155,10 +155,3 @@ def test_a_cut_off_concurrent_build_says_how_its_index_goes() -> None:
     other = failure.connection_lost(parsed("-- bootstrap:no-transaction\nREINDEX TABLE CONCURRENTLY t;\n",
                                            transactional=False), err, kept=0, building=build).message
     assert "SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid" in other
-
-
-def test_messages_never_carry_a_password() -> None:
-    """A password echoed in a server message is masked."""
-    err = error("XX000", "could not connect to postgresql://app:S3cret-pass@db/x")
-    exc = failure.migration_failed(parsed("SELECT 1;"), 0, err, kept=None, attempts=1)
-    assert "S3cret-pass" not in exc.message and "postgresql://app:***@db/x" in exc.message

@@ -1,37 +1,39 @@
 """
 Applying files: each transactional file in one transaction with its ledger
-row, each `no-transaction` file statement by statement, rollbacks newest first.
+row, each `no-transaction` file statement by statement, rollbacks newest first,
+and rehearsals that always roll back.
 
-Three shapes, one retry loop. A transactional file is sent as ONE simple query
-(`BEGIN;` file, the session reset, its queued ledger row, `COMMIT`) when the
-ledger could queue its row, else as the same query without the row, followed
-by the row and COMMIT. A file (or, for a `no-transaction` file, a statement)
-that cannot get its locks within `--ddl-lock-timeout` is rolled back and
-retried with backoff, `--ddl-lock-retries` times.
+One path for SQL (`Session.run_file`: BEGIN, the timeouts and the lock's guard,
+the file, the reset, the ledger statement, COMMIT, as ONE simple query) and one
+retry loop (`with_retries`, on `backoff.retry`): a file that cannot get its
+locks within `--ddl-lock-timeout` is rolled back and retried with backoff,
+`--ddl-lock-retries` times. In a `no-transaction` file, each statement is retried
+on its own, except inside a transaction the file itself opened (BEGIN ...
+COMMIT): that block is rolled back whole and retried from its BEGIN.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 
-from .. import redact
-from ..backoff import DDL_RETRY, Backoff
+from ..backoff import DDL_RETRY, Backoff, retry
 from ..concurrently import Build, concurrent_build
-from ..errors import BootstrapError, ConfigError
-from ..migrations import ParsedMigration
-from ..typing import Logger, RecordQueue
+from ..errors import BootstrapError
+from ..migrations import Migration, ParsedMigration
+from ..sqlsplit import Script
+from ..typing import Logger
 from . import failure, indexes
 from .indexes import Index
 from .ledger import PgLedger
-from .session import Session
+from .session import FileRun, Session
 
 # What a file is retried for (the error class logged with each retry).
 RETRYABLE_SQLSTATES = {"55P03": "lock_timeout", "40P01": "deadlock", "40001": "serialization_failure"}
+ROLLED_BACK = "the rehearsal was rolled back; nothing of it was kept"
 T = TypeVar("T")
 
 
@@ -43,6 +45,34 @@ class AttemptFailed(Exception):
         self.parsed = parsed
         self.error = error
         self.final = final
+
+
+class _Abort(Exception):
+    """A file of several in one transaction failed: leave the transaction (rolled back), then report."""
+
+
+def units(script: Script) -> list[tuple[int, int]]:
+    """
+    A `no-transaction` file's statements as (first, last) index ranges: one per statement,
+    or one for a transaction the file opens itself (BEGIN or START TRANSACTION up to the
+    COMMIT, END, ROLLBACK, ABORT or PREPARE TRANSACTION that ends it), which is retried whole.
+    """
+    out: list[tuple[int, int]] = []
+    opened: int | None = None
+    for i, statement in enumerate(script.code_statements):
+        words = statement.words
+        if opened is None and words[:1] in (("begin",), ("start",)):
+            opened = i
+        elif opened is not None and (words[:1] in (("commit",), ("end",), ("abort",))
+                                     or (words[:1] == ("rollback",) and words[1:2] != ("to",))
+                                     or words[:2] == ("prepare", "transaction")):
+            out.append((opened, i))
+            opened = None
+        elif opened is None:
+            out.append((i, i))
+    if opened is not None:
+        out.append((opened, len(script.code_statements) - 1))
+    return out
 
 
 class Applier:
@@ -64,11 +94,6 @@ class Applier:
         self.retries = retries
         self.log = log
         self.backoff = backoff
-        self._queue: RecordQueue | None = None
-
-    def prepare(self, todo: Sequence[ParsedMigration] = ()) -> None:
-        """Before the first file: when files are about to run, their queued ledger rows."""
-        self._queue = self.ledger.queue([p.migration for p in todo]) if todo else None
 
     # -- one file --------------------------------------------------------------------------
 
@@ -82,9 +107,10 @@ class Applier:
         Raises:
             MigrationFailedError: the file failed; what was kept is said.
         """
-        m = parsed.migration
-        queue = self._queue if self._queue is not None and self._queue.remaining > 0 else None
-        return self._run_file(parsed, lambda ms: self.ledger.record(m, ms), queue)
+        if parsed.migration.transactional:
+            return self._run(parsed, lambda: self._transactional(parsed, self.ledger.insert_sql(parsed.migration)))
+        return self._run(parsed, lambda: self._statements(parsed, lambda ms: self.ledger.insert_sql(
+            parsed.migration, ms)))
 
     def unapply(self, down: ParsedMigration) -> int:
         """
@@ -94,123 +120,100 @@ class Applier:
         Returns:
             Duration in milliseconds.
         """
-        return self._run_file(down, lambda _ms: self.ledger.forget(down.migration.version), None)
+        forget = self.ledger.forget_sql(down.migration.version)
+        if down.migration.transactional:
+            return self._run(down, lambda: self._transactional(down, forget))
+        return self._run(down, lambda: self._statements(down, lambda _ms: forget))
 
-    def _run_file(self, parsed: ParsedMigration, ledger_action: Callable[[int], None],
-                  queue: RecordQueue | None) -> int:
+    def _run(self, parsed: ParsedMigration, work: Callable[[], int]) -> int:
         with self.session.notices(migration=parsed.migration.name):
             try:
-                if parsed.migration.transactional:
-                    return self._transactional(parsed, ledger_action, queue)
-                return self._statements(parsed, ledger_action)
+                return work()
             except BaseException:
                 # Interrupted (signal) or failed: never leave a transaction open.
                 self.session.rollback_quietly()
                 raise
 
-    def _transactional(self, parsed: ParsedMigration, ledger_action: Callable[[int], None],
-                       queue: RecordQueue | None) -> int:
-        """
-        BEGIN; the file; the reset; then its queued ledger row and COMMIT in the
-        same query (one round trip) or, without a queue, the row and COMMIT after it.
-        """
+    def _transactional(self, parsed: ParsedMigration, ledger_sql: str) -> int:
+        """BEGIN; the file; the reset; its ledger statement; COMMIT: one round trip."""
         session = self.session
-        tail = f";{queue.sql};COMMIT" if queue is not None else ""
-        opening = ["BEGIN", *session.before_file()]  # BEGIN; [the pooler guard;] the timeouts (SET LOCAL)
-        prefix = ";".join(opening) + ";\n"
-        query = prefix + parsed.text + "\n;" + session.reset_sql + tail
-        code = len(parsed.script.code_statements)
-        guarded = session.guard_sql is not None
 
         def attempt() -> int:
             started = time.monotonic()
             try:
-                # Without an error, the last rows are the queued ledger row's (COMMIT returns none).
-                committing = queue is not None  # the one-trip query ends with COMMIT
-                done, error, recorded = session.run_script(query)
-                if error is None and queue is None:
-                    duration_ms = round((time.monotonic() - started) * 1000)
-                    ledger_action(duration_ms)
-                    committing = True
-                    session.cursor.execute("COMMIT")
-                    return duration_ms
-            except psycopg.Error as exc:
-                if session.is_disconnect(exc):
-                    raise failure.connection_lost(parsed, exc, committing=committing) from None
-                # Raised by the ledger row or at COMMIT (deferred constraints, a lock timeout).
-                session.rollback_quietly()
-                raise self._commit_failed(parsed, exc) from None
-            if error is None:
-                assert queue is not None and recorded is not None and recorded.nfields == 4
-                queue.taken()
-                duration = recorded.get_value(0, 2)
-                return int(duration) if duration is not None else 0
-            if session.is_disconnect(error):
-                # Past the file's last statement on the one-trip path, the break may have met the COMMIT.
-                ran_file = done - len(opening) >= code
-                raise failure.connection_lost(parsed, error, committing=queue is not None and ran_file) from None
-            session.rollback_quietly()
-            if queue is not None:
-                queue.requeue()
-            if guarded and done == 1 and error.sqlstate == "22012":  # the guard, right after BEGIN
-                raise session.moved()
-            done = max(0, done - len(opening))
-            if done >= code:  # the file ran; the reset, its ledger row or COMMIT failed
-                if queue is not None and error.sqlstate == "22012":
-                    raise failure.queued_row_lost(parsed)
-                raise self._commit_failed(parsed, error)
-            raise AttemptFailed(parsed, error, failure.migration_failed(
-                parsed, done, error, kept=None, attempts=self.retries + 1, shift=len(prefix)))
+                run = session.run_file(parsed.text, begin=True, after=[ledger_sql], commit=True)
+            except psycopg.OperationalError as exc:  # cut off where the driver could not tell where: maybe at COMMIT
+                raise failure.connection_lost(parsed, exc, committing=True) from None
+            if run.error is None:
+                value = run.rows.get_value(0, 0) if run.rows is not None and run.rows.ntuples else None
+                return int(value) if value is not None else round((time.monotonic() - started) * 1000)
+            raise self._failed(parsed, run, committing=True)
 
         return self.with_retries(attempt)
 
-    def _statements(self, parsed: ParsedMigration, ledger_action: Callable[[int], None]) -> int:
+    def _failed(self, parsed: ParsedMigration, run: FileRun, *, committing: bool = False,
+                outcome: str | None = None) -> BaseException:
+        """What a file's failed run raises: lost connection, lost lock, failed record or COMMIT, or its SQL."""
+        code = len(parsed.script.code_statements)
+        error = run.error
+        assert error is not None
+        if self.session.is_disconnect(error):
+            # Past the file's last statement, with COMMIT in the query, the break may have met the COMMIT.
+            return failure.connection_lost(parsed, error, committing=committing and run.done >= code)
+        self.session.rollback_quietly()
+        if run.done < 0:
+            return self.session.lock_lost()
+        if run.done >= code:  # the file ran; the reset, its ledger statement or COMMIT failed
+            return self._commit_failed(parsed, error)
+        return AttemptFailed(parsed, error, failure.migration_failed(
+            parsed, run.done, error, kept=None, attempts=self.retries + 1, shift=run.shift, outcome=outcome))
+
+    def _statements(self, parsed: ParsedMigration, ledger_sql: Callable[[int], str]) -> int:
         """
-        A `no-transaction` file: each statement on its own (retried on its own),
-        then the ledger row. A concurrent index build is watched: what a failed
-        one left is dropped (before any retry), and the file is recorded only
-        when what each build names is valid.
+        A `no-transaction` file: each statement on its own (a block the file opened
+        itself, from its BEGIN), then the ledger row. A concurrent index build is
+        watched: what a failed one left is dropped (before any retry), and the file
+        is recorded only when what each build names is valid.
         """
         session = self.session
         statements = parsed.script.code_statements
         started = time.monotonic()
         session.set_timeouts()
-        for index in range(len(statements)):
+        for first, last in units(parsed.script):
             if not session.on_holder():
-                raise session.moved(kept=failure.kept_phrase(parsed.script, index))
-            build = concurrent_build(statements[index].text)
-            before = self._before_build(parsed, index, build) if build is not None else {}
+                raise session.lock_lost(kept=failure.kept_phrase(parsed.script, first))
+            build = concurrent_build(statements[first].text) if first == last else None
+            before = self._before_build(parsed, first, build) if build is not None else {}
 
-            def attempt(index: int = index, build: Build | None = build, before: dict[int, Index] = before) -> None:
-                try:
-                    _done, error, _rows = session.run_script(statements[index].text)
-                except psycopg.OperationalError as exc:
-                    raise failure.connection_lost(parsed, exc, kept=index, building=build) from None
-                if error is None:
-                    return
-                if session.is_disconnect(error):
-                    raise failure.connection_lost(parsed, error, kept=index, building=build) from None
-                if session.in_transaction():
+            def attempt(first: int = first, last: int = last, build: Build | None = build,
+                        before: dict[int, Index] = before) -> None:
+                for index in range(first, last + 1):
+                    try:
+                        _done, error, _rows = session.run_script(statements[index].text)
+                    except psycopg.OperationalError as exc:
+                        raise failure.connection_lost(parsed, exc, kept=first, building=build) from None
+                    if error is None:
+                        continue
+                    if session.is_disconnect(error):
+                        raise failure.connection_lost(parsed, error, kept=first, building=build) from None
                     session.rollback_quietly()
-                leftovers = self._clean_failed_build(parsed, index, build, before) if build is not None else []
-                raise AttemptFailed(parsed, error, failure.migration_failed(
-                    parsed, 0, error, kept=index, attempts=self.retries + 1, base=statements[index],
-                    leftovers=leftovers))
+                    leftovers = self._clean_failed_build(parsed, first, build, before) if build is not None else []
+                    raise AttemptFailed(parsed, error, failure.migration_failed(
+                        parsed, 0, error, kept=first, attempts=self.retries + 1, base=statements[index],
+                        leftovers=leftovers, block=(first, last) if last > first else None))
 
             self.with_retries(attempt)
             if build is not None:
-                self._check_build(parsed, index, build, before)
+                self._check_build(parsed, first, build, before)
         if session.in_transaction():
             session.rollback_quietly()
             raise failure.left_open(parsed)
         duration_ms = round((time.monotonic() - started) * 1000)
         try:
-            session.conn.execute(session.reset_sql)
-            with session.transaction():
-                ledger_action(duration_ms)
-        except ConfigError as exc:  # the guard: not on the lock holder's server connection
-            raise session.moved(kept=f"all {len(statements)} statements ran and were kept, but the ledger was "
-                                     "not changed") from exc
+            session.reset()
+            with session.transaction(kept=f"all {len(statements)} statements ran and were kept, but the ledger "
+                                          "was not changed"):
+                session.conn.execute(ledger_sql(duration_ms))
         except psycopg.Error as exc:
             if session.is_disconnect(exc):
                 raise failure.connection_lost(parsed, exc, kept=len(statements)) from None
@@ -254,7 +257,7 @@ class Applier:
         if bad:
             raise failure.invalid_index(parsed, parsed.script.code_statements[kept], kept + 1, [str(i) for i in bad])
 
-    # -- a whole rollback ------------------------------------------------------------------
+    # -- several files in one transaction: a whole rollback, a rehearsal --------------------
 
     def unapply_all(self, downs: Sequence[ParsedMigration]) -> list[int]:
         """
@@ -270,43 +273,59 @@ class Applier:
         """
         if not all(d.migration.transactional for d in downs):
             return [self.unapply(d) for d in downs]
+        return self._together(downs, lambda m: self.ledger.forget_sql(m.version), [],
+                              outcome="the rollback ran in one transaction, so nothing was rolled back")
+
+    def rehearse(self, todo: Sequence[ParsedMigration]) -> tuple[list[int], BootstrapError | None]:
+        """
+        Apply `todo` (transactional files, in order) with their ledger rows in ONE
+        transaction that is always rolled back, after creating what migrate would
+        (the schemas and the ledger, if missing).
+
+        Returns:
+            The durations (ms) of the files that passed, in order, and the error
+            of the one after them that failed (None when every file passed).
+        """
+        durations: list[int] = []
+        try:
+            self._together(todo, self.ledger.insert_sql, durations, rollback=True, outcome=ROLLED_BACK,
+                           before=lambda: self.ledger.ensure(announce=False))
+        except BootstrapError as exc:
+            return list(durations), exc
+        return list(durations), None
+
+    def _together(self, files: Sequence[ParsedMigration], ledger_sql: Callable[[Migration], str],
+                  durations: list[int], *, outcome: str, rollback: bool = False,
+                  before: Callable[[], Any] | None = None) -> list[int]:
+        """Run `files`, each with its ledger statement, in one transaction (rolled back with `rollback`)."""
         session = self.session
 
         def attempt() -> list[int]:
-            durations: list[int] = []
-            failed: tuple[ParsedMigration, int, psycopg.Error] | None = None
-            timeouts = session.timeouts.statements(local=True)
-            prefix = ";".join(timeouts) + ";\n"  # again for each file: the reset after the one before undid them
+            durations.clear()
+            failed: tuple[ParsedMigration, FileRun] | None = None
             try:
-                session.conn.execute("BEGIN")
-                session.begun()
-                for down in downs:
-                    started = time.monotonic()
-                    with session.notices(migration=down.migration.name):
-                        done, error, _rows = session.run_script(prefix + down.text + "\n;" + session.reset_sql)
-                    if error is not None:
-                        failed = (down, max(0, done - len(timeouts)), error)
-                        break
-                    duration_ms = round((time.monotonic() - started) * 1000)
-                    self.ledger.forget(down.migration.version)
-                    durations.append(duration_ms)
-                if failed is None:
-                    session.conn.execute("COMMIT")
-                    return durations
-            except psycopg.Error as exc:
-                down = downs[min(len(durations), len(downs) - 1)]  # after the last file: the COMMIT's
+                with session.transaction(rollback=rollback):
+                    if before is not None:
+                        before()
+                    for parsed in files:
+                        started = time.monotonic()
+                        with session.notices(migration=parsed.migration.name):
+                            run = session.run_file(parsed.text, after=[ledger_sql(parsed.migration)])
+                        if run.error is not None:
+                            failed = (parsed, run)
+                            raise _Abort
+                        durations.append(round((time.monotonic() - started) * 1000))
+            except _Abort:
+                assert failed is not None
+                raise self._failed(*failed, outcome=outcome) from None
+            except psycopg.Error as exc:  # the COMMIT, or the connection
+                parsed = files[min(len(durations), len(files) - 1)]
                 if session.is_disconnect(exc):
-                    raise failure.connection_lost(down, exc, committing=len(durations) == len(downs)) from None
+                    raise failure.connection_lost(parsed, exc, committing=not rollback
+                                                  and len(durations) == len(files)) from None
                 session.rollback_quietly()
-                raise self._commit_failed(down, exc) from None
-            except BaseException:
-                session.rollback_quietly()
-                raise
-            session.rollback_quietly()
-            down, done, error = failed
-            raise AttemptFailed(down, error, failure.migration_failed(
-                down, done, error, kept=None, attempts=self.retries + 1, shift=len(prefix),
-                outcome="the rollback ran in one transaction, so nothing was rolled back"))
+                raise self._commit_failed(parsed, exc) from None
+            return list(durations)
 
         return self.with_retries(attempt)
 
@@ -314,25 +333,28 @@ class Applier:
 
     def with_retries(self, attempt: Callable[[], T]) -> T:
         """Run `attempt`; after a lock failure, pause with backoff and run it again, `retries` times."""
-        for number in itertools.count(1):
+        last: list[AttemptFailed] = []
+
+        def tried() -> T:
             try:
                 return attempt()
             except AttemptFailed as failed:
-                error = failed.error
-                if error.sqlstate not in RETRYABLE_SQLSTATES or number > self.retries:
-                    raise failed.final from None
-                delay = self.backoff.pause(number - 1)
-                self.log.warning(
-                    "migration_lock_retried",
-                    migration=failed.parsed.migration.name,
-                    attempt=number,
-                    delay_s=round(delay, 3),
-                    error_type=RETRYABLE_SQLSTATES.get(error.sqlstate or "", "unknown"),
-                    sqlstate=error.sqlstate,
-                    error=redact.redact(error.diag.message_primary or str(error)),
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+                last[:] = [failed]
+                raise
+
+        def report(made: int, delay: float) -> None:
+            failed = last[0]
+            self.log.warning("migration_lock_retried", migration=failed.parsed.migration.name, attempt=made,
+                             delay_s=round(delay, 3), error_type=RETRYABLE_SQLSTATES.get(failed.error.sqlstate or ""),
+                             sqlstate=failed.error.sqlstate,
+                             error=failed.error.diag.message_primary or str(failed.error))
+
+        try:
+            return retry(tried, again=lambda error, _result: isinstance(error, AttemptFailed)
+                         and error.error.sqlstate in RETRYABLE_SQLSTATES, pauses=self.backoff,
+                         tries=self.retries + 1, before_sleep=report)
+        except AttemptFailed as failed:
+            raise failed.final from None
 
     def _commit_failed(self, parsed: ParsedMigration, error: psycopg.Error) -> BootstrapError:
         return failure.commit_failed(parsed, error, ledger_table=self.ledger.table_name)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
-from .. import redact
 from ..concurrently import Build
 from ..errors import BootstrapError, IntegrityError, MigrationFailedError
 from ..migrations import ParsedMigration
@@ -42,11 +41,16 @@ class Leftover(NamedTuple):
     why: str | None
 
 
-def kept_phrase(script: Script, kept: int, leftovers: Sequence[Leftover] = ()) -> str:
+def kept_phrase(script: Script, kept: int, leftovers: Sequence[Leftover] = (),
+                block: tuple[int, int] | None = None, failed: int | None = None) -> str:
     """
     What a `no-transaction` file kept when statement `kept + 1` failed (0: none
-    ran), including the INVALID indexes its failed concurrent build left.
+    ran), including the INVALID indexes its failed concurrent build left; or, when
+    statement `failed` of a `block` the file opened itself (BEGIN ... COMMIT, index
+    range) failed, that the block was rolled back whole.
     """
+    if block is not None and failed is not None:
+        return _block_phrase(script, block, failed)
     code = script.code_statements
     total = len(code)
     remaining = [left for left in leftovers if left.why is not None]
@@ -66,6 +70,17 @@ def kept_phrase(script: Script, kept: int, leftovers: Sequence[Leftover] = ()) -
         f"statement {kept + 1} failed, {total - kept - 1} did not run; the ledger was not changed{dropped}{still}. "
         "Make it safe to re-run (IF NOT EXISTS), fix it, and run migrate again"
     )
+
+
+def _block_phrase(script: Script, block: tuple[int, int], failed: int) -> str:
+    code = script.code_statements
+    first, last = block
+    kept = (f"statements 1-{first} ran and were kept; " if first else "no statement before it ran; ")
+    begin_line = line_col(script.text, code[first].code_start)[0]
+    end_line = line_col(script.text, code[last].end - 1)[0]
+    return (f"{kept}the transaction the file opened (statements {first + 1}-{last + 1}, lines {begin_line}-{end_line}) "
+            f"failed at statement {failed + 1} and was rolled back whole, {len(code) - last - 1} after it did not "
+            "run; the ledger was not changed. Fix it and run migrate again: the file runs from the top")
 
 
 def stale_index(parsed: ParsedMigration, statement: Statement, kept: int, index: str, why: str) -> BootstrapError:
@@ -113,7 +128,7 @@ def _about(parsed: ParsedMigration, text: str, **fields: Any) -> MigrationFailed
 
 
 def _primary(error: ServerError) -> str:
-    return redact.redact(error.diag.message_primary or str(error).split("\n")[0])
+    return error.diag.message_primary or str(error).split("\n")[0]
 
 
 def migration_failed(
@@ -127,6 +142,7 @@ def migration_failed(
     outcome: str | None = None,
     shift: int = 0,
     leftovers: Sequence[Leftover] = (),
+    block: tuple[int, int] | None = None,
 ) -> MigrationFailedError:
     """
     The error for a file whose SQL failed: where, what, and what was kept.
@@ -144,6 +160,8 @@ def migration_failed(
         shift: characters sent before the file's text (`BEGIN;`), to correct
             the server's error position by.
         leftovers: INVALID indexes the failing concurrent build left (dropped or not).
+        block: the transaction a `no-transaction` file opened itself (first, last statement)
+            that `base` failed in: rolled back whole.
     """
     m = parsed.migration
     script = parsed.script
@@ -165,11 +183,11 @@ def migration_failed(
     where = f"{m.path}:{line}:{col}" if line else str(m.path)
     extras = []
     if diag.message_detail:
-        extras.append(f"detail: {redact.redact(diag.message_detail)}")
+        extras.append(f"detail: {diag.message_detail}")
     if diag.message_hint:
-        extras.append(f"hint: {redact.redact(diag.message_hint)}")
+        extras.append(f"hint: {diag.message_hint}")
     if diag.context:
-        extras.append(f"context: {redact.redact(diag.context.strip().splitlines()[0])}")
+        extras.append(f"context: {diag.context.strip().splitlines()[0]}")
     if error.sqlstate == "25001":
         extras.append("hint: put '-- bootstrap:no-transaction' on the first line of the file")
     if error.sqlstate == "55P03":
@@ -178,7 +196,8 @@ def migration_failed(
             "table (raise --ddl-lock-timeout, or run when traffic is low)"
         )
     if outcome is None:
-        outcome = NOTHING_KEPT if kept is None else kept_phrase(script, kept, leftovers)
+        failed = code.index(base) if base is not None and block is not None else None
+        outcome = NOTHING_KEPT if kept is None else kept_phrase(script, kept, leftovers, block, failed)
     text = f"{where}: {_primary(error)} (SQLSTATE {error.sqlstate})"
     if extras:
         text += "; " + "; ".join(extras)
@@ -200,17 +219,11 @@ def commit_failed(parsed: ParsedMigration, error: ServerError, *, ledger_table: 
             "rolled back (is the ledger shared with a runner that ignores the lock?)",
             file=str(m.path),
         )
-    detail = f"; detail: {redact.redact(error.diag.message_detail)}" if error.diag.message_detail else ""
+    detail = f"; detail: {error.diag.message_detail}" if error.diag.message_detail else ""
     outcome = (NOTHING_KEPT if m.transactional
                else "its statements ran and were kept, but the ledger was not changed")
     return _about(parsed, f"{_primary(error)} (SQLSTATE {error.sqlstate}) at COMMIT{detail}; {outcome}",
                   sqlstate=error.sqlstate)
-
-
-def queued_row_lost(parsed: ParsedMigration) -> MigrationFailedError:
-    """The one-trip query's ledger row was not written (the file dropped bootstrap's temporary table)."""
-    return _about(parsed, "its ledger row could not be written (did the file drop bootstrap's temporary table "
-                  f"pg_temp.bootstrap_pending?); {NOTHING_KEPT}")
 
 
 def connection_lost(parsed: ParsedMigration, error: ServerError, kept: int | None = None, *,
@@ -225,7 +238,7 @@ def connection_lost(parsed: ParsedMigration, error: ServerError, kept: int | Non
         committing: the COMMIT was already sent, so the server may have committed
             the file, always together with its ledger change.
     """
-    reason = redact.redact((error.diag.message_primary if error.diag else None) or str(error)).strip()
+    reason = ((error.diag.message_primary if error.diag else None) or str(error)).strip()
     undoing = parsed.migration.name.endswith(".down.sql")
     if undoing and committing:
         again = "Once the database is back, check `bootstrap status` before running rollback again (it would undo more)"

@@ -18,7 +18,6 @@ from typing import NamedTuple
 import psycopg
 from psycopg import sql
 
-from .. import redact
 from ..concurrently import Build, Name
 from ..typing import Logger
 from .session import Session
@@ -109,7 +108,7 @@ def drop(session: Session, index: Index, log: Logger, *, reason: str) -> str | N
             sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(index.schema, index.name)))
     except psycopg.Error as exc:
         session.rollback_quietly()
-        why = redact.redact((exc.diag.message_primary if exc.diag else None) or str(exc))
+        why = (exc.diag.message_primary if exc.diag else None) or str(exc)
         log.warning("index_invalid_kept", index=str(index), error=why, sqlstate=exc.sqlstate)
         return why
     log.warning("index_invalid_dropped", index=str(index), reason=reason)

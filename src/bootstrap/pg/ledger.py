@@ -4,7 +4,7 @@ The ledger on PostgreSQL (goose's Store): all of bootstrap's ledger SQL is here.
 One row per applied versioned file and one per repeatable. Reads are one round
 trip and take no lock; writes join the caller's transaction, so a file and
 its ledger row commit together. Identifiers reach SQL only through
-`sql.Identifier`; values only as parameters or as COPY data.
+`sql.Identifier`; values only as parameters or as `sql.Literal`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from .. import __version__, redact
+from .. import __version__
 from ..errors import ConfigError
 from ..migrations import Kind, Migration
 from ..options import LEGACY_LEDGER
 from ..settings import Settings
 from ..typing import AppliedMigration, Logger, Snapshot
-from .queue import PgRecordQueue
 from .session import Session
 
 if TYPE_CHECKING:
@@ -166,7 +165,7 @@ class PgLedger:
     def _unreadable(self, exc: psycopg.Error) -> ConfigError:
         return ConfigError(
             f"role {self.session.user} may not read the ledger {self.name}: "
-            f"{redact.redact(exc.diag.message_primary or str(exc))}; GRANT USAGE ON SCHEMA "
+            f"{exc.diag.message_primary or exc}; GRANT USAGE ON SCHEMA "
             f"{self.schema} TO {self.session.user}; GRANT SELECT ON {self.name} TO "
             f"{self.session.user} (an app role that runs `status`, `wait-migrated` or `run --wait-migrated` "
             "needs to read it)",
@@ -211,7 +210,7 @@ class PgLedger:
         except pgerrors.InsufficientPrivilege as exc:
             raise ConfigError(
                 f"role {self.session.user} may not create what bootstrap needs: "
-                f"{redact.redact(exc.diag.message_primary or str(exc))}; grant it CREATE on the "
+                f"{exc.diag.message_primary or exc}; grant it CREATE on the "
                 "database (schemas) and on the ledger's schema, or create them beforehand",
                 sqlstate=exc.sqlstate,
             ) from None
@@ -260,55 +259,36 @@ class PgLedger:
             )
         )
 
-    # -- writing (inside the caller's transaction) ---------------------------------------
+    # -- writing: statements that run inside the file's own transaction -----------------
 
-    def record(self, migration: Migration, duration_ms: int) -> None:
-        """Write one applied file's row (a prepared statement: the same INSERT for every file)."""
+    def insert_sql(self, migration: Migration, duration_ms: int | None = None) -> str:
+        """
+        The statement recording one applied file: its values composed as literals, so it
+        travels in the file's own query (one round trip, nothing left in the session).
+
+        Args:
+            duration_ms: the file's duration; None: measured by the server, from when the
+                query arrived to this statement (`RETURNING` gives it back).
+        """
         m = migration
-        self.session.cursor.execute(
-            _INSERT.format(ledger=self.table, values=sql.SQL("VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")),
-            [m.version, m.name, m.kind.value, m.checksum, duration_ms, m.transactional, _HOSTNAME, __version__],
-            prepare=self.session.capabilities.protocol_prepare,
-        )
+        duration = (sql.Literal(duration_ms) if duration_ms is not None else sql.SQL(
+            "(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp())"
+            " * 1000)::integer"))
+        values = sql.SQL("VALUES ({}, {}, {}, {}, {}, {}, {}, {})").format(
+            sql.Literal(m.version), sql.Literal(m.name), sql.Literal(m.kind.value), sql.Literal(m.checksum), duration,
+            sql.Literal(m.transactional), sql.Literal(_HOSTNAME), sql.Literal(__version__))
+        return sql.Composed([_INSERT.format(ledger=self.table, values=values),
+                             sql.SQL(" RETURNING duration_ms")]).as_string(self.session.conn)
 
-    def forget(self, version: int | None) -> None:
+    def forget_sql(self, version: int | None) -> str:
         """
-        Remove a rolled-back version's row, and the repeatables' rows: they have
-        no partners and may stand on what the down file dropped, so the next
-        migrate re-applies them (a round trip of rollback and migrate restores
-        the database). Done with the first down file, atomically with it.
+        The statement removing a rolled-back version's row, and the repeatables' rows:
+        they have no partners and may stand on what the down file dropped, so the next
+        migrate re-applies them (a round trip of rollback and migrate restores the
+        database). Runs with the down file, atomically with it.
         """
-        self.session.cursor.execute(
-            sql.SQL("DELETE FROM {} WHERE version = %s OR kind = %s").format(self.table),
-            [version, Kind.REPEATABLE.value],
-        )
-
-    def queue(self, todo: Sequence[Migration]) -> PgRecordQueue | None:
-        """
-        Queue the ledger rows of the transactional files about to run, so each
-        file takes ONE round trip: BEGIN, the file, the reset, its ledger row and
-        COMMIT in a single simple query. The rows' values travel as data (COPY
-        into a temporary table, here, in one round trip), never as SQL literals;
-        the file's query takes the next queued row and fails (so nothing commits)
-        unless it recorded exactly one.
-
-        Returns:
-            The queue; None when there is nothing to queue, or the session cannot
-            keep temporary objects (a role without the TEMPORARY privilege: files
-            then take three round trips each).
-        """
-        caps = self.session.capabilities
-        rows = [m for m in todo if m.transactional]
-        if not rows or not (caps.temp_objects and caps.sql_prepare):
-            return None
-        return PgRecordQueue.fill(self.session, rows, hostname=_HOSTNAME, insert=_INSERT.format(
-            ledger=self.table,
-            values=sql.SQL(
-                "SELECT version, name, kind, checksum,"
-                " (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now())"
-                " * 1000)::integer, transactional, hostname, bootstrap_version FROM next"
-            ),
-        ))
+        return sql.SQL("DELETE FROM {} WHERE version = {} OR kind = {}").format(
+            self.table, sql.Literal(version), sql.Literal(Kind.REPEATABLE.value)).as_string(self.session.conn)
 
     # -- maintenance: baseline, repair, adopt --------------------------------------------
 

@@ -6,6 +6,8 @@ inside the server (a waiter holding a snapshot would make the holder's
 CREATE INDEX CONCURRENTLY wait forever). Between polls it LISTENs on the lock's
 channel, which the holder NOTIFYs as it releases, so waiters go on at once.
 The lock lives on the runner's session: a crashed runner never leaves it behind.
+A waiter whose connection is lost (a server restart) connects again and keeps
+waiting, within its timeouts.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
 
-from ..backoff import LOCK_POLL, Backoff
+from ..backoff import LOCK_POLL, Backoff, retry
 from ..errors import ConfigError, LockTimeoutError
 from ..typing import Logger
 from .session import POOLING_FIX, Session
 
 LOCK_WAIT_LOG_EVERY_S = 10.0
+_HELD, _NOT_NEEDED = "held", "not needed"
+T = TypeVar("T")
 
 
 def advisory_key(schema: str, table: str) -> int:
@@ -39,7 +44,7 @@ def lock_channel(key: int) -> str:
 
 class AdvisoryLocker:
     """
-    The `Locker` of a direct (or session-pooled) connection.
+    The lock of a direct (or session-pooled) connection.
 
     Args:
         session: the runner's session; the lock lives on it.
@@ -57,7 +62,6 @@ class AdvisoryLocker:
         self.timeout_s = timeout_s
         self.log = log
         self.poll = poll
-        self.locked = False
         self._listening = False
 
     def acquire(self, still_needed: Callable[[], bool] | None = None) -> bool:
@@ -74,56 +78,71 @@ class AdvisoryLocker:
         Raises:
             LockTimeoutError: still held by another session after the timeout.
         """
-        timeout = self.timeout_s
         started = time.monotonic()
-        step = 0
-        next_report = 0.0
-        released = False
+        woken, report_at = [False], [0.0]
 
         def not_needed() -> bool:
             if still_needed is None or still_needed():
                 return False
-            self._stop_listening()
             self.log.info("lock_not_needed", waited_ms=round((time.monotonic() - started) * 1000),
                           reason="another runner finished the work")
             return True
 
-        while True:
+        def attempt() -> str | None:
             # Woken by the holder's release: it has most likely done the work, so ask
             # that first rather than have every waiter take the lock in turn to see.
-            if released and not_needed():
-                return False
+            if woken[0] and not_needed():
+                return _NOT_NEEDED
             if self._try():
-                self.locked = True
-                self._stop_listening()
-                waited = time.monotonic() - started
-                self.log.info("lock_acquired", waited_ms=round(waited * 1000), lock_key=self.key)
-                return True
-            if not released and not_needed():
-                return False
+                return _HELD
+            if not woken[0] and not_needed():
+                return _NOT_NEEDED
             waited = time.monotonic() - started
-            if waited >= timeout:
-                holder = self.holder()
-                raise LockTimeoutError(
-                    f"another runner held the migration lock for more than {timeout:g}s"
-                    + (f" ({holder})" if holder else ""),
-                    lock_key=self.key,
-                    holder=holder,
-                )
-            if waited >= next_report:
+            if waited >= report_at[0]:
                 self.log.info("lock_waiting", waited_s=round(waited, 1), holder=self.holder(),
-                              lock_timeout_s=timeout)
-                next_report = waited + LOCK_WAIT_LOG_EVERY_S
-            pause = min(self.poll.pause(step), max(0.0, timeout - waited))
-            step += 1
-            released = self.await_release(pause)
+                              lock_timeout_s=self.timeout_s)
+                report_at[0] = waited + LOCK_WAIT_LOG_EVERY_S
+            return None
+
+        def sleep(seconds: float) -> None:
+            woken[0] = self.await_release(seconds)
+
+        outcome = retry(lambda: self.reconnecting(attempt), again=lambda error, result: error is None and not result,
+                        pauses=self.poll, deadline=started + self.timeout_s, sleep=sleep)
+        self._stop_listening()
+        if outcome == _NOT_NEEDED:
+            return False
+        if outcome != _HELD:
+            holder = self.holder()
+            raise LockTimeoutError(
+                f"another runner held the migration lock for more than {self.timeout_s:g}s"
+                + (f" ({holder})" if holder else ""), lock_key=self.key, holder=holder)
+        self.session.lock_key = self.key
+        self.log.info("lock_acquired", waited_ms=round((time.monotonic() - started) * 1000), lock_key=self.key)
+        return True
+
+    def reconnecting(self, attempt: Callable[[], T]) -> T | None:
+        """
+        One poll; a connection lost while waiting (nothing is held) is opened again, waited
+        for up to --timeout (exit 4 when it does not come back), and the wait goes on.
+        """
+        try:
+            return attempt()
+        except psycopg.OperationalError as exc:
+            if not self.session.is_disconnect(exc):
+                raise
+            self.log.warning("lock_wait_connection_lost", error=(exc.diag.message_primary or str(exc)).strip(),
+                             reason="nothing is held while waiting: connecting again")
+            self._listening = False
+            self.session.reconnect()
+            return None
 
     def _try(self) -> bool:
         """
         One `pg_try_advisory_lock`. Behind a pooler it also refuses a server connection
         that holds the lock already (another client's session, shared by a transaction
         pooler: the lock is re-entrant, so it would say yes) and remembers which
-        server connection holds it, for the guards on every write.
+        server connection holds it, for the guard in every file.
         """
         session = self.session
         if not session.pooled:
@@ -147,6 +166,9 @@ class AdvisoryLocker:
             )
         if row[0]:
             session.lock_pid = int(row[1])
+            session.lock_key = self.key
+            if not session.on_holder():  # moved at once: a transaction pooler, and nothing written yet
+                raise session.lock_lost()
         return bool(row[0])
 
     def await_release(self, seconds: float) -> bool:
@@ -156,7 +178,7 @@ class AdvisoryLocker:
         waiters go on at once instead of at their next backoff step. LISTEN holds no
         snapshot; a holder that dies without notifying is still met by the polls.
         """
-        if not self.session.capabilities.listen:
+        if not self.session.can_listen:
             # Behind a pooler that may hand each statement another server connection, a LISTEN
             # could stay behind on one the app gets: poll only.
             time.sleep(seconds)
@@ -184,13 +206,14 @@ class AdvisoryLocker:
         releases the lock.
 
         Raises:
-            ConfigError: the lock was not held by this session's server connection
-                (a transaction pooler moved the session): it is stranded elsewhere.
+            ConfigError: the lock was no longer this session's (a file released it, or a
+                transaction pooler moved the session: then the stranded lock is freed).
         """
         self._stop_listening()
         session = self.session
+        held = session.lock_key is not None
         released = True
-        if self.locked and not session.closed:
+        if held and not session.closed:
             session.rollback_quietly()
             try:
                 # Release and wake the waiters (see acquire) in one round trip.
@@ -199,19 +222,18 @@ class AdvisoryLocker:
                 released = bool(row and row[0])
             except psycopg.Error:
                 session.conn.close()
-        self.locked = False
-        # Behind a pooler: the unlock reached another server connection; say which backend keeps the lock.
-        stranded = (session.moved(kept="what ran before is committed and recorded, but the unlock reached another "
-                                       "server connection") if not released and session.pooled else None)
-        session.lock_pid = None
-        if not released:
-            # Not raised while another error is on its way out (release runs in `finally`): that one says more.
-            raising = stranded is not None and sys.exc_info()[0] is None
-            self.log.error("lock_release_failed", lock_key=self.key,
-                           error=stranded.message if stranded is not None and not raising else None,
-                           reason="this session's server connection did not hold the migration lock")
-            if raising and stranded is not None:
-                raise stranded
+        if released:
+            session.lock_key = session.lock_pid = None
+            return
+        lost = session.lock_lost(kept="what ran before is committed and recorded, but the unlock " + (
+            "reached another server connection" if session.pooled else "found the lock already released"))
+        session.lock_key = session.lock_pid = None
+        # Not raised while another error is on its way out (release runs in `finally`): that one says more.
+        raising = sys.exc_info()[0] is None
+        self.log.error("lock_release_failed", lock_key=self.key, error=None if raising else lost.message,
+                       reason="this session's server connection did not hold the migration lock")
+        if raising:
+            raise lost
 
     def holder(self) -> str:
         """Describe the session holding the lock (pid, application, client), if visible."""

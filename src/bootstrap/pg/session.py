@@ -1,18 +1,21 @@
 """
-One connection to PostgreSQL and the session-bound mechanisms bootstrap relies on.
+One connection to PostgreSQL, and the one way work runs on it.
 
-A `Session` owns the autocommit connection and everything that depends on
-the server keeping state for this session between statements: the advisory
-lock, LISTEN, the temporary queue of ledger rows, SQL-level PREPARE, session
-settings and their reset, startup options, protocol-level prepares. Which of
-them this session may rely on is decided once, in `Capabilities`; the locker,
-the ledger and the applier ask it rather than decide for themselves (a
-connection pooler in transaction mode keeps none of them).
+A `Session` owns the autocommit connection and what the server keeps for it
+between statements: the settings every file runs with, the reset after each
+file, the migration lock's guard, LISTEN, and, behind a connection pooler,
+which server connection holds the lock.
+
+`run_file` is the one builder of "BEGIN; the timeouts (and the lock's guard);
+the work; the reset; [a ledger statement]; [COMMIT]" as one simple query, and
+the one place that counts which of the work's statements completed. Apply,
+rollback, rehearsal and verify all send their SQL through it, inside
+`transaction` when several files share one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -20,14 +23,20 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import generators, pq
 
-from .. import redact
 from ..errors import ConfigError, DatabaseUnavailableError
 from ..typing import Logger
+from .connection import KEEPALIVE
 
 # So a killed runner's backend stops within a second, even mid-statement (PostgreSQL >= 14).
 CLIENT_CHECK_INTERVAL_MS = 1000
 _OK_STATUSES = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
-
+# The server's side of noticing a lost client within about 30 s (the client's side: connection.KEEPALIVE).
+_SERVER_KEEPALIVE = (("tcp_keepalives_idle", KEEPALIVE["keepalives_idle"]),
+                     ("tcp_keepalives_interval", KEEPALIVE["keepalives_interval"]),
+                     ("tcp_keepalives_count", KEEPALIVE["keepalives_count"]),
+                     ("tcp_user_timeout", KEEPALIVE["tcp_user_timeout"]))
+# Undo whatever session state a file set (role, search_path, any SET, the timeouts), back to the defaults.
+_RESET = "RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL"
 
 POOLING_FIX = ("Point BOOTSTRAP_DATABASE_URL at PostgreSQL directly (or at a session-mode pool) and keep the "
                "pooled URL in DATABASE_URL for the app")
@@ -39,33 +48,36 @@ TRANSACTION_POOLING = (
 )
 
 
-class Capabilities(NamedTuple):
+def set_config(pairs: Sequence[tuple[str, object]], *, local: bool) -> str:
+    """One SELECT setting each (name, value): constant SQL of bootstrap's own names and whole numbers."""
+    scope = "true" if local else "false"
+    return "SELECT " + ", ".join(f"pg_catalog.set_config('{name}', '{value}', {scope})" for name, value in pairs)
+
+
+class _LockGone(Exception):
+    """The prologue's guard failed: the migration lock is no longer this session's."""
+
+
+class Timeouts(NamedTuple):
     """
-    The seven session-bound mechanisms, each True when this session may rely on it.
+    The settings every migration statement runs with, in milliseconds (0: no limit).
 
-    Attributes:
-        advisory_lock: a session-level `pg_try_advisory_lock` stays held between statements.
-        listen: `LISTEN` wake-ups reach this session.
-        temp_objects: a temporary table and sequence survive between transactions.
-        sql_prepare: `PREPARE`d statements survive between transactions.
-        session_settings: `SET` (and the `RESET ALL` after each file) apply to this session only.
-        startup_options: the server honours libpq's `options` startup parameter.
-        protocol_prepare: protocol-level prepared statements survive between transactions.
+    They travel inside the work itself (`set_config(…, true)` in each file's
+    transaction, session-wide before a `no-transaction` file's statements),
+    never as startup options, which connection poolers refuse; the reset after
+    each file removes them.
     """
 
-    advisory_lock: bool = True
-    listen: bool = True
-    temp_objects: bool = True
-    sql_prepare: bool = True
-    session_settings: bool = True
-    startup_options: bool = True
-    protocol_prepare: bool = True
+    lock_ms: int = 0
+    statement_ms: int = 0
+    check_interval_ms: int | None = CLIENT_CHECK_INTERVAL_MS  # None: the server is older than 14
 
-
-DIRECT = Capabilities()
-# Behind a pooler not probed yet (or that the probe could not tell): no LISTEN wake-ups.
-UNPROBED = Capabilities(listen=False)
-NOTHING = Capabilities(*(False,) * len(Capabilities._fields))
+    def pairs(self) -> list[tuple[str, int]]:
+        """(setting, value) pairs."""
+        out = [("lock_timeout", int(self.lock_ms)), ("statement_timeout", int(self.statement_ms))]
+        if self.check_interval_ms is not None:
+            out.append(("client_connection_check_interval", int(self.check_interval_ms)))
+        return out
 
 
 class ScriptResult(NamedTuple):
@@ -76,26 +88,22 @@ class ScriptResult(NamedTuple):
     rows: Any
 
 
-class Timeouts(NamedTuple):
+class FileRun(NamedTuple):
     """
-    The settings every migration statement runs with, in milliseconds (0: no limit).
+    What `run_file` did with one file.
 
-    They travel inside the work itself (`SET LOCAL` in each file's transaction,
-    `SET` before a `no-transaction` file's statements), never as startup options,
-    which connection poolers refuse; the reset after each file removes them.
+    Attributes:
+        done: the file's statements that completed; -1 when bootstrap's own prologue
+            failed first (the lock's guard: the lock is no longer this session's).
+        error: the error of the statement that failed, or None.
+        rows: the last result with rows (the ledger statement's RETURNING).
+        shift: characters sent before the file's text, to map the server's error position.
     """
 
-    lock_ms: int = 0
-    statement_ms: int = 0
-    check_interval_ms: int | None = CLIENT_CHECK_INTERVAL_MS  # None: the server is older than 14
-
-    def statements(self, *, local: bool) -> list[str]:
-        """The SET statements (constant SQL made of whole numbers)."""
-        verb = "SET LOCAL" if local else "SET"
-        out = [f"{verb} lock_timeout = {int(self.lock_ms)}", f"{verb} statement_timeout = {int(self.statement_ms)}"]
-        if self.check_interval_ms is not None:
-            out.append(f"{verb} client_connection_check_interval = {int(self.check_interval_ms)}")
-        return out
+    done: int
+    error: psycopg.Error | None
+    rows: Any
+    shift: int
 
 
 class Session:
@@ -112,26 +120,48 @@ class Session:
     """
 
     def __init__(self, conn: psycopg.Connection[Any], log: Logger, *, server_pid: int | None = None,
-                 timeouts: Timeouts | None = None, opener: Callable[[], psycopg.Connection[Any]] | None = None) -> None:
-        self.conn = conn
+                 timeouts: Timeouts | None = None, opener: Callable[[], psycopg.Connection[Any]] | None = None,
+                 reconnect: Callable[[], tuple[psycopg.Connection[Any], int]] | None = None) -> None:
         self.log = log
-        self.server_pid = conn.info.backend_pid if server_pid is None else server_pid
-        # libpq's pid is from the server's BackendKeyData; a pooler sends a key of its own.
-        self.pooled = conn.info.backend_pid != self.server_pid
-        self.pool_mode: str | None = "direct" if not self.pooled else None  # learned by check_writable
-        # Behind a pooler of unknown mode, nothing that needs the session to stay on one server
-        # connection is counted on until check_writable finds out (read-only commands never ask).
-        self.capabilities = DIRECT if not self.pooled else UNPROBED
-        if timeouts is None:
-            timeouts = Timeouts()
-        if conn.info.server_version < 140000:
-            timeouts = timeouts._replace(check_interval_ms=None)
-        self.timeouts = timeouts
+        self.timeouts = timeouts or Timeouts()
         self.opener = opener
-        self.lock_pid: int | None = None  # the server backend holding the migration lock, when pooled
-        self._cur: psycopg.Cursor[Any] | None = None
+        self._reconnect = reconnect
+        self.lock_key: int | None = None  # the migration lock, while this session holds it
+        self.lock_pid: int | None = None  # the server backend holding it (behind a pooler: checked by the guard)
         self._notice_context: dict[str, Any] = {}
+        self._attach(conn, conn.info.backend_pid if server_pid is None else server_pid)
+
+    def _attach(self, conn: psycopg.Connection[Any], server_pid: int) -> None:
+        self.conn = conn
+        self.server_pid = server_pid
+        # libpq's pid is from the server's BackendKeyData; a pooler sends a key of its own.
+        self.pooled = conn.info.backend_pid != server_pid
+        self.pool_mode: str | None = None if self.pooled else "direct"  # learned by check_writable
+        if conn.info.server_version < 140000:
+            self.timeouts = self.timeouts._replace(check_interval_ms=None)
         conn.add_notice_handler(self._on_notice)
+        # Session settings the reset after each file would undo, set again with it: the server noticing a lost
+        # client, and the string syntax bootstrap's lexer assumes (a database that defaults to
+        # standard_conforming_strings = off would otherwise read 'it\'' differently from the lexer).
+        pairs: list[tuple[str, object]] = list(_SERVER_KEEPALIVE)
+        if conn.info.parameter_status("standard_conforming_strings") == "off":
+            pairs.append(("standard_conforming_strings", "on"))
+        self.settings_sql = set_config(pairs, local=False)
+        self.reset_sql = f"{_RESET};{self.settings_sql}"
+        conn.execute(self.settings_sql)
+
+    def reconnect(self) -> None:
+        """
+        A new connection, waited for as at the start, after this one was lost while
+        nothing was held (waiting for the lock or for another runner's migrations).
+
+        Raises:
+            DatabaseUnavailableError: the database did not come back within --timeout (exit 4).
+        """
+        if self._reconnect is None or self.lock_key is not None:
+            raise DatabaseUnavailableError("lost the connection to the database; nothing is half-applied, run "
+                                           "again once the database is back")
+        self._attach(*self._reconnect())
 
     @property
     def server_version(self) -> int:
@@ -144,17 +174,15 @@ class Session:
         return self.conn.info.user
 
     @property
-    def cursor(self) -> psycopg.Cursor[Any]:
-        """A cursor kept for the session's small statements (saves creating one per file)."""
-        if self._cur is None or self._cur.closed:
-            self._cur = self.conn.cursor()
-        return self._cur
+    def can_listen(self) -> bool:
+        """Whether LISTEN wake-ups reach this session (not behind a pooler that may move it)."""
+        return self.pool_mode in ("direct", "session")
 
     def close(self) -> None:
         """
         Close the connection; the server releases the session's advisory lock. Behind
         a pooler the server connection lives on, for the app: hand it back clean
-        (DISCARD ALL drops the queue, prepared statements, settings, LISTENs and locks).
+        (DISCARD ALL drops settings, LISTENs and locks).
         """
         if self.pooled and not self.conn.closed and not self.in_transaction():
             try:
@@ -196,10 +224,78 @@ class Session:
                 continue
             if result.status == pq.ExecStatus.FATAL_ERROR:
                 return ScriptResult(done, pgerrors.error_from_result(result, encoding=self.conn.info.encoding), rows)
-            return ScriptResult(done, psycopg.ProgrammingError(
-                f"unexpected result status {pq.ExecStatus(result.status).name} (COPY is not supported)"
+            # COPY, which the lexer refuses in every file: the server may have gone on past it (to a COMMIT),
+            # so what happened is not known here; closing the connection ends whatever had not.
+            self.conn.close()
+            return ScriptResult(done, psycopg.OperationalError(
+                f"the server started a COPY ({pq.ExecStatus(result.status).name}), which bootstrap cannot take; "
+                "whether the rest of the query ran is unknown: `bootstrap status` shows whether it was recorded"
             ), rows)
         return ScriptResult(done, None, rows)
+
+    def prologue(self, *, local: bool = True) -> str:
+        """
+        The statement before each file's work: its timeouts, and, while this session holds
+        the migration lock, the guard that fails (division by zero) unless this session
+        still holds it: a file that released it (`pg_advisory_unlock_all()`), or a
+        pooler that moved the session to another server connection, stops the next file.
+        """
+        sql = set_config(self.timeouts.pairs(), local=local)
+        if self.lock_key is not None:
+            key = self.lock_key & 0xFFFFFFFFFFFFFFFF
+            sql += (", 1 / (EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
+                    f" AND pid = pg_catalog.pg_backend_pid() AND objsubid = 1 AND classid = {key >> 32}"
+                    f" AND objid = {key & 0xFFFFFFFF}))::integer")
+        return sql
+
+    def run_file(self, text: str, *, begin: bool = False, after: Sequence[str] = (), commit: bool = False) -> FileRun:
+        """
+        Send, as ONE simple query: [BEGIN;] the prologue; `text`; the reset; `after`
+        (a ledger statement); [COMMIT]. Inside an open transaction, leave out begin and commit.
+
+        Returns:
+            Which of the text's statements completed (see `FileRun.done`), the error, the last rows.
+        """
+        opening = [*(["BEGIN"] if begin else []), self.prologue()]
+        prefix = ";".join(opening) + ";\n"
+        query = prefix + text + "\n;" + ";".join([self.reset_sql, *after, *(["COMMIT"] if commit else [])])
+        done, error, rows = self.run_script(query)
+        # The prologue itself failed (its guard divides by zero): not the file's doing. A parse error
+        # anywhere in the query also stops it before any statement, but with another SQLSTATE.
+        guard_failed = self._guard_failed(error) and done == len(opening) - 1
+        return FileRun(-1 if guard_failed else max(0, done - len(opening)), error, rows, len(prefix))
+
+    def _guard_failed(self, error: psycopg.Error | None) -> bool:
+        return error is not None and error.sqlstate == "22012" and self.lock_key is not None
+
+    @contextmanager
+    def transaction(self, *, rollback: bool = False, kept: str | None = None) -> Iterator[None]:
+        """
+        A transaction for several statements (bootstrap's own writes, a rollback of several
+        files, a rehearsal): BEGIN and the prologue, then COMMIT, or ROLLBACK when the
+        block raises or `rollback` (always, for rehearsals and verify).
+
+        Args:
+            kept: what the error says was kept, should the lock's guard find the lock gone.
+        """
+        try:
+            with self.conn.transaction(force_rollback=rollback):
+                _done, error, _rows = self.run_script(self.prologue())
+                if self._guard_failed(error):
+                    raise _LockGone
+                if error is not None:
+                    raise error
+                yield
+        except _LockGone:
+            raise self.lock_lost(kept) from None
+
+    def set_timeouts(self) -> None:
+        """Before a `no-transaction` file's statements: the timeouts for the session (the reset removes them)."""
+        self.conn.execute(set_config(self.timeouts.pairs(), local=False))
+
+    def reset(self) -> None:
+        """After a `no-transaction` file's statements: the session back to bootstrap's settings."""
+        self.conn.execute(self.reset_sql)
 
     def rollback_quietly(self) -> None:
         """End an open or failed transaction, if any; a broken connection is left to its caller."""
@@ -209,7 +305,7 @@ class Session:
         except psycopg.Error:
             pass
 
-    def is_disconnect(self, error: psycopg.Error) -> bool:
+    def is_disconnect(self, error: BaseException) -> bool:
         """The server ended the session (terminated, shutting down) rather than the SQL failing."""
         return isinstance(error, psycopg.OperationalError) and (
             self.conn.closed or self.conn.pgconn.status == pq.ConnStatus.BAD
@@ -222,53 +318,12 @@ class Session:
         try:
             yield
         except psycopg.OperationalError as exc:
-            reason = redact.redact((exc.diag.message_primary if exc.diag else None) or str(exc)).strip()
+            reason = (exc.diag.message_primary if exc.diag else None) or str(exc)
             raise DatabaseUnavailableError(
-                f"lost the connection to the database: {reason}; nothing is half-applied, run again "
+                f"lost the connection to the database: {reason.strip()}; nothing is half-applied, run again "
                 "once the database is back",
                 sqlstate=exc.sqlstate,
             ) from None
-
-    # -- session settings ------------------------------------------------------------------
-
-    # Undo whatever session state a file set (role, search_path, any SET, bootstrap's own
-    # timeouts), back to the connection's defaults. Sent in the same query as the file.
-    reset_sql = "RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL"
-
-    def before_file(self) -> list[str]:
-        """
-        The statements that open each file's transaction, after BEGIN: the guard
-        (behind a pooler: fail unless on the server connection holding the lock),
-        then the timeouts as SET LOCAL.
-        """
-        guard = self.guard_sql
-        return [*([guard] if guard else []), *self.timeouts.statements(local=True)]
-
-    @property
-    def guard_sql(self) -> str | None:
-        """Behind a pooler, with the lock held: a statement that fails (22012) on any other server connection."""
-        if not self.pooled or self.lock_pid is None:
-            return None
-        return f"SELECT 1 / (pg_catalog.pg_backend_pid() = {int(self.lock_pid)})::integer"
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """A transaction for bootstrap's own writes, guarded and with the timeouts."""
-        with self.conn.transaction():
-            self.begun()
-            yield
-
-    def begun(self) -> None:
-        """Just after BEGIN: the guard and the timeouts (see `before_file`)."""
-        done, error, _rows = self.run_script(";".join(self.before_file()))
-        if error is not None:
-            if self.guard_sql is not None and done == 0:
-                raise self.moved() from None
-            raise error
-
-    def set_timeouts(self) -> None:
-        """Before a `no-transaction` file's statements: the timeouts for the session (the reset removes them)."""
-        self.conn.execute(";".join(self.timeouts.statements(local=False)))
 
     def on_holder(self) -> bool:
         """Behind a pooler: whether this session is still on the server connection that holds the lock."""
@@ -289,47 +344,44 @@ class Session:
         Raises:
             ConfigError: a transaction-mode pooler (exit 3), before anything changed.
         """
-        if not self.pooled:
-            return
         if self.pool_mode is None:
             from .pooler import pool_mode
 
-            self.pool_mode = pool_mode(self, self.opener)
+            self.pool_mode = pool_mode(self.conn, self.opener)
             self.log.info("connection_pooler_detected", pool_mode=self.pool_mode)
-            # Session pooling keeps every mechanism; "unknown" (the probe got no second server
-            # connection in time: a busy session pool) keeps all but LISTEN, and the guards stay on.
-            self.capabilities = {"session": DIRECT, "unknown": UNPROBED}.get(self.pool_mode, NOTHING)
         if self.pool_mode == "transaction":
             raise ConfigError(TRANSACTION_POOLING, pool_mode="transaction")
 
-    def moved(self, kept: str | None = None) -> ConfigError:
+    def lock_lost(self, kept: str | None = None) -> ConfigError:
         """
-        The error for work that reached another server connection than the lock holder's.
+        The error for work that found the migration lock no longer this session's: a
+        pooler moved the session to another server connection, or what ran released it.
 
         Args:
             kept: what of the file ran and was kept (a `no-transaction` file's statements).
         """
-        stranded = (f" The migration lock may be left on server backend {self.lock_pid}: "
-                    f"SELECT pg_terminate_backend({self.lock_pid}) frees it." if self.lock_pid else "")
         outcome = f"; {kept}." if kept else "; the transaction was rolled back."
+        if self.pooled:
+            from .pooler import free_stranded_lock
+
+            stranded = free_stranded_lock(self.conn, self.lock_pid, self.lock_key, self.log)
+            self.lock_key = self.lock_pid = None
+            return ConfigError(
+                "this session's work reached another server connection than the one holding the migration lock: "
+                f"a connection pooler in transaction mode sits between bootstrap and PostgreSQL{outcome}{stranded} "
+                + POOLING_FIX, pool_mode="transaction")
         return ConfigError(
-            "this session's work reached another server connection than the one holding the migration lock: "
-            f"a connection pooler in transaction mode sits between bootstrap and PostgreSQL{outcome}{stranded} "
-            + POOLING_FIX,
-            pool_mode="transaction",
-        )
+            "this session no longer holds the migration lock: a file released it (pg_advisory_unlock_all(), "
+            f"DISCARD ALL, or pg_advisory_unlock of bootstrap's key){outcome} Another runner may take it now, so "
+            "bootstrap stopped before the next file; remove that statement from the file")
 
     # -- server notices --------------------------------------------------------------------
 
     def _on_notice(self, diag: pgerrors.Diagnostic) -> None:
         severity = (diag.severity_nonlocalized or diag.severity or "NOTICE").upper()
-        fields = {
-            "severity": severity,
-            "message": redact.redact(diag.message_primary or ""),
-            **self._notice_context,
-        }
+        fields = {"severity": severity, "message": diag.message_primary or "", **self._notice_context}
         if diag.message_detail:
-            fields["detail"] = redact.redact(diag.message_detail)
+            fields["detail"] = diag.message_detail
         if severity == "WARNING":
             self.log.warning("server_notice", **fields)
         elif severity == "NOTICE":

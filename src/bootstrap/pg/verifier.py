@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .. import redact
 from ..typing import Logger
 from .session import Session
 
@@ -20,23 +19,18 @@ def run_verify(session: Session, scripts: list[tuple[str, str]], log: Logger) ->
     Returns:
         One message per failing script (empty when all pass).
     """
-    conn = session.conn
     failures: list[str] = []
-    conn.execute("BEGIN")
-    try:
-        conn.execute(";".join(session.timeouts.statements(local=True)))
+    with session.transaction(rollback=True):
         for name, text in scripts:
-            conn.execute("SAVEPOINT bootstrap_verify")
+            session.conn.execute("SAVEPOINT bootstrap_verify")
             with session.notices(verify=name):
-                _done, error, _rows = session.run_script(text)
-            if error is None:
-                conn.execute("RELEASE SAVEPOINT bootstrap_verify")
+                run = session.run_file(text)
+            if run.error is None:
+                session.conn.execute("RELEASE SAVEPOINT bootstrap_verify")
                 log.info("verify_passed", script=name)
                 continue
-            conn.execute("ROLLBACK TO SAVEPOINT bootstrap_verify")
-            message = redact.redact(error.diag.message_primary or str(error))
+            session.conn.execute("ROLLBACK TO SAVEPOINT bootstrap_verify")
+            message = run.error.diag.message_primary or str(run.error)
             failures.append(f"{name}: {message}")
-            log.error("verify_failed", script=name, error=message, sqlstate=error.sqlstate)
-    finally:
-        session.rollback_quietly()
+            log.error("verify_failed", script=name, error=message, sqlstate=run.error.sqlstate)
     return failures
