@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from .errors import IntegrityError
+from .errors import ConfigError, IntegrityError
 from .migrations import Migration, versioned_files
 
 _LEADING_DIGITS = re.compile(r"^([0-9]+)(?:[_.\-]|$)")
@@ -32,7 +32,9 @@ class Tool(NamedTuple):
         order_by: the order rows were written.
         layout: how rows become entries: `log` (a row per applied migration),
             `goose` (a row per up or down; the latest row of a version decides),
-            `version` (golang-migrate: one row, the current version).
+            `flyway` (rows folded in installed_rank order: an undo or a repair's
+            DELETE takes its version back), `version` (golang-migrate: one row,
+            the current version).
     """
 
     name: str
@@ -55,7 +57,7 @@ TOOLS: dict[str, Tool] = {
     # Flyway: flyway_schema_history(installed_rank, version, description, type, script, checksum,
     #   installed_by, installed_on, execution_time, success); BASELINE rows mark "everything up to here".
     "flyway": Tool("flyway", "public", "flyway_schema_history", "script", "version", "installed_on", "type",
-                   "success", "installed_rank"),
+                   "success", "installed_rank", layout="flyway"),
     # goose: goose_db_version(id serial, version_id bigint, is_applied boolean, tstamp timestamp): a row per
     #   up (is_applied) and per down (not); version 0 is goose's own first row, not a migration.
     "goose": Tool("goose", "public", "goose_db_version", "version_id", "version_id", "tstamp", None, "is_applied",
@@ -94,7 +96,9 @@ def entries(tool: Tool, rows: list[tuple[Any, ...]]) -> list[Entry]:
     Raises:
         IntegrityError: golang-migrate's ledger is dirty (a version failed halfway).
     """
-    if tool.layout == "goose":
+    if tool.layout == "flyway":
+        rows = _flyway_folded(rows)
+    elif tool.layout == "goose":
         # The latest row of each version says whether it is applied now (a down adds a row).
         latest = {row[1]: row for row in rows if row[1] != 0}
         rows = [row for row in latest.values() if row[4]]
@@ -114,6 +118,41 @@ def entries(tool: Tool, rows: list[tuple[Any, ...]]) -> list[Entry]:
                          baseline=str(kind).upper() == "BASELINE",
                          repeatable=version_text is None and str(label).startswith("R__")))
     return out
+
+
+# Flyway's row types (its MigrationType, with the legacy names it still reads), by what they mean here.
+_FLYWAY_APPLIED = frozenset({"SQL", "JDBC", "SPRING_JDBC", "SCRIPT", "CUSTOM"})
+_FLYWAY_BASELINE = frozenset({"BASELINE", "SQL_BASELINE", "JDBC_BASELINE", "SCRIPT_BASELINE", "SQL_STATE_SCRIPT",
+                              "JDBC_STATE_SCRIPT"})
+_FLYWAY_TAKEN_BACK = frozenset({"UNDO_SQL", "UNDO_JDBC", "UNDO_SPRING_JDBC", "UNDO_SCRIPT", "UNDO_CUSTOM", "DELETE"})
+
+
+def _flyway_folded(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """
+    Flyway's history folded in installed_rank order: what is applied now. An undo of a
+    version, or the DELETE row `flyway repair` writes for it, takes it back; failed rows
+    and the schema-creation row count for nothing.
+
+    Raises:
+        ConfigError: a row type bootstrap does not know, named (nothing is adopted).
+    """
+    current: dict[str, tuple[Any, ...]] = {}
+    for row in rows:
+        label, version, _applied_at, kind, success = row
+        kind = str(kind).upper()
+        if kind == "SCHEMA":
+            continue
+        if kind not in _FLYWAY_APPLIED | _FLYWAY_BASELINE | _FLYWAY_TAKEN_BACK:
+            raise ConfigError(f"flyway's history holds a row of type {kind!r} ({label}), which bootstrap does not "
+                              "know how to read; nothing was adopted", type=kind)
+        if not success:
+            continue
+        key = str(version) if version is not None else str(label)
+        if kind in _FLYWAY_TAKEN_BACK:
+            current.pop(key, None)
+        else:
+            current[key] = (label, version, _applied_at, "BASELINE" if kind in _FLYWAY_BASELINE else kind, success)
+    return list(current.values())
 
 
 def _current_version(tool: Tool, rows: list[tuple[Any, ...]]) -> list[Entry]:

@@ -7,20 +7,15 @@ and `REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE} CONCURRENTLY name`
 run outside a transaction, so a failed or cancelled build leaves its INVALID
 index behind (REINDEX: `<name>_ccnew`). The applier asks this module which
 index or table a statement names, so it can drop what a failed build left and
-check that a finished one is valid. Pure: no I/O.
+check that a finished one is valid. The statement is read with the lexer's own
+tokens (`sqlsplit.head_tokens`). Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
-# Comments, quoted identifiers, words (PostgreSQL's identifier characters), and single characters.
-_TOKEN = re.compile(
-    r"\s+|--[^\n]*|/\*.*?\*/|\"(?:[^\"]|\"\")*\"|[^\W\d][\w$]*|\d+|.",
-    re.DOTALL,
-)
-_MAX_TOKENS = 64  # the header names everything; the column list and the rest do not matter
+from .sqlsplit import SqlSyntaxError, head_tokens
 
 
 class Name(NamedTuple):
@@ -53,32 +48,17 @@ class Build(NamedTuple):
     schema: str | None = None
 
 
-def _tokens(text: str) -> list[tuple[str, bool]]:
-    """(token, quoted) pairs of the statement's head: words lowercased unless quoted; blanks and comments dropped."""
-    out: list[tuple[str, bool]] = []
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        if token.isspace() or token.startswith(("--", "/*")):
-            continue
-        if token.startswith('"'):
-            out.append((token[1:-1].replace('""', '"'), True))
-        else:
-            out.append((token.lower(), False))
-        if len(out) >= _MAX_TOKENS:
-            break
-    return out
-
-
 class _Reader:
-    """Walks the tokens of one statement head."""
+    """Walks the tokens of one statement head (`sqlsplit.head_tokens`)."""
 
-    def __init__(self, tokens: list[tuple[str, bool]]) -> None:
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.tokens = tokens
         self.at = 0
 
     def peek(self, ahead: int = 0) -> str | None:
+        """The next word or punctuation (not a quoted identifier or a string), or None."""
         i = self.at + ahead
-        if i < len(self.tokens) and not self.tokens[i][1]:
+        if i < len(self.tokens) and self.tokens[i][1] in ("word", "other"):
             return self.tokens[i][0]
         return None
 
@@ -101,27 +81,25 @@ class _Reader:
         return Name(None, first)
 
     def _identifier(self) -> str | None:
-        if self.at >= len(self.tokens):
-            return None
-        token, quoted = self.tokens[self.at]
-        if quoted or re.match(r"[^\W\d][\w$]*$", token):
+        if self.at < len(self.tokens) and self.tokens[self.at][1] in ("word", "ident"):
             self.at += 1
-            return token
+            return self.tokens[self.at - 1][0]
         return None
 
     def options(self) -> list[str]:
-        """A parenthesised option list, `(verbose, concurrently true)`, as its words (none when absent)."""
+        """A parenthesised option list, `(verbose, concurrently true)`, as its words and values (none when absent)."""
         if self.peek() != "(":
             return []
         depth, words = 0, list[str]()
         while self.at < len(self.tokens):
-            part = self.peek()
+            part, kind = self.tokens[self.at]
             self.at += 1
-            depth += 1 if part == "(" else -1 if part == ")" else 0
-            if depth == 0:
-                return words
-            if part not in (None, "(", ",", "'"):  # a quoted value ('off') as its word
-                words.append(part)
+            if kind == "other":
+                depth += 1 if part == "(" else -1 if part == ")" else 0
+                if depth == 0:
+                    return words
+            if kind in ("word", "string"):  # a quoted value ('off') as its word
+                words.append(part.lower())
         return words
 
 
@@ -143,7 +121,10 @@ def concurrent_build(text: str) -> Build | None:
     Args:
         text: one statement (leading comments allowed).
     """
-    reader = _Reader(_tokens(text))
+    try:
+        reader = _Reader(head_tokens(text))
+    except SqlSyntaxError:  # the lexer split it: an unterminated token can only lie past the head's end
+        return None
     if reader.accept("create"):
         reader.accept("unique")
         if not reader.accept("index", "concurrently"):

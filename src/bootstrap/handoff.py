@@ -63,7 +63,7 @@ def resolve_command(name: str, environ: Mapping[str, str]) -> str:
     if not name:
         raise CommandNotFoundError("command not found: ''", app=name)
     if "/" in name:
-        return _check_executable(name, name)
+        return _check_interpreter(_check_executable(name, name), name)
     denied: str | None = None
     for folder in environ.get("PATH", os.defpath).split(os.pathsep):
         candidate = os.path.join(folder or ".", name)
@@ -72,7 +72,7 @@ def resolve_command(name: str, environ: Mapping[str, str]) -> str:
         except OSError:
             continue
         if stat.S_ISREG(info.st_mode) and os.access(candidate, os.X_OK):
-            return candidate
+            return _check_interpreter(candidate, name)
         denied = denied or candidate
     if denied is not None:
         raise CommandNotExecutableError(f"{name}: permission denied ({denied} is not executable)",
@@ -91,6 +91,26 @@ def _check_executable(path: str, name: str) -> str:
         raise CommandNotExecutableError(f"{name}: is a directory", app=name)
     if not os.access(path, os.X_OK):
         raise CommandNotExecutableError(f"{name}: permission denied (not executable)", app=name)
+    return path
+
+
+def _check_interpreter(path: str, name: str) -> str:
+    """
+    A script's `#!` interpreter must exist too: exec would fail after bootstrap said it was done
+    (exit 127, as shells report "required file not found").
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return path  # executable but unreadable (a binary with mode 111): exec decides
+    if not head.startswith(b"#!"):
+        return path
+    line = head[2:].split(b"\n", 1)[0].split()
+    interpreter = line[0].decode(errors="replace") if line else ""
+    if interpreter.startswith("/") and not (os.path.isfile(interpreter) and os.access(interpreter, os.X_OK)):
+        raise CommandNotFoundError(f"{name}: its interpreter {interpreter} (its #! line) is not found",
+                                   app=name, interpreter=interpreter)
     return path
 
 

@@ -277,9 +277,9 @@ def discover_verify_scripts(sql_dir: Path) -> list[Path]:
     return paths
 
 
-# Other tools keep the rollback in the same file; bootstrap would run it right after the up part.
-_FOREIGN_DOWN_MARKERS = re.compile(r"^--\s*(migrate:down|down migration|\+goose\s+down)\b",
-                                   re.IGNORECASE | re.MULTILINE)
+# Other tools keep the rollback in the same file; bootstrap would run it right after the up part. Each marker
+# is a whole comment line, as the tool writes it (dbmate's may carry options), never a comment about one.
+_FOREIGN_DOWN_MARKERS = re.compile(r"^--\s*(migrate:down(\s.*)?|down migration|\+goose\s+down)\s*$", re.IGNORECASE)
 
 
 def parse_migration(migration: Migration) -> ParsedMigration:
@@ -298,13 +298,13 @@ def parse_migration(migration: Migration) -> ParsedMigration:
                         transactional=migration.transactional, lint_ignore=migration.lint_ignore,
                         valid_checksums=migration.valid_checksums)
     read, script = parse_file(migration.path, known)
-    marker = _FOREIGN_DOWN_MARKERS.search(read.text)
+    marker = next(((at, text) for at, text in script.comment_lines() if _FOREIGN_DOWN_MARKERS.match(text)), None)
     if marker is not None:
         from .sqlsplit import line_col
 
-        line, _ = line_col(read.text, marker.start())
+        line, _ = line_col(read.text, marker[0])
         raise ConfigError(
-            f"{where(migration.path)}:{line}: '{marker.group(0)}' starts another tool's rollback section, "
+            f"{where(migration.path)}:{line}: '{marker[1].strip()}' starts another tool's rollback section, "
             f"which bootstrap would run right after the up part; move it to "
             f"{migration.path.name.removesuffix('.sql')}.down.sql",
             file=str(migration.path),

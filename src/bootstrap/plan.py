@@ -17,7 +17,7 @@ from .migrations import Kind, Migration, versioned_files
 from .typing import AppliedMigration, RepairChange
 
 __all__ = ["AppliedMigration", "Entry", "Plan", "State", "build_plan", "check_target", "evaluate", "plan_baseline",
-           "plan_repair", "plan_rollback", "up_to"]
+           "plan_repair", "plan_retired", "plan_rollback", "up_to"]
 
 
 class State(enum.StrEnum):
@@ -176,7 +176,8 @@ def evaluate(
                                  f"written by a newer release (after version {row.after_version}); left as it is"))
         elif migration is None:
             assert row is not None
-            problems.append(f"{name} (repeatable) was applied but its file is missing")
+            problems.append(f"{name} (repeatable) was applied but its file is missing; restore it, or retire it "
+                            "with `bootstrap repair` (its ledger row goes; what it created stays)")
             entries.append(Entry(Kind.REPEATABLE, None, name, State.MISSING, None, row,
                                  "applied, file missing"))
         elif row is None or row.checksum != migration.checksum:
@@ -324,3 +325,9 @@ def plan_repair(migrations: list[Migration], applied: list[AppliedMigration]) ->
             continue
         out.append(RepairChange(row=row, migration=migration))
     return out
+
+
+def plan_retired(migrations: list[Migration], applied: list[AppliedMigration]) -> list[AppliedMigration]:
+    """The rows of repeatables whose file was deleted (not those a newer release wrote): `repair` retires them."""
+    return [e.applied for e in evaluate(migrations, applied, out_of_order=True).entries
+            if e.kind is Kind.REPEATABLE and e.state is State.MISSING and e.applied is not None]

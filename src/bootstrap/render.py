@@ -81,7 +81,10 @@ def repair_lines(result: RepairResult) -> list[str]:
             what.append(f"name {row.name} -> {migration.name}")
         lines.append(f"{'would fix' if result.dry_run else 'repaired '}  {row.version}  {migration.name}: "
                      f"{', '.join(what)}")
-    if not result.changes:
+    for row in result.retired:
+        lines.append(f"{'would retire' if result.dry_run else 'retired  '}  R  {row.name}: its file was deleted; "
+                     "its ledger row goes, what it created stays")
+    if not result.changes and not result.retired:
         lines.append("nothing to repair: every applied file matches the ledger")
     return lines
 

@@ -228,14 +228,10 @@ def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> 
             f"{where(path)}:{line}:{col}: {exc}", file=str(path), line=line
         ) from None
     for statement in script.code_statements:
-        if statement.words[:1] == ("copy",) and "stdin" in _code_words(statement.text):
+        refused = _refused(statement.words)
+        if refused is not None:
             line, _ = line_col(read.text, statement.code_start)
-            raise ConfigError(
-                f"{where(path)}:{line}: COPY ... FROM STDIN needs psql; "
-                "use INSERT statements or COPY from a server-side file",
-                file=str(path),
-                line=line,
-            )
+            raise ConfigError(f"{where(path)}:{line}: {refused}", file=str(path), line=line)
     if script.backslashes:
         line, col = line_col(read.text, script.backslashes[0])
         snippet = read.text[script.backslashes[0] :].split("\n", 1)[0][:40]
@@ -282,5 +278,19 @@ def _is_transaction_control(words: tuple[str, ...]) -> bool:
     return not (words[0] == "rollback" and len(words) > 1 and words[1] == "to")
 
 
-def _code_words(text: str) -> set[str]:
-    return {w.lower() for w in re.findall(r"[A-Za-z_]+", text)}
+_LOCK_RELEASE = ("releases bootstrap's migration lock, so another runner could take it mid-run; "
+                 "bootstrap holds it for the whole run and releases it itself")
+
+
+def _refused(words: tuple[str, ...]) -> str | None:
+    """Why a statement (its words outside strings and comments, as the lexer read them) is refused, if it is."""
+    if words[:1] == ("copy",) and "stdin" in words:
+        return "COPY ... FROM STDIN needs psql; use INSERT statements or COPY from a server-side file"
+    if words[:1] == ("copy",) and "stdout" in words:
+        return ("COPY ... TO STDOUT sends rows to a client that keeps none; use COPY to a server-side file, or a "
+                "SELECT in a verify script")
+    if words[:2] == ("discard", "all"):
+        return "DISCARD ALL " + _LOCK_RELEASE
+    if "pg_advisory_unlock_all" in words:
+        return "pg_advisory_unlock_all() " + _LOCK_RELEASE
+    return None

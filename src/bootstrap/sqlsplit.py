@@ -82,20 +82,32 @@ class Statement(NamedTuple):
 
 
 class Script(NamedTuple):
-    """A script split into statements, with what a validator wants to know."""
+    """
+    A script split into statements, with what a validator wants to know.
+
+    Attributes:
+        backslashes: offsets of backslashes outside strings and comments: psql meta-commands.
+        line_comments: offsets of the `--` comments that start a line (leading blanks
+            aside), outside strings, quoted identifiers, dollar quotes and block comments.
+    """
 
     text: str
     statements: tuple[Statement, ...]
-    backslashes: tuple[int, ...]  # offsets of `\` outside strings: psql meta-commands
+    backslashes: tuple[int, ...]
+    line_comments: tuple[int, ...] = ()
 
     @property
     def code_statements(self) -> tuple[Statement, ...]:
         """The statements the server will run (those with code)."""
         return tuple(s for s in self.statements if s.has_code)
 
-    def line_col(self, offset: int) -> tuple[int, int]:
-        """1-based line and column of a character offset."""
-        return line_col(self.text, offset)
+    def comment_lines(self) -> list[tuple[int, str]]:
+        """(offset, text up to the end of its line) of each line comment."""
+        out = []
+        for start in self.line_comments:
+            end = self.text.find("\n", start)
+            out.append((start, self.text[start : end if end >= 0 else len(self.text)]))
+        return out
 
 
 def line_col(text: str, offset: int) -> tuple[int, int]:
@@ -114,7 +126,7 @@ def line_col(text: str, offset: int) -> tuple[int, int]:
 class _Builder:
     """Accumulates the state of the statement being scanned."""
 
-    __slots__ = ("begin_depth", "code_start", "paren_depth", "routine", "start", "words")
+    __slots__ = ("begin_depth", "code_start", "copy", "paren_depth", "routine", "start", "words")
 
     def __init__(self, start: int) -> None:
         self.start = start
@@ -123,6 +135,7 @@ class _Builder:
         self.paren_depth = 0
         self.begin_depth = 0
         self.routine = False
+        self.copy = False  # a COPY: every word outside parentheses is kept (FROM STDIN, TO STDOUT)
 
     def code_at(self, offset: int) -> None:
         if self.code_start < 0:
@@ -134,9 +147,17 @@ class _Builder:
         words = self.words
         if len(words) < _WORDS_KEPT:
             lowered = word.lower()
+            if self.copy and self.paren_depth:
+                return
             words.append(lowered)
+            if len(words) == 1:
+                self.copy = lowered == "copy"
             if not self.routine and words[0] == "create" and len(words) in (2, 4):
                 self.routine = tuple(words) in _ROUTINE_PREFIXES
+        elif self.copy:
+            if not self.paren_depth:
+                words.append(word.lower())
+            return
         elif not self.routine:
             return  # most statements: nothing more to learn from their words
         else:
@@ -179,13 +200,14 @@ def split_statements(text: str) -> Script:
     """
     statements: list[Statement] = []
     backslashes: list[int] = []
+    line_comments: list[int] = []
     current = _Builder(0)
     pos = 0
     length = len(text)
     full_search = _TOKEN.search
     fast_search = _TOKEN_SKIPPING_WORDS.search
     while pos < length:
-        skipping = len(current.words) >= _WORDS_KEPT and not current.routine
+        skipping = len(current.words) >= _WORDS_KEPT and not (current.routine or current.copy)
         match = (fast_search if skipping else full_search)(text, pos)
         if match is None:
             break
@@ -204,6 +226,8 @@ def split_statements(text: str) -> Script:
                 pos = _skip(_STANDARD_STRING_REST, text, pos, start, "string")
             continue
         if token == "--":
+            if not text[text.rfind("\n", 0, start) + 1 : start].strip():
+                line_comments.append(start)
             newline = text.find("\n", pos)
             pos = length if newline < 0 else newline + 1
         elif token == "/*":
@@ -259,7 +283,45 @@ def split_statements(text: str) -> Script:
             current.word(token, start)
     if current.start < length:
         statements.append(current.finish(text, length))
-    return Script(text=text, statements=tuple(statements), backslashes=tuple(backslashes))
+    return Script(text=text, statements=tuple(statements), backslashes=tuple(backslashes),
+                  line_comments=tuple(line_comments))
+
+
+# A statement's head, token by token, for what reads the names in it (concurrently.py).
+_HEAD_TOKEN = re.compile(rf"\s+|--[^\n]*|/\*|'|\"|{_IDENT_START}{_IDENT_CONT}*|[0-9]+|.", re.DOTALL)
+
+
+def head_tokens(text: str, limit: int = 64) -> list[tuple[str, str]]:
+    """
+    The first `limit` tokens of one statement, with the lexer's rules for comments,
+    strings and quoted identifiers: (text, kind) with kind `word` (lowercased, as
+    PostgreSQL folds it), `ident` (a quoted identifier, as written), `string` (its
+    content) or `other` (punctuation, numbers). Blanks and comments are left out.
+
+    Raises:
+        SqlSyntaxError: an unterminated string, quoted identifier or comment.
+    """
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text) and len(out) < limit:
+        match = _HEAD_TOKEN.match(text, pos)
+        assert match is not None  # `.` matches any character
+        token, start, pos = match.group(), match.start(), match.end()
+        if token[0].isspace() or token.startswith("--"):
+            continue
+        if token == "/*":
+            pos = _skip_block_comment(text, pos, start)
+        elif token == "'":
+            pos = _skip(_STANDARD_STRING_REST, text, pos, start, "string")
+            out.append((text[start + 1 : pos - 1].replace("''", "'"), "string"))
+        elif token == '"':
+            pos = _skip(_QUOTED_IDENT_REST, text, pos, start, "quoted identifier")
+            out.append((text[start + 1 : pos - 1].replace('""', '"'), "ident"))
+        elif re.match(_IDENT_START, token):
+            out.append((token.lower(), "word"))
+        else:
+            out.append((token, "other"))
+    return out
 
 
 def _skip(rest: re.Pattern[str], text: str, pos: int, start: int, what: str) -> int:

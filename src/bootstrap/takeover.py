@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import ConfigError, IntegrityError
 from .migrations import Migration
-from .plan import plan_baseline, plan_repair, versioned_rows
+from .plan import plan_baseline, plan_repair, plan_retired, versioned_rows
 from .runner import Migrator
 from .typing import AdoptResult, BaselineResult, RepairResult
 
@@ -46,25 +46,31 @@ def baseline(migrator: Migrator, migrations: list[Migration], *, version: int, a
 def repair(migrator: Migrator, migrations: list[Migration], *, dry_run: bool) -> RepairResult:
     """
     Re-record the checksums (and names) of applied versioned files after a
-    reviewed edit; change nothing else (missing files are listed, not
-    touched; repeatables are re-applied by migrate, not repaired).
+    reviewed, cosmetic edit, and retire deleted repeatables (their rows go; what
+    they created stays). Nothing else changes: missing versioned files are listed,
+    not touched; changed repeatables are re-applied by migrate, not repaired.
     """
     with migrator.session.guard(), migrator.locked():
-        entries = plan_repair(migrations, migrator.ledger.read())
-        result = RepairResult(dry_run, entries)
+        applied = migrator.ledger.read()
+        entries = plan_repair(migrations, applied)
+        result = RepairResult(dry_run, entries, plan_retired(migrations, applied))
         changes = [(e.row.version, e.migration.checksum, e.migration.name)
                    for e in entries if e.migration is not None and e.row.version is not None]
-        if changes and not dry_run:
-            migrator.ledger.rewrite_checksums(changes)
+        if (changes or result.retired) and not dry_run:
+            migrator.ledger.rewrite_checksums(changes, [r.name for r in result.retired])
     for entry in entries:
         row, migration = entry.row, entry.migration
         if migration is None:
             migrator.log.warning("repair_skipped_missing", version=row.version, migration=row.name)
             continue
         migrator.log.info("migration_repaired" if not dry_run else "migration_repair_planned",
-                      version=row.version, migration=migration.name, old_checksum=row.checksum,
-                      new_checksum=migration.checksum, old_name=row.name)
+                          version=row.version, migration=migration.name, old_checksum=row.checksum,
+                          new_checksum=migration.checksum, old_name=row.name)
+    for row in result.retired:
+        migrator.log.info("repeatable_retired" if not dry_run else "repeatable_retire_planned", migration=row.name,
+                          reason="its file was deleted; what it created stays in the database")
     return result
+
 
 def adopt(migrator: Migrator, migrations: list[Migration], *, tool_name: str, table: tuple[str, str] | None,
           dry_run: bool) -> AdoptResult:

@@ -173,10 +173,11 @@ class RepairChange(NamedTuple):
 
 
 class RepairResult(NamedTuple):
-    """What `repair` found, in version order; changes made unless `dry_run`."""
+    """What `repair` found, in version order, and the deleted repeatables it retires; changes made unless `dry_run`."""
 
     dry_run: bool
     entries: list[RepairChange]
+    retired: list[AppliedMigration] = []  # noqa: RUF012 - a NamedTuple default, never mutated
 
     @property
     def changes(self) -> list[RepairChange]:
@@ -185,7 +186,8 @@ class RepairResult(NamedTuple):
 
     def as_log(self) -> dict[str, Any]:
         """The `bootstrap_completed` fields."""
-        return {"migrations_repaired": 0 if self.dry_run else len(self.changes)}
+        return {"migrations_repaired": 0 if self.dry_run else len(self.changes),
+                "repeatables_retired": 0 if self.dry_run else len(self.retired)}
 
 
 class AdoptResult(NamedTuple):

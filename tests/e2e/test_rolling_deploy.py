@@ -143,3 +143,26 @@ def test_a_repeatable_applied_for_the_first_time_is_not_warned(fresh_url: str, t
     assert 0 == result.returncode, result.stderr
     assert "repeatable_applied" in events(result.stderr)
     assert "repeatables_without_version" not in events(result.stderr)
+
+
+def test_an_empty_sql_directory_against_applied_versions_is_a_configuration_error(
+        fresh_url: str, releases: tuple[Path, Path], tmp_path: Path, db: psycopg.Connection) -> None:
+    """No versioned file while the ledger holds versions: exit 3 naming the directory (not 'all future', exit 0)."""
+    _old, new = releases
+    assert 0 == run_cli(["migrate"], env(fresh_url, new)).returncode
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args in (["migrate"], ["run", "--", "true"], ["status", "--exit-code"], ["wait-migrated"]):
+        result = run_cli(args, env(fresh_url, empty))
+        assert 3 == result.returncode, (args, result.stderr)
+        assert f"the migrations directory {empty} holds no versioned file" in last_error(result.stderr)["error"]
+    other = tmp_path / "other-db"
+    other.mkdir()
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE empty_dir_against_empty_ledger")
+    try:
+        assert 0 == run_cli(["migrate"], env(fresh_url.rsplit("/", 1)[0] + "/empty_dir_against_empty_ledger",
+                                            other)).returncode
+    finally:
+        with psycopg.connect(fresh_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE empty_dir_against_empty_ledger WITH (FORCE)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.helpers import bootstrap_cmd, clean_env, events, ledger, poll, run_cli, write
+from tests.helpers import bootstrap_cmd, clean_env, events, ledger, logs, run_cli, write
 
 PY = sys.executable
 
@@ -141,14 +141,9 @@ def test_python_m_and_console_script_agree(fresh_url: str, sql_dir: Path) -> Non
     """Both `python -m bootstrap` and the installed `bootstrap` script run."""
     script = Path(sys.executable).parent / "bootstrap"
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
-    assert (0, result.stdout) == (run_cli(["--version"]).returncode, run_cli(["--version"]).stdout)
+    by_module = run_cli(["--version"])
+    assert (0, result.stdout) == (by_module.returncode, by_module.stdout)
     assert result.stdout.startswith("bootstrap ")
-
-
-def test_poll_helper_is_used_not_sleep() -> None:
-    """The suite's polling helper returns the first truthy value."""
-    values = iter([0, 0, 3])
-    assert 3 == poll(lambda: next(values), timeout=5)
 
 
 def test_replica_without_wait_migrate_or_verify_needs_no_database(sql_dir: Path) -> None:
@@ -159,7 +154,8 @@ def test_replica_without_wait_migrate_or_verify_needs_no_database(sql_dir: Path)
     result = run_cli(["run", "--no-wait", "--no-migrate", "--no-verify", "--", "echo", "up"], env_for(url, sql_dir))
     assert (0, "up\n") == (result.returncode, result.stdout)
     env = env_for(url, sql_dir, BOOTSTRAP_NO_WAIT="1", BOOTSTRAP_NO_MIGRATE="true", BOOTSTRAP_NO_VERIFY="yes")
-    assert (0, "up\n") == (run_cli(["run", "--", "echo", "up"], env).returncode, "up\n")
+    by_variables = run_cli(["run", "--", "echo", "up"], env)
+    assert (0, "up\n") == (by_variables.returncode, by_variables.stdout)
 
 
 def test_mistyped_run_option_is_a_usage_error(fresh_url: str, sql_dir: Path) -> None:
@@ -184,3 +180,17 @@ def test_script_without_shebang_runs_with_sh(fresh_url: str, sql_dir: Path, tmp_
     script.chmod(0o755)
     result = run_cli(["run", "--no-migrate", "--", str(script)], env_for(fresh_url, sql_dir))
     assert (0, f"from-sh {script}\n") == (result.returncode, result.stdout)
+
+
+def test_a_script_whose_interpreter_is_missing_is_127_with_one_summary(fresh_url: str, sql_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """A #! naming a missing interpreter: exit 127 before anything, one summary line naming the interpreter."""
+    script = write(tmp_path, "app", "#!/usr/bin/no-such-interpreter\necho never\n")
+    script.chmod(0o755)
+    write(sql_dir, "1_t.sql", "CREATE TABLE t (id int);")
+    result = run_cli(["run", "--", str(script)], env_for(fresh_url, sql_dir))
+    assert 127 == result.returncode
+    summaries = [e for e in logs(result.stderr) if e["event"] in ("bootstrap_completed", "bootstrap_failed")]
+    assert ["bootstrap_failed"] == [e["event"] for e in summaries]
+    assert "/usr/bin/no-such-interpreter" in summaries[0]["error"]
+    assert "database_ready" not in [e["event"] for e in logs(result.stderr)]

@@ -133,6 +133,10 @@ CASES = [
     Case("unterminated-comment", {"1_a.sql": "SELECT 1;\n/* never closed\n"}, message="1_a.sql:2:1: unterminated /* comment"),
     Case("psql-meta-command", {"1_a.sql": "\\set ON_ERROR_STOP on\nSELECT 1;\n"}, message="1_a.sql:1:1: '\\set ON_ERROR_STOP on' is a psql meta-command"),
     Case("commit-in-transactional-file", {"1_a.sql": "CREATE TABLE a (id int);\nCOMMIT;\n"}, message="1_a.sql:2: COMMIT in a transactional file"),
+    Case("copy-to-stdout", {"1_a.sql": "CREATE TABLE a (id int);\nCOPY a TO STDOUT;\n"}, message="1_a.sql:2: COPY ... TO STDOUT sends rows to a client that keeps none"),
+    Case("copy-from-a-query-naming-stdin", {"1_a.sql": "CREATE TABLE a (id int);\nCOPY (SELECT 'stdin') TO PROGRAM 'cat > /dev/null';\n"}, code=0, applied=(1,)),
+    Case("discard-all-in-a-no-transaction-file", {"1_a.sql": "-- bootstrap:no-transaction\nCREATE TABLE a (id int);\nDISCARD ALL;\n"}, message="1_a.sql:3: DISCARD ALL releases bootstrap's migration lock"),
+    Case("comment-about-a-down-file", {"1_a.sql": "-- Down migration: see 1_a.down.sql\nCREATE TABLE a (id int);\n"}, code=0, applied=(1,), kept_tables=1),
     Case("copy-from-stdin", {"1_a.sql": "CREATE TABLE a (id int);\nCOPY a FROM STDIN;\n1\n\\.\n"}, message="COPY ... FROM STDIN needs psql"),
     Case("huge-file", setup=huge_file, message="1_huge.sql: 300 MiB is more than bootstrap sends as one query"),
     # -- accepted as they are: BOM, CRLF, a big file ---------------------------------------------

@@ -130,6 +130,24 @@ def test_repair_leaves_repeatables_to_migrate(runner, sql_dir: Path) -> None:
     assert ["R__v.sql"] == runner.migrate().repeatables
 
 
+def test_a_deleted_repeatable_is_retired_by_repair(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """Deleting R__v.sql stops migrate (exit 6) naming the way out; repair retires it; what it made stays."""
+    write(sql_dir, "1_t.sql", "CREATE TABLE t (id int);")
+    view = write(sql_dir, "R__v.sql", "CREATE OR REPLACE VIEW v AS SELECT 1 AS n;")
+    runner.migrate()
+    view.unlink()
+    with pytest.raises(IntegrityError, match=r"R__v\.sql \(repeatable\) .* retire it with `bootstrap repair`"):
+        runner.migrate()
+    _, planned = call(runner, "repair", dry_run=True)
+    assert ["would retire  R  R__v.sql: its file was deleted; its ledger row goes, what it created stays"] == planned
+    outcome, printed = call(runner, "repair", dry_run=False)
+    assert (["retired    R  R__v.sql: its file was deleted; its ledger row goes, what it created stays"], 1) == (
+        printed, outcome.as_log()["repeatables_retired"])
+    assert [(1, "1_t.sql", "versioned")] == ledger(db)
+    assert table_exists(db, "v")
+    assert runner.status().up_to_date
+
+
 # -- new -------------------------------------------------------------------------------------
 
 def test_new_writes_a_timestamped_file_and_its_partner(tmp_path: Path) -> None:
@@ -296,6 +314,32 @@ def test_flyway_history_adopted(runner, sql_dir: Path, db: psycopg.Connection) -
     assert "unmatched   V3.1__fix.sql: no file in" in "\n".join(printed)
     assert "pending     4  4_broken.sql: not in flyway's ledger; migrate will apply it" in printed
     assert (3, 1, 2) == (outcome.as_log()["matched"], outcome.as_log()["unmatched"], outcome.as_log()["pending"])
+
+
+def test_flyway_undo_and_repair_rows_take_a_version_back(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """Flyway's history read in installed_rank order: an UNDO_SQL or a repair's DELETE leaves the version pending."""
+    db.execute(FLYWAY_HISTORY)
+    db.execute("INSERT INTO flyway_schema_history VALUES"
+               " (6, '5', 'later', 'SQL', 'V5__later.sql', 1, 'postgres', now(), 5, true),"
+               " (7, '3', 'add email', 'UNDO_SQL', 'U3__add_email.sql', 2, 'postgres', now(), 5, true),"
+               " (8, '5', 'later', 'DELETE', 'V5__later.sql', 1, 'postgres', now(), 0, true),"
+               " (9, '0', '<< Flyway Schema Creation >>', 'SCHEMA', '\"public\"', NULL, 'postgres', now(), 0, true)")
+    for name in ("1_init.sql", "2_accounts.sql", "3_add_email.sql", "5_later.sql"):
+        write(sql_dir, name, f"SELECT '{name}';")
+    call(runner, "adopt", tool_name="flyway", table=None, dry_run=False)
+    assert [1, 2] == [r[0] for r in ledger(db)]
+    assert ["3_add_email.sql", "5_later.sql"] == runner.migrate().applied
+
+
+def test_a_flyway_row_type_bootstrap_does_not_know_is_refused(runner, sql_dir: Path, db: psycopg.Connection) -> None:
+    """A history row of a type not understood: exit 3 naming it, nothing adopted."""
+    db.execute(FLYWAY_HISTORY)
+    db.execute("INSERT INTO flyway_schema_history VALUES"
+               " (6, '5', 'x', 'QUANTUM', 'V5__x.sql', 1, 'postgres', now(), 5, true)")
+    write(sql_dir, "1_init.sql", "SELECT 1;")
+    with pytest.raises(ConfigError, match="flyway's history holds a row of type 'QUANTUM'"):
+        call(runner, "adopt", tool_name="flyway", table=None, dry_run=False)
+    assert [] == ledger(db)
 
 
 def test_adopt_without_the_tools_ledger(runner, sql_dir: Path) -> None:

@@ -165,7 +165,34 @@ BAD_SQL = [
     ("commit", "CREATE TABLE a();\nCOMMIT;\n", "1_a.sql:2: COMMIT in a transactional file"),
     ("begin", "BEGIN;\nCREATE TABLE a();\n", "1_a.sql:1: BEGIN in a transactional file"),
     ("copy-stdin", "COPY t FROM STDIN;\n", "COPY ... FROM STDIN needs psql"),
+    ("copy-stdout", "SELECT 1;\nCOPY (SELECT 1) TO STDOUT;\n", "1_a.sql:2: COPY ... TO STDOUT sends rows to a client"),
+    ("discard-all", "-- bootstrap:no-transaction\nSELECT 1;\nDISCARD ALL;\n",
+     "1_a.sql:3: DISCARD ALL releases bootstrap's migration lock"),
+    ("unlock-all", "SELECT pg_advisory_unlock_all();\n", "1_a.sql:1: pg_advisory_unlock_all() releases bootstrap's"),
+    ("dbmate-down", "CREATE TABLE a();\n-- migrate:down transaction:false\nDROP TABLE a;\n",
+     "1_a.sql:2: '-- migrate:down transaction:false' starts another tool's rollback section"),
+    ("node-pg-migrate-down", "CREATE TABLE a();\n\n  -- Down Migration\nDROP TABLE a;\n",
+     "1_a.sql:3: '-- Down Migration' starts another tool's rollback section"),
+    ("goose-down", "-- +goose Up\nCREATE TABLE a();\n-- +goose Down\nDROP TABLE a;\n", "1_a.sql:3: '-- +goose Down'"),
 ]
+
+LOOKALIKES = [
+    ("a-comment-about-the-down-file", "-- Down migration: see 1_audit.down.sql\nCREATE TABLE audit();\n"),
+    ("stdin-in-a-string", "COPY (SELECT 'stdin') TO '/tmp/x.csv';\n"),
+    ("stdin-in-a-subquery", "COPY (SELECT stdin FROM t) TO '/tmp/x.csv';\n"),
+    ("marker-in-a-string", "INSERT INTO notes VALUES ('\n-- migrate:down\n');\n"),
+    ("marker-in-a-block-comment", "/*\n-- +goose Down\n*/\nSELECT 1;\n"),
+    ("marker-in-a-function-body", "CREATE FUNCTION f() RETURNS int AS $$\n-- Down Migration\nSELECT 1\n$$ LANGUAGE sql;\n"),
+    ("commit-in-a-string", "SELECT 'COMMIT; DISCARD ALL; pg_advisory_unlock_all()';\n"),
+]
+
+
+@pytest.mark.parametrize("content", [c[1] for c in LOOKALIKES], ids=[c[0] for c in LOOKALIKES])
+def test_words_in_strings_and_comments_are_never_code(sql_dir: Path, content: str) -> None:
+    """Every check reads the file through the lexer: strings, comments and bodies never look like code."""
+    write(sql_dir, "1_a.sql", content)
+    [migration] = discover_migrations(sql_dir)
+    assert parse_migration(migration).script.code_statements
 
 
 @pytest.mark.parametrize(("content", "message"), [(c[1], c[2]) for c in BAD_SQL], ids=[c[0] for c in BAD_SQL])

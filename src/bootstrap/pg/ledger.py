@@ -313,12 +313,14 @@ class PgLedger:
                      migration.transactional, source, _HOSTNAME, __version__],
                 )
 
-    def rewrite_checksums(self, changes: Sequence[tuple[int, str, str]]) -> None:
+    def rewrite_checksums(self, changes: Sequence[tuple[int, str, str]], retired: Sequence[str] = ()) -> None:
         """
-        Re-record checksums (and names) of applied versions, in one transaction.
+        Re-record checksums (and names) of applied versions, and remove the rows of
+        retired repeatables, in one transaction.
 
         Args:
             changes: (version, new checksum, new file name).
+            retired: names of repeatables whose file was deleted.
         """
         conn = self.session.conn
         with self.session.transaction():
@@ -327,6 +329,8 @@ class PgLedger:
                     sql.SQL("UPDATE {} SET checksum = %s, name = %s WHERE version = %s").format(self.table),
                     [checksum, name, version],
                 )
+            for name in retired:
+                conn.execute(sql.SQL("DELETE FROM {} WHERE version IS NULL AND name = %s").format(self.table), [name])
 
     def read_foreign(self, tool: Tool, table: tuple[str, str]) -> list[tuple[Any, ...]] | None:
         """Rows of another tool's ledger table, or None when it does not exist (see `foreign.read_foreign`)."""
