@@ -9,6 +9,14 @@
 #      its exit status.
 # Nothing of the api-gateway's sql/ is here: the gateway migrates its own schema.
 set -eu
+# The Prisma CLI reads its URL from DATABASE_URL only: a URL given as a file
+# (DATABASE_URL_FILE, a Docker secret) is exported as DATABASE_URL (bootstrap refuses
+# both set at once, so the _FILE variable goes).
+if [ -n "${DATABASE_URL_FILE:-}" ]; then
+    DATABASE_URL="$(cat "$DATABASE_URL_FILE")"
+    export DATABASE_URL
+    unset DATABASE_URL_FILE
+fi
 /opt/bootstrap/bin/bootstrap wait-db
 /app/node_modules/.bin/prisma migrate deploy
 exec "$@"
