@@ -37,6 +37,12 @@ GATEWAYS = {"python": "gateway_image", "node": "node_gateway_image"}
 
 
 @pytest.fixture
+def gateway_image(images: tuple[str, str]) -> str:
+    """The Python example gateway image (FROM the bootstrap image)."""
+    return images[1]
+
+
+@pytest.fixture
 def users_role(roles: dict[str, str], admin: psycopg.Connection, pg_base_dsn: str) -> Iterator[str]:
     """The users service's role, as examples/compose/initdb provisions it: CONNECT, and CREATE on schema public."""
     role = f"users_service_{uuid.uuid4().hex[:8]}"
