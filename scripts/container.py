@@ -3,7 +3,8 @@ Build and run the images with podman on a machine without a Docker engine or
 registry access (the container test uses this; so can you).
 
     python scripts/container.py build      # base (cached) + bootstrap + example gateway images
-    python scripts/container.py build-all  # ... + the bundle, the Node base (cached) and the Node gateway
+    python scripts/container.py build-all  # ... + the bundle, the Node base (cached), the Node gateway and
+                                           #     examples/prisma-users (the users service)
     python scripts/container.py podman ARGS  # podman with this project's configuration
 
 What it does:
@@ -22,8 +23,8 @@ What it does:
   (bookworm plus Node's official linux binary and npm, both from the npm registry,
   as node:20-bookworm-slim lays them out); a distroless-cc-like root filesystem
   (Debian's glibc, libgcc, libstdc++, libssl and certificates, no shell, no Python),
-  each labelled with its glibc version; and builds the bundle (`--target bundle`)
-  and examples/node-gateway on them.
+  each labelled with its glibc version; and builds the bundle (`--target bundle`),
+  examples/node-gateway and examples/prisma-users on them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ BOOTSTRAP_IMAGE = "localhost/bootstrap:test"
 GATEWAY_IMAGE = "localhost/example-gateway:test"
 BUNDLE_IMAGE = "localhost/bootstrap-bundle:test"
 NODE_GATEWAY_IMAGE = "localhost/node-gateway:test"
+PRISMA_USERS_IMAGE = "localhost/prisma-users:test"  # examples/prisma-users: the users service (Prisma)
 DEBIAN_IMAGE = "localhost/bootstrap-debian:{suite}-slim"  # debootstrap minbase, no Python
 NODE_BASE_IMAGE = "localhost/bootstrap-node:20-bookworm"  # the stand-in for node:20-bookworm-slim
 DISTROLESS_IMAGE = "localhost/bootstrap-distroless-cc:bookworm"  # the stand-in for gcr.io/distroless/cc-debian12
@@ -396,6 +398,16 @@ def build_node_gateway(bundle: str | None = None) -> str:
     return NODE_GATEWAY_IMAGE
 
 
+def build_prisma_users(bundle: str | None = None) -> str:
+    """Build examples/prisma-users (the users service) on the Node stand-in with the bundle (built unless given)."""
+    bundle = bundle or build_bundle()
+    node = ensure_node_base()
+    with build_secrets() as secrets:
+        build("-f", str(REPO / "examples" / "prisma-users" / "Dockerfile"), "--build-arg", f"NODE_IMAGE={node}",
+              "--build-arg", f"BUNDLE_IMAGE={bundle}", *secrets, "-t", PRISMA_USERS_IMAGE, str(REPO))
+    return PRISMA_USERS_IMAGE
+
+
 def image_label(image: str, label: str) -> str:
     """A label of a local image."""
     return podman("image", "inspect", "--format", f'{{{{index .Labels "{label}"}}}}', image).stdout.strip()
@@ -427,7 +439,8 @@ def main(argv: Sequence[str]) -> int:
             print(image)
         return 0
     if list(argv[:1]) == ["build-all"]:
-        for image in (*build_images(), build_node_gateway()):
+        bundle = build_bundle()
+        for image in (*build_images(), build_node_gateway(bundle), build_prisma_users(bundle)):
             print(image)
         return 0
     if list(argv[:1]) == ["podman"]:

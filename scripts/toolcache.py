@@ -3,6 +3,7 @@ Where the tools the tests and the benchmark download are kept, and the npm tools
 
     python scripts/toolcache.py node-ok     exit 0 when node and npm on PATH are recent enough
     python scripts/toolcache.py npm-tools   install the npm tools (once) and print their bin folder
+    python scripts/toolcache.py prisma-users  install examples/prisma-users' packages (once) and print the folder
 
 The cache is BOOTSTRAP_CACHE, else /var/cache/bootstrap for root (a folder the
 `postgres`/`nobody` user that runs throwaway clusters can read), else
@@ -27,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 NPM_TOOLS = REPO / "scripts" / "npm-tools"
+PRISMA_USERS = REPO / "examples" / "prisma-users"
 
 
 class ToolError(RuntimeError):
@@ -87,34 +89,48 @@ def node_problem() -> str | None:
 
 def ensure_npm_tools() -> Path:
     """node_modules/.bin holding node-pg-migrate and dbmate's launcher, installed from the committed lock (once)."""
+    # `npm install` from the lock rather than `npm ci`: dbmate lists one binary package per
+    # platform as optional, npm locks only those the registry serves for this platform,
+    # and `npm ci` refuses such a lock. What is locked installs as locked (checked after).
+    return _npm_installed(NPM_TOOLS, ["install", "--no-save"]) / "node_modules" / ".bin"
+
+
+def ensure_prisma_users() -> Path:
+    """
+    A folder whose node_modules holds examples/prisma-users' packages (Prisma's CLI,
+    client and pg adapter), installed by `npm ci` from its committed lock (once).
+    No install script runs: Prisma's would download Rust engines, which the example
+    does without (its engines are the WebAssembly ones its npm packages carry).
+    """
+    return _npm_installed(PRISMA_USERS, ["ci"], files=("package-lock.json", "package.json", ".npmrc"))
+
+
+def _npm_installed(source: Path, verb: list[str],
+                   files: tuple[str, ...] = ("package-lock.json", "package.json")) -> Path:
+    """`npm VERB` of `source`'s package.json and lock into the cache (once per content of `files`), checked."""
     problem = node_problem()
     if problem:
         raise ToolError(f"{problem}: ./scripts/test installs Node.js from PyPI into .venv when the machine has "
                         "none (or install it: apt-get install nodejs npm)")
-    lock = (NPM_TOOLS / "package-lock.json").read_bytes()
-    target = cache_dir() / "npm" / hashlib.sha256(lock + (NPM_TOOLS / "package.json").read_bytes()).hexdigest()[:16]
-    bin_dir = target / "node_modules" / ".bin"
+    digest = hashlib.sha256(b"".join((source / name).read_bytes() for name in files)).hexdigest()
+    target = cache_dir() / "npm" / digest[:16]
     with locked(target):
         if not (target / ".complete").exists():
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
-            for name in ("package.json", "package-lock.json"):
-                shutil.copy(NPM_TOOLS / name, target / name)
-            # `npm install` from the lock rather than `npm ci`: dbmate lists one binary package per
-            # platform as optional, npm locks only those the registry serves for this platform,
-            # and `npm ci` refuses such a lock. What is locked installs as locked (checked below).
-            result = subprocess.run([shutil.which("npm") or "npm", "install", "--no-save", "--ignore-scripts",
-                                     "--no-audit", "--no-fund"],
-                                    cwd=target, capture_output=True, text=True, timeout=600, check=False)
+            for name in files:
+                shutil.copy(source / name, target / name)
+            result = subprocess.run([shutil.which("npm") or "npm", *verb, "--ignore-scripts", "--no-audit",
+                                     "--no-fund"], cwd=target, capture_output=True, text=True, timeout=600, check=False)
             if result.returncode != 0:
-                raise ToolError(f"npm install of {NPM_TOOLS.relative_to(REPO)} failed (is the npm registry "
+                raise ToolError(f"npm {verb[0]} of {source.relative_to(REPO)} failed (is the npm registry "
                                 f"reachable?):\n{result.stderr[-2000:]}")
             drift = _unlocked(target)
             if drift:
-                raise ToolError(f"npm installed other versions than {NPM_TOOLS.relative_to(REPO)}/package-lock.json "
+                raise ToolError(f"npm installed other versions than {source.relative_to(REPO)}/package-lock.json "
                                 f"pins: {', '.join(drift[:5])}")
             (target / ".complete").touch()
-    return bin_dir
+    return target
 
 
 def _unlocked(folder: Path) -> list[str]:
@@ -133,9 +149,10 @@ def main(argv: list[str]) -> int:
         if problem:
             print(problem, file=sys.stderr)
         return 1 if problem else 0
-    if argv == ["npm-tools"]:
+    installers = {"npm-tools": ensure_npm_tools, "prisma-users": ensure_prisma_users}
+    if len(argv) == 1 and argv[0] in installers:
         try:
-            print(ensure_npm_tools())
+            print(installers[argv[0]]())
         except ToolError as exc:
             print(exc, file=sys.stderr)
             return 1

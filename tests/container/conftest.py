@@ -47,6 +47,12 @@ def node_gateway_image(bundle_image: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def prisma_users_image(bundle_image: str) -> str:
+    """examples/prisma-users (the users service, Prisma), on the local stand-in for node:20-bookworm-slim."""
+    return _built("the Prisma users service", lambda: container.build_prisma_users(bundle_image))
+
+
+@pytest.fixture(scope="session")
 def bundle_dir(bundle_image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """/opt/bootstrap copied out of the bundle image onto the host."""
     return container.export_path(bundle_image, "/opt/bootstrap", tmp_path_factory.mktemp("bundle"))

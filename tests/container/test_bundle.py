@@ -174,7 +174,7 @@ def test_node_gateway_answers_as_the_python_example(node_gateway_image: str, sta
 
 
 def test_image_sizes_are_the_published_ones(images: tuple[str, str], bundle_image: str, node_gateway_image: str,
-                                            bundle_dir: Path) -> None:
+                                            prisma_users_image: str, bundle_dir: Path) -> None:
     """
     The sizes docs/container.md and the README publish are those measured here
     (within 10%: base images get security updates); the bundle stays well under 50 MB.
@@ -184,6 +184,7 @@ def test_image_sizes_are_the_published_ones(images: tuple[str, str], bundle_imag
         "bundle": container.image_size(bundle_image),
         "Python gateway image": container.image_size(images[1]),
         "Node gateway image": container.image_size(node_gateway_image),
+        "Prisma users service image": container.image_size(prisma_users_image),
         "Node base (stand-in)": container.image_size(container.ensure_node_base()),
         "Python base (stand-in)": container.image_size(container.ensure_base_image()),
     }
