@@ -3,9 +3,9 @@
 An example api-gateway endpoint: what `bootstrap run` execs in the examples.
 
     GET /api/integrations/configs[?user_id=UUID|global][&integration_type=TYPE]
-        -> 200 {"configs": [...]}: every row, or only one user's rows
-           (user_id=UUID) or only the global ones (user_id=global), optionally
-           of one integration type. Values of rows marked is_encrypted are never
+        -> 200 {"configs": [...]}: every row, or what applies to one user: their
+           rows and the global ones (user_id=UUID), or only the global ones
+           (user_id=global), optionally of one integration type. Values of rows marked is_encrypted are never
            returned in clear: config_value is null and value_redacted is true.
     GET /healthz -> 200 once serving (bootstrap only execs the app after migrate + verify)
 
@@ -32,7 +32,7 @@ QUERY = """
 SELECT id, user_id, integration_type, config_key, config_value, is_encrypted, is_global,
        description, metadata, created_at, updated_at
   FROM financial.integration_configs
- WHERE (%(all_users)s OR (%(user_id)s::uuid IS NULL AND user_id IS NULL) OR user_id = %(user_id)s::uuid)
+ WHERE (%(all_users)s OR user_id IS NULL OR user_id = %(user_id)s::uuid)
    AND (%(integration_type)s::text IS NULL OR integration_type = %(integration_type)s)
  ORDER BY integration_type, config_key, user_id NULLS FIRST
 """

@@ -5,9 +5,9 @@
  * as the Python example (examples/gateway/server.py) does:
  *
  *   GET /api/integrations/configs[?user_id=UUID|global][&integration_type=TYPE]
- *       -> 200 {"configs": [...]}: every row, or only one user's rows
- *          (user_id=UUID) or only the global ones (user_id=global), optionally of
- *          one integration type. A row marked is_encrypted never has its value
+ *       -> 200 {"configs": [...]}: every row, or what applies to one user: their
+ *          rows and the global ones (user_id=UUID), or only the global ones
+ *          (user_id=global), optionally of one integration type. A row marked is_encrypted never has its value
  *          in clear: config_value is null and value_redacted is true (the value
  *          is withheld by the query itself, so it never leaves the database).
  *   GET /healthz -> 200 once serving (bootstrap execs the app only after migrate + verify)
@@ -37,7 +37,7 @@ SELECT id, user_id, integration_type, config_key,
        to_json(created_at) #>> '{}' AS created_at,
        to_json(updated_at) #>> '{}' AS updated_at
   FROM financial.integration_configs
- WHERE ($1::boolean OR ($2::uuid IS NULL AND user_id IS NULL) OR user_id = $2::uuid)
+ WHERE ($1::boolean OR user_id IS NULL OR user_id = $2::uuid)
    AND ($3::text IS NULL OR integration_type = $3)
  ORDER BY integration_type, config_key, user_id NULLS FIRST`;
 

@@ -174,5 +174,5 @@ def test_gateway_and_users_service_start_together(kind: str, request: pytest.Fix
         assert 200 == status, body
         return [(row["config_key"], row["user_id"]) for row in body["configs"]]
 
-    assert [("webhook_url", user["id"])] == served(user["id"])
+    assert [("api_url", None), ("webhook_url", user["id"])] == served(user["id"])  # theirs and the global ones
     assert [("api_url", None)] == served("global")
