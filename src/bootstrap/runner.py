@@ -272,7 +272,7 @@ class Migrator:
         with self.session.guard():
             last = retry(lambda: self.locker.reconnecting(pending), again=lambda error, plan: error is None and (
                 plan is None or bool(plan.pending or plan.repeatables)), pauses=WAIT, deadline=deadline,
-                sleep=self.locker.await_release)
+                sleep=lambda seconds: self.locker.reconnecting(lambda: self.locker.await_release(seconds)))
         waiting = [m.name for m in (*last.pending, *last.repeatables)] if last is not None else ["(no answer)"]
         waited = time.monotonic() - started
         if waiting:

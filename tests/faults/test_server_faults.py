@@ -6,6 +6,7 @@ from pathlib import Path
 
 import psycopg
 
+from bootstrap.pg import advisory_key
 from tests.faults.conftest import Gate, env_for, migrate_cmd
 from tests.faults.test_kill import assert_exactly_once, counted_files
 from tests.helpers import Spawned, ledger, run_cli, table_exists
@@ -67,3 +68,25 @@ def test_server_restart_while_migrating(new_cluster, sql_dir: Path) -> None:
     assert 0 == result.returncode, result.stderr
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
         assert_exactly_once(conn, 4)
+
+
+def test_a_waiter_whose_connection_is_lost_connects_again_and_waits_on(new_cluster, sql_dir: Path) -> None:
+    """A replica waiting for the lock when the server restarts connects again, takes the lock, migrates: exit 0."""
+    cluster = new_cluster()
+    cluster.start()
+    cluster.wait_ready()
+    counted_files(sql_dir, 2)
+    holder = psycopg.connect(cluster.dsn(), autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", [advisory_key("public", "bootstrap_migrations")])
+    try:
+        with Spawned(migrate_cmd(), env_for(cluster.dsn(), sql_dir, BOOTSTRAP_LOCK_TIMEOUT="120")) as proc:
+            proc.wait_for_event("lock_waiting")
+            cluster.stop("fast")  # the holder's session ends with it, and the waiter's connection
+            cluster.start(wait=False)
+            assert 0 == proc.wait(90), proc.err
+            names = [e["event"] for e in proc.events()]
+    finally:
+        holder.close()
+    assert names.index("lock_wait_connection_lost") < names.index("lock_acquired")
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        assert_exactly_once(conn, 2)

@@ -190,3 +190,21 @@ def test_waiting_through_transaction_pooling_leaves_no_listen(urls: Urls, sql_di
         for app in apps:
             app.close()
     assert (5, [(0,)] * 5) == (len(pids), channels)
+
+
+def test_racing_runners_behind_transaction_pooling_are_all_refused_and_leave_no_lock(
+        urls: Urls, sql_dir: Path, direct: psycopg.Connection) -> None:
+    """8 runners at once through transaction pooling, 10 rounds: every one exit 3, nothing applied, no lock left."""
+    write(sql_dir, "1_a.sql", "CREATE TABLE a (id int);")
+    write(sql_dir, "2_b.sql", "-- bootstrap:no-transaction\nCREATE TABLE IF NOT EXISTS b (id int);\n")
+    for _round in range(10):
+        runners = [Spawned(bootstrap_cmd("migrate", "--lock-timeout", "20"), env(urls.transaction, sql_dir))
+                   for _ in range(8)]
+        try:
+            codes = [r.wait(120) for r in runners]
+        finally:
+            for r in runners:
+                r.stop()
+        assert [3] * 8 == codes, next((r.err for r in runners if r.proc.returncode != 3), "")
+        assert [] == direct.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory'").fetchall()
+    assert (False, False, []) == (table_exists(direct, "a"), table_exists(direct, "b"), ledger(direct))

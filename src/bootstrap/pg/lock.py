@@ -105,7 +105,7 @@ class AdvisoryLocker:
             return None
 
         def sleep(seconds: float) -> None:
-            woken[0] = self.await_release(seconds)
+            woken[0] = bool(self.reconnecting(lambda: self.await_release(seconds)))
 
         outcome = retry(lambda: self.reconnecting(attempt), again=lambda error, result: error is None and not result,
                         pauses=self.poll, deadline=started + self.timeout_s, sleep=sleep)
