@@ -1,10 +1,11 @@
 """
 The command line: one click command per bootstrap command, and nothing else.
 
-Each command checks its own usage, then hands `command.run_command` its work:
-a few lines that call `runner` and print with `render`. Those, like the driver
-(psycopg), are imported inside the work, when a command runs: `--help` loads
-click and the option table only.
+Each command is its work (`command.command` makes it a click command with its
+options and runs it through `command.run_command`): usage checks, runner
+calls, and what `render` prints. The runner, the renderer and the driver are
+imported inside the work, when a command runs: `--help` loads click and the
+option table only.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .command import Done, config_options, run_command
+from .command import Done, command
 from .errors import ExitCode, NotUpToDateError, UsageError
 
 if TYPE_CHECKING:
+    from .runner import Migrator
     from .settings import Settings
     from .typing import Logger
 
@@ -33,6 +35,13 @@ def _echo(lines: list[str]) -> None:
 
     for line in lines:
         click.echo(redact(line))
+
+
+def _on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list[Any]], Any],
+                 to: int | None = None) -> Any:
+    from .runner import on_database
+
+    return on_database(settings, log, work, to=to)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -50,9 +59,8 @@ def cli() -> None:
     """
 
 
-@cli.command(name="wait-db")
-@config_options("wait-db")
-def wait_db(**flags: Any) -> None:
+@command(cli, "wait-db")
+def wait_db(settings: Settings, log: Logger, opts: dict[str, Any]) -> None:
     """
     Wait until the database answers `SELECT 1`.
 
@@ -65,18 +73,13 @@ def wait_db(**flags: Any) -> None:
 
         bootstrap wait-db --timeout 30
     """
+    from .runner import wait_for_database
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> None:
-        from .runner import wait_for_database
-
-        wait_for_database(settings, log)
-
-    run_command("wait-db", flags, work)
+    wait_for_database(settings, log)
 
 
-@cli.command(name="migrate")
-@config_options("migrate")
-def migrate_cmd(**flags: Any) -> None:
+@command(cli, "migrate")
+def migrate_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     Apply pending migrations from the sql directory, exactly once.
 
@@ -97,42 +100,31 @@ def migrate_cmd(**flags: Any) -> None:
         bootstrap migrate --dry-run --json
         bootstrap migrate --rehearse --to 20240101000000
     """
+    to, dry_run, rehearse, as_json = opts["to_version"], opts["dry_run"], opts["rehearse"], opts["as_json"]
+    if dry_run and rehearse:
+        raise UsageError("--dry-run runs nothing and --rehearse runs the files and rolls them back: give one of them")
+    if as_json and not (dry_run or rehearse):
+        raise UsageError("--json goes with --dry-run or --rehearse (migrate itself prints nothing on stdout)")
+    if not (dry_run or rehearse):
+        return _on_database(settings, log, lambda migrator, files: migrator.migrate(files, to=to), to)
+    from . import preflight, render  # printing and lint errors only where there is something to print
+    from .lint import findings_error
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        from .runner import on_database
-
-        to, dry_run, rehearse, as_json = opts["to_version"], opts["dry_run"], opts["rehearse"], opts["as_json"]
-        if dry_run and rehearse:
-            raise UsageError("--dry-run runs nothing and --rehearse runs the files and rolls them back: "
-                             "give one of them")
-        if as_json and not (dry_run or rehearse):
-            raise UsageError("--json goes with --dry-run or --rehearse (migrate itself prints nothing on stdout)")
-        if dry_run or rehearse:
-            from . import render  # printing and lint errors only where there is something to print
-            from .lint import findings_error
-            from .preflight import dry_run as plan_only
-            from .preflight import rehearse as rehearse_files
-        if dry_run:
-            planned = on_database(settings, log, lambda migrator, files: plan_only(migrator, files, to=to), to=to)
-            _echo([render.dry_run_json(planned)] if as_json else render.dry_run_lines(planned))
-            if settings.lint == "error" and planned.lint is not None and planned.lint.findings:
-                raise findings_error(planned.lint)
-            return Done(planned, code=ExitCode.NOT_UP_TO_DATE if planned.would_run else 0)
-        if rehearse:
-            rehearsed = on_database(settings, log, lambda migrator, files: rehearse_files(migrator, files, to=to),
-                                    to=to)
-            _echo([render.rehearsal_json(rehearsed)] if as_json else render.rehearsal_lines(rehearsed))
-            if rehearsed.failure is not None:
-                raise rehearsed.failure
-            return rehearsed
-        return on_database(settings, log, lambda migrator, files: migrator.migrate(files, to=to), to=to)
-
-    run_command("migrate", flags, work)
+    if dry_run:
+        planned = _on_database(settings, log, lambda migrator, files: preflight.dry_run(migrator, files, to=to), to)
+        _echo([render.dry_run_json(planned)] if as_json else render.dry_run_lines(planned))
+        if settings.lint == "error" and planned.lint is not None and planned.lint.findings:
+            raise findings_error(planned.lint)
+        return Done(planned, code=ExitCode.NOT_UP_TO_DATE if planned.would_run else 0)
+    rehearsed = _on_database(settings, log, lambda migrator, files: preflight.rehearse(migrator, files, to=to), to)
+    _echo([render.rehearsal_json(rehearsed)] if as_json else render.rehearsal_lines(rehearsed))
+    if rehearsed.failure is not None:
+        raise rehearsed.failure
+    return rehearsed
 
 
-@cli.command(name="lint")
-@config_options("lint")
-def lint_cmd(**flags: Any) -> None:
+@command(cli, "lint")
+def lint_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     Lint the pending migration files for dangerous DDL, with squawk; change nothing.
 
@@ -149,24 +141,19 @@ def lint_cmd(**flags: Any) -> None:
 
         bootstrap lint --all --sql-dir db/sql
     """
+    from . import render
+    from .lint import findings_error
+    from .preflight import lint_command
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        from . import render
-        from .lint import findings_error
-        from .preflight import lint_command
-
-        result = lint_command(settings, log, all_files=opts["lint_all"])
-        _echo([render.lint_json(result)] if opts["as_json"] else render.lint_lines(result))
-        if result.findings:
-            raise findings_error(result, refusing=False)
-        return result
-
-    run_command("lint", flags, work)
+    result = lint_command(settings, log, all_files=opts["lint_all"])
+    _echo([render.lint_json(result)] if opts["as_json"] else render.lint_lines(result))
+    if result.findings:
+        raise findings_error(result, refusing=False)
+    return result
 
 
-@cli.command(name="wait-migrated")
-@config_options("wait-migrated")
-def wait_migrated_cmd(**flags: Any) -> None:
+@command(cli, "wait-migrated")
+def wait_migrated_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     Wait until every file in the sql directory is applied; never migrate.
 
@@ -181,18 +168,13 @@ def wait_migrated_cmd(**flags: Any) -> None:
 
         bootstrap wait-migrated --timeout 10min
     """
+    from .runner import wait_for_migrations
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        from .runner import wait_for_migrations
-
-        return wait_for_migrations(settings, log)
-
-    run_command("wait-migrated", flags, work)
+    return wait_for_migrations(settings, log)
 
 
-@cli.command(name="status")
-@config_options("status")
-def status_cmd(**flags: Any) -> None:
+@command(cli, "status")
+def status_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     Show each migration's state: applied, pending, changed, missing or future.
 
@@ -204,23 +186,17 @@ def status_cmd(**flags: Any) -> None:
 
         bootstrap status --json | jq '.migrations[] | select(.state != "applied")'
     """
+    from . import render
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        from . import render
-        from .runner import on_database
-
-        plan = on_database(settings, log, lambda migrator, files: migrator.status(files))
-        _echo([render.status_json(plan)] if opts["as_json"] else render.status_table(plan))
-        if opts["exit_code"] and not plan.up_to_date:
-            raise NotUpToDateError("not up to date", **plan.counts())
-        return plan
-
-    run_command("status", flags, work)
+    plan = _on_database(settings, log, lambda migrator, files: migrator.status(files))
+    _echo([render.status_json(plan)] if opts["as_json"] else render.status_table(plan))
+    if opts["exit_code"] and not plan.up_to_date:
+        raise NotUpToDateError("not up to date", **plan.counts())
+    return plan
 
 
-@cli.command(name="verify")
-@config_options("verify")
-def verify_cmd(**flags: Any) -> None:
+@command(cli, "verify")
+def verify_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     Run the verify scripts (sql/verify/*.sql) and change nothing.
 
@@ -231,24 +207,19 @@ def verify_cmd(**flags: Any) -> None:
 
         bootstrap verify
     """
+    from .migrations import load_verify_scripts
+    from .runner import open_migrator
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        from .migrations import load_verify_scripts
-        from .runner import open_migrator
-
-        scripts = load_verify_scripts(settings.sql_dir, required=True)
-        if not scripts:
-            log.info("verify_skipped", reason=f"no scripts in {settings.sql_dir / 'verify'}")
-            return None
-        with open_migrator(settings, log) as migrator:
-            return migrator.verify(scripts)
-
-    run_command("verify", flags, work)
+    scripts = load_verify_scripts(settings.sql_dir, required=True)
+    if not scripts:
+        log.info("verify_skipped", reason=f"no scripts in {settings.sql_dir / 'verify'}")
+        return None
+    with open_migrator(settings, log) as migrator:
+        return migrator.verify(scripts)
 
 
-@cli.command(name="rollback")
-@config_options("rollback")
-def rollback_cmd(**flags: Any) -> None:
+@command(cli, "rollback")
+def rollback_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     Undo applied migrations with their .down.sql partners, newest first.
 
@@ -260,24 +231,18 @@ def rollback_cmd(**flags: Any) -> None:
 
     Example:
 
+    \b
         bootstrap rollback --steps 1
         bootstrap rollback --to 0
     """
-
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        from .runner import on_database
-
-        steps, to_version = opts["steps"], opts["to_version"]
-        if (steps is None) == (to_version is None):
-            raise UsageError("give exactly one of --steps N or --to VERSION")
-        return on_database(settings, log, lambda migrator, files: migrator.rollback(files, steps=steps, to=to_version))
-
-    run_command("rollback", flags, work)
+    steps, to_version = opts["steps"], opts["to_version"]
+    if (steps is None) == (to_version is None):
+        raise UsageError("give exactly one of --steps N or --to VERSION")
+    return _on_database(settings, log, lambda migrator, files: migrator.rollback(files, steps=steps, to=to_version))
 
 
-@cli.command(name="baseline")
-@config_options("baseline")
-def baseline_cmd(**flags: Any) -> None:
+@command(cli, "baseline")
+def baseline_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     Record every version up to --version as applied, without running it.
 
@@ -289,53 +254,42 @@ def baseline_cmd(**flags: Any) -> None:
 
         bootstrap baseline --version 20240101000000
     """
+    from . import render
+    from .takeover import baseline
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        from . import render
-        from .runner import on_database
-        from .takeover import baseline
-
-        if opts["baseline_version"] is None:
-            raise UsageError("missing --version VERSION (or BOOTSTRAP_BASELINE_VERSION)")
-        result = on_database(settings, log, lambda migrator, files: baseline(
-            migrator, files, version=opts["baseline_version"], allow_existing=opts["allow_existing"]))
-        _echo(render.baseline_lines(result))
-        return result
-
-    run_command("baseline", flags, work)
+    if opts["baseline_version"] is None:
+        raise UsageError("missing --version VERSION (or BOOTSTRAP_BASELINE_VERSION)")
+    result = _on_database(settings, log, lambda migrator, files: baseline(
+        migrator, files, version=opts["baseline_version"], allow_existing=opts["allow_existing"]))
+    _echo(render.baseline_lines(result))
+    return result
 
 
-@cli.command(name="repair")
-@config_options("repair")
-def repair_cmd(**flags: Any) -> None:
+@command(cli, "repair")
+def repair_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     Re-record the checksums of applied files after a reviewed, cosmetic edit.
 
     Lists each change it records (checksum, and name when a file was renamed
-    with the same version) and changes nothing else: missing files are listed
-    and left alone, repeatables are re-applied by migrate instead.
+    with the same version), and retires repeatables whose file was deleted
+    (their ledger rows go; what they created stays). Nothing else changes:
+    missing versioned files are listed and left alone, changed repeatables are
+    re-applied by migrate. A change to the schema belongs in a new file, not here.
 
     Example:
 
         bootstrap repair --dry-run && bootstrap repair
     """
+    from . import render
+    from .takeover import repair
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        from . import render
-        from .runner import on_database
-        from .takeover import repair
-
-        result = on_database(settings, log, lambda migrator, files: repair(migrator, files, dry_run=opts["dry_run"]))
-        _echo(render.repair_lines(result))
-        return result
-
-    run_command("repair", flags, work)
+    result = _on_database(settings, log, lambda migrator, files: repair(migrator, files, dry_run=opts["dry_run"]))
+    _echo(render.repair_lines(result))
+    return result
 
 
-@cli.command(name="new")
-@config_options("new")
-@click.argument("description", nargs=-1, required=True)
-def new_cmd(description: tuple[str, ...], **flags: Any) -> None:
+@command(cli, "new", click.argument("description", nargs=-1, required=True))
+def new_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> None:
     """
     Write the next migration file: sql/<UTC timestamp>_<slug>.sql.
 
@@ -346,22 +300,17 @@ def new_cmd(description: tuple[str, ...], **flags: Any) -> None:
 
         bootstrap new add email to accounts --down
     """
+    from .scaffold import create_migration
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> None:
-        from .scaffold import create_migration
-
-        created = create_migration(settings.sql_dir, " ".join(description), down=opts["with_down"])
-        for path in (created.up, created.down):
-            if path is not None:
-                click.echo(str(path))
-                log.info("migration_created", path=str(path))
-
-    run_command("new", flags, work)
+    created = create_migration(settings.sql_dir, " ".join(opts["description"]), down=opts["with_down"])
+    for path in (created.up, created.down):
+        if path is not None:
+            click.echo(str(path))
+            log.info("migration_created", path=str(path))
 
 
-@cli.command(name="adopt")
-@config_options("adopt")
-def adopt_cmd(**flags: Any) -> None:
+@command(cli, "adopt")
+def adopt_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     Record as applied what another migration tool already applied.
 
@@ -376,28 +325,21 @@ def adopt_cmd(**flags: Any) -> None:
 
         bootstrap adopt --from node-pg-migrate --dry-run
     """
+    from . import render
+    from .takeover import adopt
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
-        from . import render
-        from .runner import on_database
-        from .takeover import adopt
-
-        if opts["adopt_from"] is None:
-            raise UsageError("missing --from node-pg-migrate|dbmate|flyway|goose|golang-migrate "
-                             "(or BOOTSTRAP_ADOPT_FROM)")
-        # --table arrives as (schema, table), checked with the other settings.
-        result = on_database(settings, log, lambda migrator, files: adopt(
-            migrator, files, tool_name=opts["adopt_from"], table=opts["adopt_table"], dry_run=opts["dry_run"]))
-        _echo(render.adopt_lines(result, settings.sql_dir))
-        return result
-
-    run_command("adopt", flags, work)
+    if opts["adopt_from"] is None:
+        raise UsageError("missing --from node-pg-migrate|dbmate|flyway|goose|golang-migrate (or BOOTSTRAP_ADOPT_FROM)")
+    # --table arrives as (schema, table), checked with the other settings.
+    result = _on_database(settings, log, lambda migrator, files: adopt(
+        migrator, files, tool_name=opts["adopt_from"], table=opts["adopt_table"], dry_run=opts["dry_run"]))
+    _echo(render.adopt_lines(result, settings.sql_dir))
+    return result
 
 
-@cli.command(name="run", context_settings={"allow_interspersed_args": False})
-@config_options("run")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run_cmd(command: tuple[str, ...], **flags: Any) -> None:
+@command(cli, "run", click.argument("command", nargs=-1, type=click.UNPROCESSED),
+         context_settings={"allow_interspersed_args": False})
+def run_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
     """
     Wait, migrate, verify, then exec COMMAND: the app keeps the PID, gets the
     signals and owns the exit status.
@@ -414,28 +356,23 @@ def run_cmd(command: tuple[str, ...], **flags: Any) -> None:
 
         bootstrap run -- node server.js
     """
-    argv = list(command)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    ctx = click.get_current_context()
-    exec_fn: ExecFn | None = (ctx.obj or {}).get("exec") if isinstance(ctx.obj, dict) else None
+    from .handoff import exec_app, resolve_command
+    from .runner import before_exec
+    from .settings import app_environ
 
-    def work(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
-        from .handoff import exec_app, resolve_command
-        from .runner import before_exec
-        from .settings import app_environ
+    argv = list(opts["command"])
+    argv = argv[1:] if argv[:1] == ["--"] else argv
+    obj = click.get_current_context().obj
+    exec_fn: ExecFn | None = obj.get("exec") if isinstance(obj, dict) else None
+    if not argv:
+        raise UsageError("missing command: use `bootstrap run -- CMD [ARG...]`")
+    env = app_environ(settings.environ)
+    resolve_command(argv[0], env)  # 127/126 before touching anything
+    result = before_exec(settings, log, no_wait=opts["no_wait"], no_migrate=opts["no_migrate"],
+                         no_verify=opts["no_verify"], wait_migrated=opts["wait_migrated"])
 
-        if not argv:
-            raise UsageError("missing command: use `bootstrap run -- CMD [ARG...]`")
-        env = app_environ(settings.environ)
-        resolve_command(argv[0], env)  # 127/126 before touching anything
-        result = before_exec(settings, log, no_wait=opts["no_wait"], no_migrate=opts["no_migrate"],
-                             no_verify=opts["no_verify"], wait_migrated=opts["wait_migrated"])
+    def handoff() -> None:
+        log.info("app_exec_started", app=argv[0], arg_count=len(argv) - 1, pid=os.getpid())
+        (exec_fn or exec_app)(argv, env)
 
-        def handoff() -> None:
-            log.info("app_exec_started", app=argv[0], arg_count=len(argv) - 1, pid=os.getpid())
-            (exec_fn or exec_app)(argv, env)
-
-        return Done(result, handoff)
-
-    run_command("run", flags, work)
+    return Done(result, handoff)

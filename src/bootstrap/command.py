@@ -23,6 +23,8 @@ from .errors import BootstrapError, ExitCode, NotUpToDateError, SignalReceived
 from .options import OPTIONS, parse_choice, parse_duration
 from .settings import LOG_FORMATS, LOG_LEVELS, Settings, command_flags, load_settings
 
+OPTION_KEYS = frozenset(o.key for o in OPTIONS)
+
 
 class DurationType(click.ParamType):  # type: ignore[type-arg]
     """A duration flag: seconds (`60`, `2.5`) or with a unit (`500ms`, `30s`, `5min`)."""
@@ -141,6 +143,24 @@ class Done(NamedTuple):
 Work = Callable[[Settings, Any, dict[str, Any]], "Done | Any"]  # (settings, a structlog logger, flags)
 
 
+def command(group: click.Group, name: str, *arguments: Callable[[Any], Any],
+            **settings: Any) -> Callable[[Work], click.Command]:
+    """
+    Make `work` the click command `name` of `group`: its options (and variables) from
+    `options.OPTIONS`, its `arguments`, its docstring as help; run through `run_command`.
+    """
+
+    def decorate(work: Work) -> click.Command:
+        def callback(**flags: Any) -> None:
+            run_command(name, flags, work)
+
+        for argument in arguments:
+            callback = argument(callback)
+        return group.command(name=name, help=work.__doc__, **settings)(config_options(name)(callback))
+
+    return decorate
+
+
 def run_command(command: str, flags: Mapping[str, Any], work: Work) -> NoReturn:
     """
     Run one command: settings, logging, the work, one summary line, the exit code.
@@ -168,7 +188,9 @@ def run_command(command: str, flags: Mapping[str, Any], work: Work) -> NoReturn:
         settings = load_settings(flags)
         configure_logging(settings.log_format, settings.log_level)
         log = get_logger()
-        done = work(settings, log, command_flags(command, flags, settings.environ))
+        opts = {**{k: v for k, v in flags.items() if k not in OPTION_KEYS}, **command_flags(command, flags,
+                                                                                          settings.environ)}
+        done = work(settings, log, opts)
         if not isinstance(done, Done):
             done = Done(done)
         fields = done.result.as_log() if done.result is not None else {}

@@ -16,8 +16,8 @@ from .errors import ConfigError, IntegrityError, UsageError
 from .migrations import Kind, Migration, versioned_files
 from .typing import AppliedMigration, RepairChange
 
-__all__ = ["AppliedMigration", "Entry", "Plan", "State", "build_plan", "check_target", "evaluate", "plan_baseline",
-           "plan_repair", "plan_retired", "plan_rollback", "up_to"]
+__all__ = ["AppliedMigration", "Entry", "Plan", "State", "build_plan", "check_sql_dir", "check_target", "evaluate",
+           "plan_baseline", "plan_repair", "plan_retired", "plan_rollback", "up_to"]
 
 
 class State(enum.StrEnum):
@@ -220,6 +220,22 @@ def build_plan(
             problems=list(plan.problems),
         )
     return plan
+
+
+def check_sql_dir(migrations: list[Migration], applied: list[AppliedMigration], sql_dir: object, ledger: str) -> None:
+    """
+    No versioned file at all while the ledger holds applied versions: the wrong
+    directory (or an empty one), not a database every version of which is future.
+
+    Raises:
+        ConfigError: naming the directory (exit 3).
+    """
+    recorded = sum(r.kind is Kind.VERSIONED for r in applied)
+    if recorded and not any(m.kind is Kind.VERSIONED for m in migrations):
+        raise ConfigError(
+            f"the migrations directory {sql_dir} holds no versioned file, but the ledger {ledger} records {recorded} "
+            "applied versions: is BOOTSTRAP_SQL_DIR (--sql-dir) the right directory, and were the files copied into "
+            "the image?", variable="BOOTSTRAP_SQL_DIR")
 
 
 def check_target(migrations: list[Migration], to: int) -> None:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from .backoff import WAIT, retry
-from .errors import ConfigError, MigrationsPendingError, VerifyFailedError
+from .errors import MigrationsPendingError, VerifyFailedError
 from .migrations import (
     Kind,
     Migration,
@@ -28,7 +28,7 @@ from .migrations import (
     parse_down,
     parse_migration,
 )
-from .plan import Plan, State, build_plan, check_target, evaluate, plan_rollback, up_to
+from .plan import Plan, State, build_plan, check_sql_dir, check_target, evaluate, plan_rollback, up_to
 from .typing import (
     AppliedMigration,
     LintResult,
@@ -82,24 +82,9 @@ class Migrator:
 
     def plan(self, migrations: list[Migration], applied: list[AppliedMigration], to: int | None = None) -> Plan:
         """migrate's plan (integrity refused), with `--to`'s pending versions only."""
-        self.check_sql_dir(migrations, applied)
+        check_sql_dir(migrations, applied, self.settings.sql_dir, self.ledger.name)
         return up_to(build_plan(migrations, applied, out_of_order=self.settings.out_of_order,
                                 refuse_future=self.settings.refuse_future), to)
-
-    def check_sql_dir(self, migrations: list[Migration], applied: list[AppliedMigration]) -> None:
-        """
-        No versioned file at all while the ledger holds applied versions: the wrong
-        directory (or an empty one), not a database every version of which is future.
-
-        Raises:
-            ConfigError: naming the directory (exit 3).
-        """
-        if any(r.kind is Kind.VERSIONED for r in applied) and not any(m.kind is Kind.VERSIONED for m in migrations):
-            raise ConfigError(
-                f"the migrations directory {self.settings.sql_dir} holds no versioned file, but the ledger "
-                f"{self.ledger.name} records {sum(r.kind is Kind.VERSIONED for r in applied)} applied versions: "
-                "is BOOTSTRAP_SQL_DIR (--sql-dir) the right directory, and were the files copied into the image?",
-                variable="BOOTSTRAP_SQL_DIR")
 
     def report_future(self, plan: Plan) -> None:
         """Say what a newer release applied, which this one leaves as it is."""
@@ -135,19 +120,16 @@ class Migrator:
 
     def migrate(self, migrations: list[Migration], *, to: int | None = None) -> MigrateResult:
         """
-        Check, then lint, lock, create schemas and the ledger, and apply what is pending.
+        Check, then lint, lock, create schemas and the ledger, and apply what is pending
+        (`to`: the pending versions up to it, then the repeatables).
 
         One read-only round trip fetches the ledger first: integrity problems are
-        refused there, before anything else. When nothing is pending (the common
-        container start), that read is all: no lint, no lock. Otherwise the files
-        about to run are linted (`--lint`: warn, error refuses here, or off), the
-        runner takes the lock (waiting runners stop as soon as another has done the
-        work), reads the ledger again, splits and checks every file about to run,
-        and only then creates schemas and the ledger and applies the files.
-
-        Args:
-            migrations: the discovered files.
-            to: `--to VERSION`: apply pending versions up to it (then the repeatables).
+        refused there. When nothing is pending (the common container start), that
+        read is all: no lint, no lock. Otherwise the files about to run are linted
+        (`--lint error` refuses here), the runner takes the lock (waiters stop as
+        soon as another has done the work), reads the ledger again, splits and
+        checks every file about to run, then creates schemas and the ledger and
+        applies the files.
         """
         with self.session.guard():
             return self._migrate(migrations, to)
@@ -239,7 +221,7 @@ class Migrator:
         """The state of every migration; reads only, takes no lock."""
         with self.session.guard():
             applied = self.ledger.read()
-        self.check_sql_dir(migrations, applied)
+        check_sql_dir(migrations, applied, self.settings.sql_dir, self.ledger.name)
         return evaluate(migrations, applied, out_of_order=self.settings.out_of_order,
                         refuse_future=self.settings.refuse_future)
 

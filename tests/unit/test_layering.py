@@ -1,11 +1,72 @@
-"""Module layering: the CLI and the pure modules never load the database driver."""
+"""
+Module layering: imports point downward, counting every import (lazy ones inside
+functions and TYPE_CHECKING ones too); the CLI and the pure modules never load
+the database driver.
+"""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "bootstrap"
+# Top to bottom: a module imports only modules below its own line (docs/architecture.md).
+LAYERS = """
+__main__
+_entry
+cli
+preflight takeover
+command
+runner
+pg.applier
+pg
+pg.ledger
+pg.foreign pg.indexes pg.lock pg.verifier
+pg.session
+pg.connection pg.pooler pg.failure render
+lint plan scaffold
+typing
+adoption
+migrations
+sqlfile concurrently handoff
+sqlsplit settings logs
+options redact errors backoff
+bootstrap
+"""
+
+
+def imports() -> dict[str, set[str]]:
+    """Every module of the package (`pg.session`, `bootstrap` for the package itself) and what it imports of it."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        modules[".".join(parts) or "bootstrap"] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = [] if name == "bootstrap" else name.split(".")[: -1 if path.name != "__init__.py" else None]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.level:
+                continue  # the package imports itself only relatively
+            base = package[: len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+            for target in (".".join(base) or "bootstrap", *(".".join([*base, a.name]) for a in node.names)):
+                if target in modules and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def test_imports_point_downward() -> None:
+    """Every import, lazy and TYPE_CHECKING ones included, goes to a module on a lower line of LAYERS: no cycles."""
+    rank = {module: line for line, names in enumerate(LAYERS.split("\n")) for module in names.split()}
+    graph = imports()
+    assert sorted(graph) == sorted(rank), "LAYERS must list every module exactly once"
+    upward = sorted(f"{name} -> {target}" for name, targets in graph.items() for target in targets
+                    if rank[target] <= rank[name])
+    assert [] == upward
 
 
 @pytest.mark.parametrize("module", ["bootstrap.cli", "bootstrap.plan", "bootstrap.migrations", "bootstrap.settings",

@@ -41,52 +41,32 @@ PRISMA_PARAMETERS = frozenset({"schema", "connection_limit", "pool_timeout", "pg
                                "statement_cache_size", "max_idle_connection_lifetime", "sslidentity", "sslaccept"})
 _URL = re.compile(r"^postgres(?:ql)?://", re.IGNORECASE)
 
-# Classifying connection failures: libpq reports them as text, without SQLSTATE.
-_TRANSIENT_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("connection refused", "connection_refused"),
-    ("no such file or directory", "socket_missing"),
-    ("failed to resolve host", "dns_unresolved"),
-    ("could not translate host name", "dns_unresolved"),
-    ("name or service not known", "dns_unresolved"),
-    ("temporary failure in name resolution", "dns_unresolved"),
-    ("nodename nor servname", "dns_unresolved"),
-    ("no address associated", "dns_unresolved"),
-    ("is starting up", "starting_up"),
-    ("not yet accepting connections", "starting_up"),
-    ("in recovery mode", "starting_up"),
-    ("is shutting down", "shutting_down"),
-    ("too many clients", "too_many_connections"),
-    ("too many connections", "too_many_connections"),
-    ("remaining connection slots", "too_many_connections"),
-    ("timeout expired", "timeout"),
-    ("timed out", "timeout"),
-    ("server closed the connection", "connection_lost"),
-    ("connection reset", "connection_lost"),
-    ("terminating connection", "connection_lost"),
-    ("could not receive data", "connection_lost"),
-    ("could not send data", "connection_lost"),
-    ("broken pipe", "connection_lost"),
-    ("no route to host", "network_unreachable"),
-    ("network is unreachable", "network_unreachable"),
-    ("host is unreachable", "network_unreachable"),
-)
-_PERMANENT_PATTERNS: tuple[tuple[str, str], ...] = (
+# Classifying connection failures: libpq reports them as text, without SQLSTATE. Kinds, and what libpq says.
+_TRANSIENT = {
+    "connection_refused": ("connection refused",),
+    "socket_missing": ("no such file or directory",),
+    "dns_unresolved": ("failed to resolve host", "could not translate host name", "name or service not known",
+                       "temporary failure in name resolution", "nodename nor servname", "no address associated"),
+    "starting_up": ("is starting up", "not yet accepting connections", "in recovery mode"),
+    "shutting_down": ("is shutting down",),
+    "too_many_connections": ("too many clients", "too many connections", "remaining connection slots"),
+    "timeout": ("timeout expired", "timed out"),
+    "connection_lost": ("server closed the connection", "connection reset", "terminating connection",
+                        "could not receive data", "could not send data", "broken pipe"),
+    "network_unreachable": ("no route to host", "network is unreachable", "host is unreachable"),
+}
+_PERMANENT = {
     # A connection pooler (PgBouncer, Neon's, Supavisor) refusing a startup parameter of the user's
     # connection string or PGOPTIONS: waiting never helps.
-    ("unsupported startup parameter", "startup_parameter_refused"),
-    ("password authentication failed", "authentication_failed"),
-    ("authentication failed", "authentication_failed"),
-    ("no password supplied", "password_missing"),
-    ("is not permitted to log in", "login_not_permitted"),
-    ("pg_hba.conf", "access_denied"),
-    ("permission denied", "access_denied"),
-    ("does not exist", "not_found"),
-    ("ssl was required", "ssl_config"),
-    ("does not support ssl", "ssl_config"),
-    ("certificate", "ssl_config"),
-    ("invalid ", "config"),
-    ("missing \"=\"", "config"),
-)
+    "startup_parameter_refused": ("unsupported startup parameter",),
+    "authentication_failed": ("password authentication failed", "authentication failed"),
+    "password_missing": ("no password supplied",),
+    "login_not_permitted": ("is not permitted to log in",),
+    "access_denied": ("pg_hba.conf", "permission denied"),
+    "not_found": ("does not exist",),
+    "ssl_config": ("ssl was required", "does not support ssl", "certificate"),
+    "config": ("invalid ", 'missing "="'),
+}
 _HINTS = {
     "startup_parameter_refused": "; a connection pooler refuses that startup parameter: remove it from the "
                                  "connection string and PGOPTIONS (bootstrap itself sends none)",
@@ -111,12 +91,10 @@ def classify(exc: BaseException) -> Failure:
     """
     message = str(exc).strip()
     lowered = message.lower()
-    for pattern, kind in _PERMANENT_PATTERNS:
-        if pattern in lowered:
-            return Failure(False, kind, message)
-    for pattern, kind in _TRANSIENT_PATTERNS:
-        if pattern in lowered:
-            return Failure(True, kind, message)
+    for transient, table in ((False, _PERMANENT), (True, _TRANSIENT)):
+        for kind, patterns in table.items():
+            if any(pattern in lowered for pattern in patterns):
+                return Failure(transient, kind, message)
     return Failure(True, "unknown", message)
 
 
