@@ -2,7 +2,7 @@
 Exit codes and the error tree.
 
 Every failure bootstrap reports on purpose is a `BootstrapError` subclass that
-declares its `exit_code`; only `cli.main()` turns one into a process exit.
+declares its `exit_code`; only `command.run_command` turns one into a process exit.
 This module imports nothing from the package, to avoid import loops.
 """
 

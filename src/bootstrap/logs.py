@@ -1,7 +1,8 @@
 """
 Logging: structlog to stderr, console on a TTY, JSON lines otherwise, never a secret.
 
-`configure_logging` is called once per command, from `cli`.
+`command.run_command` configures it as a command starts (from the flags and
+variables as given), then again once the settings are validated.
 """
 
 from __future__ import annotations

@@ -76,11 +76,6 @@ def normalise(raw: bytes) -> bytes:
     return raw.replace(b"\r\n", b"\n") if b"\r" in raw else raw
 
 
-def checksum_of(raw: bytes) -> str:
-    """SHA-256 (hex) of a file's content, BOM dropped and CRLF read as LF."""
-    return hashlib.sha256(normalise(raw)).hexdigest()
-
-
 def read_sql_file(path: str | os.PathLike[str]) -> SqlFile:
     """
     Read, decode, checksum one file and read its directives.

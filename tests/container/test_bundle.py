@@ -173,13 +173,15 @@ def test_node_gateway_answers_as_the_python_example(node_gateway_image: str, sta
         python.wait(timeout=10)
 
 
-def test_image_sizes_are_the_published_ones(images: tuple[str, str], bundle_image: str, node_gateway_image: str,
-                                            prisma_users_image: str, bundle_dir: Path) -> None:
+def test_the_bundle_adds_only_itself_to_an_app_image(images: tuple[str, str], bundle_image: str,
+                                                     node_gateway_image: str, prisma_users_image: str) -> None:
     """
-    The sizes docs/container.md and the README publish are those measured here
-    (within 10%: base images get security updates); the bundle stays well under 50 MB.
+    What a user pays in image size for bootstrap: the bundle stays under 45 MB, and an
+    app image built on it is its base, the bundle and the app's own files, nothing
+    else (the Node gateway's app is a few MB). The sizes of one run are printed for
+    docs/container.md, which quotes them with their date.
     """
-    measured = {
+    sizes = {
         "bootstrap image": container.image_size(images[0]),
         "bundle": container.image_size(bundle_image),
         "Python gateway image": container.image_size(images[1]),
@@ -188,13 +190,7 @@ def test_image_sizes_are_the_published_ones(images: tuple[str, str], bundle_imag
         "Node base (stand-in)": container.image_size(container.ensure_node_base()),
         "Python base (stand-in)": container.image_size(container.ensure_base_image()),
     }
-    print("\n".join(f"{name}: {size / MB:.0f} MB" for name, size in measured.items()))
-    assert measured["bundle"] < 45 * MB
-    table = DOCS.read_text().split("<!-- image-sizes -->")[1]
-    published = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\| ([^|]+?) \| ([\d.]+) MB \|", table, re.M)}
-    assert sorted(measured) == sorted(published), table
-    for name, size in measured.items():
-        assert abs(size / MB - published[name]) <= 0.1 * published[name], f"{name}: {size / MB:.0f} MB measured"
-    readme = (REPO / "README.md").read_text()
-    for name in ("bootstrap image", "bundle", "Python gateway image", "Node gateway image"):
-        assert f"{published[name]:.0f} MB" in readme, f"README does not quote the {name}'s size"
+    print("\n".join(f"{name}: {size / MB:.0f} MB" for name, size in sizes.items()))
+    assert sizes["bundle"] < 45 * MB
+    app = sizes["Node gateway image"] - sizes["Node base (stand-in)"] - sizes["bundle"]
+    assert 0 <= app < 10 * MB, f"the Node gateway image holds {app / MB:.0f} MB besides its base and the bundle"

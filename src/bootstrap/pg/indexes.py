@@ -4,7 +4,7 @@ Concurrent index builds: what they left, and whether what they built is valid.
 A `CREATE INDEX CONCURRENTLY` (or `REINDEX ... CONCURRENTLY`) that fails, times
 out or is cancelled leaves an INVALID index: never used by queries, a unique
 one enforcing nothing, and skipped by a later `IF NOT EXISTS`. Around each such
-statement the applier takes a `Census` of the indexes it can touch; after a
+statement the applier takes a census of the indexes it can touch (`census`); after a
 failure it drops the invalid ones the build left (`DROP INDEX CONCURRENTLY`,
 which waits only for the table's current users, not for every older
 transaction), and after a success it checks that what the statement names is
