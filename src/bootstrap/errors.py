@@ -192,6 +192,7 @@ class SignalReceived(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+        self.fields: dict[str, Any] = {}  # what was interrupted, and what became of it (the file, its outcome)
 
     @property
     def exit_code(self) -> int:

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from tests.faults.conftest import env_for, migrate_cmd
-from tests.helpers import Spawned, last_error, ledger, logs, run_cli, table_exists, write
+from tests.faults.conftest import GATE_SQL, Gate, env_for, migrate_cmd
+from tests.helpers import Spawned, last_error, ledger, logs, poll, run_cli, table_exists, write
 
 TRANSFER = """-- bootstrap:no-transaction
 BEGIN;
@@ -106,16 +106,30 @@ def test_strings_are_read_as_the_lexer_reads_them_on_a_nonstandard_database(fdb:
         assert (False, []) == (table_exists(conn, "t"), ledger(conn))
 
 
-def test_a_file_that_releases_the_migration_lock_stops_the_run_before_the_next(fdb: str, sql_dir: Path,
-                                                                               fconn: psycopg.Connection) -> None:
-    """A lock released where the lexer cannot see it (inside a DO block): the file is kept, the next never runs."""
+def test_a_file_that_releases_the_migration_lock_never_commits_beside_another_runner(
+        fdb: str, sql_dir: Path, fconn: psycopg.Connection, gate: Gate) -> None:
+    """
+    A lock released where the lexer cannot see it (inside a DO block): once another runner holds
+    the lock, the first one's next file is rolled back, not committed (exit 3, saying so); each
+    file is applied once.
+    """
     write(sql_dir, "1_release.sql", "CREATE TABLE a (id int);\nDO $$BEGIN PERFORM pg_advisory_unlock_all(); END$$;\n")
-    write(sql_dir, "2_next.sql", "CREATE TABLE b (id int);")
-    result = run_cli(["migrate"], env_for(fdb, sql_dir))
-    assert 3 == result.returncode
-    assert "this session no longer holds the migration lock: a file released it" in last_error(result.stderr)["error"]
-    assert (True, False) == (table_exists(fconn, "a"), table_exists(fconn, "b"))
-    assert [(1, "1_release.sql", "versioned")] == ledger(fconn)
+    write(sql_dir, "2_next.sql", GATE_SQL + "CREATE TABLE b (id int);\nINSERT INTO log VALUES (2);\n")
+    fconn.execute("CREATE TABLE log (file int)")
+    env = env_for(fdb, sql_dir, BOOTSTRAP_LOG_FORMAT="json")
+    with Spawned(migrate_cmd(), env) as first:
+        gate.wait_for_waiter()  # the first runner is in 2_next.sql, without the lock it released
+        with Spawned(migrate_cmd(), env) as second:
+            second.wait_for_event("lock_acquired")  # the lock was free: the second runner took it
+            poll(lambda: len(fconn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                           ).fetchall()) == 2, message="both runners at the gate")
+            gate.open()
+            codes = sorted([first.wait(60), second.wait(60)])
+    assert [0, 3] == codes, first.err + second.err
+    lost = [e for r in (first, second) for e in r.events() if e["event"] == "bootstrap_failed"]
+    assert "this session no longer holds the migration lock" in lost[0]["error"]
+    assert [(2,)] == fconn.execute("SELECT file FROM log").fetchall()
+    assert [(1, "1_release.sql", "versioned"), (2, "2_next.sql", "versioned")] == ledger(fconn)
 
 
 def test_waiting_runners_see_the_file_recorded_as_it_ran(fdb: str, sql_dir: Path, fconn: psycopg.Connection) -> None:

@@ -69,9 +69,10 @@ def test_work_on_another_server_connection_is_refused(pooled: Session, db: psyco
     store, locker, applier = tools(pooled)
     assert locker.acquire()
     store.ensure()
-    # As if a transaction pooler had moved the session: this server connection holds no lock.
+    # As if a transaction pooler had moved the session: the lock is held on another server connection.
     pooled.lock_pid = pooled.server_pid + 12345
     pooled.conn.execute("SELECT pg_advisory_unlock_all()")
+    db.execute("SELECT pg_advisory_lock(%s)", [KEY])
     text = "CREATE TABLE a (id int);" if transactional else "-- bootstrap:no-transaction\nCREATE TABLE a (id int);\n"
     with pytest.raises(ConfigError, match="reached another server connection than the one holding the migration lock"):
         applier.apply(parsed(text, transactional=transactional))

@@ -22,7 +22,7 @@ import psycopg
 
 from ..backoff import DDL_RETRY, Backoff, retry
 from ..concurrently import Build, concurrent_build
-from ..errors import BootstrapError
+from ..errors import BootstrapError, SignalReceived
 from ..migrations import Migration, ParsedMigration
 from ..sqlsplit import Script
 from ..typing import Logger
@@ -94,6 +94,7 @@ class Applier:
         self.retries = retries
         self.log = log
         self.backoff = backoff
+        self._kept = 0
 
     # -- one file --------------------------------------------------------------------------
 
@@ -126,11 +127,20 @@ class Applier:
         return self._run(down, lambda: self._statements(down, lambda _ms: forget))
 
     def _run(self, parsed: ParsedMigration, work: Callable[[], int]) -> int:
+        self._kept = 0  # a no-transaction file's statements that ran and were kept, so far
         with self.session.notices(migration=parsed.migration.name):
             try:
                 return work()
+            except SignalReceived as stopped:
+                self.session.rollback_quietly()  # psycopg cancelled the running statement: end its transaction
+                total = len(parsed.script.code_statements)
+                stopped.fields = {"file": str(parsed.migration.path), "outcome": (
+                    "the file was rolled back; nothing of it was kept" if parsed.migration.transactional else
+                    f"statements 1-{self._kept} of {total} ran and were kept, the one running was cancelled; the "
+                    "ledger was not changed" if self._kept else "nothing of it was kept; the ledger was not changed")}
+                raise
             except BaseException:
-                # Interrupted (signal) or failed: never leave a transaction open.
+                # Failed: never leave a transaction open.
                 self.session.rollback_quietly()
                 raise
 
@@ -161,9 +171,7 @@ class Applier:
             # Past the file's last statement, with COMMIT in the query, the break may have met the COMMIT.
             return failure.connection_lost(parsed, error, committing=committing and run.done >= code)
         self.session.rollback_quietly()
-        if run.done < 0:
-            return self.session.lock_lost()
-        if run.done >= code:  # the file ran; the reset, its ledger statement or COMMIT failed
+        if run.done >= code:  # the file ran; the reset, its ledger statement (the lock's guard) or COMMIT failed
             return self._commit_failed(parsed, error)
         return AttemptFailed(parsed, error, failure.migration_failed(
             parsed, run.done, error, kept=None, attempts=self.retries + 1, shift=run.shift, outcome=outcome))
@@ -203,21 +211,22 @@ class Applier:
                         leftovers=leftovers, block=(first, last) if last > first else None))
 
             self.with_retries(attempt)
+            self._kept = last + 1
             if build is not None:
                 self._check_build(parsed, first, build, before)
         if session.in_transaction():
             session.rollback_quietly()
             raise failure.left_open(parsed)
         duration_ms = round((time.monotonic() - started) * 1000)
+        kept = f"all {len(statements)} statements ran and were kept, but the ledger was not changed"
         try:
             session.reset()
-            with session.transaction(kept=f"all {len(statements)} statements ran and were kept, but the ledger "
-                                          "was not changed"):
+            with session.transaction(kept=kept):
                 session.conn.execute(ledger_sql(duration_ms))
         except psycopg.Error as exc:
             if session.is_disconnect(exc):
                 raise failure.connection_lost(parsed, exc, kept=len(statements)) from None
-            raise self._commit_failed(parsed, exc) from None
+            raise self._commit_failed(parsed, exc, kept=kept) from None
         return duration_ms
 
     # -- concurrent index builds -----------------------------------------------------------
@@ -356,5 +365,7 @@ class Applier:
         except AttemptFailed as failed:
             raise failed.final from None
 
-    def _commit_failed(self, parsed: ParsedMigration, error: psycopg.Error) -> BootstrapError:
+    def _commit_failed(self, parsed: ParsedMigration, error: psycopg.Error, kept: str | None = None) -> BootstrapError:
+        if self.session.lock_guard_failed(error):  # the ledger statement's guard: another runner holds the lock
+            return self.session.lock_lost(kept)
         return failure.commit_failed(parsed, error, ledger_table=self.ledger.table_name)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
+from psycopg.adapt import Transformer
 
 from .. import __version__
 from ..errors import ConfigError
@@ -34,9 +35,16 @@ _HOSTNAME = socket.gethostname()
 # replaces its row by name (the partial unique index on name WHERE version IS NULL).
 _INSERT = sql.SQL(
     "INSERT INTO {ledger} (version, name, kind, checksum, duration_ms, transactional, hostname, bootstrap_version)"
-    " {values} ON CONFLICT (name) WHERE version IS NULL DO UPDATE SET checksum = EXCLUDED.checksum,"
+    " VALUES ("
+)
+_COMMA, _HOST, _VERSION = sql.SQL(", "), sql.Literal(_HOSTNAME), sql.Literal(__version__)
+_SERVER_DURATION = sql.SQL(  # from when the file's query arrived to its ledger statement, on the server's clock
+    "(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp()) * 1000)::integer")
+_ON_CONFLICT = sql.SQL(
+    ") ON CONFLICT (name) WHERE version IS NULL DO UPDATE SET checksum = EXCLUDED.checksum,"
     " duration_ms = EXCLUDED.duration_ms, transactional = EXCLUDED.transactional, applied_at = now(),"
     " applied_by = current_user, hostname = EXCLUDED.hostname, bootstrap_version = EXCLUDED.bootstrap_version"
+    " RETURNING duration_ms"
 )
 _LAYOUT_COMMENT = "bootstrap migration ledger (layout 1): one row per applied migration"
 
@@ -63,6 +71,8 @@ class PgLedger:
         self.schema, self.table_name = schema, table
         self.name = f"{schema}.{table}"
         self.table = sql.Identifier(schema, table)
+        self._insert = _INSERT.format(ledger=self.table)
+        self._transformer = Transformer(self.session.conn)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -271,14 +281,15 @@ class PgLedger:
                 query arrived to this statement (`RETURNING` gives it back).
         """
         m = migration
-        duration = (sql.Literal(duration_ms) if duration_ms is not None else sql.SQL(
-            "(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp())"
-            " * 1000)::integer"))
-        values = sql.SQL("VALUES ({}, {}, {}, {}, {}, {}, {}, {})").format(
-            sql.Literal(m.version), sql.Literal(m.name), sql.Literal(m.kind.value), sql.Literal(m.checksum), duration,
-            sql.Literal(m.transactional), sql.Literal(_HOSTNAME), sql.Literal(__version__))
-        return sql.Composed([_INSERT.format(ledger=self.table, values=values),
-                             sql.SQL(" RETURNING duration_ms")]).as_string(self.session.conn)
+        duration = [sql.Literal(duration_ms) if duration_ms is not None else _SERVER_DURATION]
+        if self.session.lock_key is not None:  # the lock's guard: no commit while another runner holds it
+            duration += [sql.SQL(" * "), sql.SQL(self.session.lock_guard())]
+        # Composed piece by piece, and every literal through one Transformer (each Literal would make its
+        # own, and SQL.format parses its template each time): this runs once per file.
+        return sql.Composed([
+            self._insert, sql.Literal(m.version), _COMMA, sql.Literal(m.name), _COMMA, sql.Literal(m.kind.value),
+            _COMMA, sql.Literal(m.checksum), _COMMA, *duration, _COMMA, sql.Literal(m.transactional), _COMMA,
+            _HOST, _COMMA, _VERSION, _ON_CONFLICT]).as_string(self._transformer)
 
     def forget_sql(self, version: int | None) -> str:
         """

@@ -48,10 +48,9 @@ TRANSACTION_POOLING = (
 )
 
 
-def set_config(pairs: Sequence[tuple[str, object]], *, local: bool) -> str:
-    """One SELECT setting each (name, value): constant SQL of bootstrap's own names and whole numbers."""
-    scope = "true" if local else "false"
-    return "SELECT " + ", ".join(f"pg_catalog.set_config('{name}', '{value}', {scope})" for name, value in pairs)
+def set_statements(pairs: Sequence[tuple[str, object]], *, local: bool) -> list[str]:
+    """SET [LOCAL] each (name, value): constant SQL of bootstrap's own names and whole numbers (SET is the cheapest)."""
+    return [f"SET {'LOCAL ' if local else ''}{name} = {value}" for name, value in pairs]
 
 
 class _LockGone(Exception):
@@ -62,8 +61,8 @@ class Timeouts(NamedTuple):
     """
     The settings every migration statement runs with, in milliseconds (0: no limit).
 
-    They travel inside the work itself (`set_config(…, true)` in each file's
-    transaction, session-wide before a `no-transaction` file's statements),
+    They travel inside the work itself (`SET LOCAL` in each file's transaction,
+    `SET` before a `no-transaction` file's statements),
     never as startup options, which connection poolers refuse; the reset after
     each file removes them.
     """
@@ -146,7 +145,7 @@ class Session:
         pairs: list[tuple[str, object]] = list(_SERVER_KEEPALIVE)
         if conn.info.parameter_status("standard_conforming_strings") == "off":
             pairs.append(("standard_conforming_strings", "on"))
-        self.settings_sql = set_config(pairs, local=False)
+        self.settings_sql = ";".join(set_statements(pairs, local=False))
         self.reset_sql = f"{_RESET};{self.settings_sql}"
         conn.execute(self.settings_sql)
 
@@ -233,20 +232,24 @@ class Session:
             ), rows)
         return ScriptResult(done, None, rows)
 
-    def prologue(self, *, local: bool = True) -> str:
+    def prologue(self) -> list[str]:
+        """The statements before each file's work, inside its transaction: its timeouts."""
+        return set_statements(self.timeouts.pairs(), local=True)
+
+    def lock_guard(self) -> str:
         """
-        The statement before each file's work: its timeouts, and, while this session holds
-        the migration lock, the guard that fails (division by zero) unless this session
-        still holds it: a file that released it (`pg_advisory_unlock_all()`), or a
-        pooler that moved the session to another server connection, stops the next file.
+        An expression that divides by zero unless this session may go on as the lock's holder: a
+        shared transaction lock on the migration lock's key, granted at once to the session that
+        holds it (its own lock never conflicts), refused while another session holds it (a file
+        released it and another runner took it, or a pooler moved this session off the server
+        connection that holds it), and kept to the end of the transaction. It sits in each file's
+        ledger statement: a file never commits while another runner holds the lock.
         """
-        sql = set_config(self.timeouts.pairs(), local=local)
-        if self.lock_key is not None:
-            key = self.lock_key & 0xFFFFFFFFFFFFFFFF
-            sql += (", 1 / (EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
-                    f" AND pid = pg_catalog.pg_backend_pid() AND objsubid = 1 AND classid = {key >> 32}"
-                    f" AND objid = {key & 0xFFFFFFFF}))::integer")
-        return sql
+        return f"(1 / pg_catalog.pg_try_advisory_xact_lock_shared({int(self.lock_key or 0)})::integer)"
+
+    def lock_guard_failed(self, error: psycopg.Error | None) -> bool:
+        """Whether `error` is the guard's division by zero (the one division in bootstrap's own statements)."""
+        return error is not None and error.sqlstate == "22012" and self.lock_key is not None
 
     def run_file(self, text: str, *, begin: bool = False, after: Sequence[str] = (), commit: bool = False) -> FileRun:
         """
@@ -254,34 +257,30 @@ class Session:
         (a ledger statement); [COMMIT]. Inside an open transaction, leave out begin and commit.
 
         Returns:
-            Which of the text's statements completed (see `FileRun.done`), the error, the last rows.
+            Which of the text's statements completed (`FileRun.done`), the error, the last rows.
         """
-        opening = [*(["BEGIN"] if begin else []), self.prologue()]
+        opening = [*(["BEGIN"] if begin else []), *self.prologue()]
         prefix = ";".join(opening) + ";\n"
         query = prefix + text + "\n;" + ";".join([self.reset_sql, *after, *(["COMMIT"] if commit else [])])
         done, error, rows = self.run_script(query)
-        # The prologue itself failed (its guard divides by zero): not the file's doing. A parse error
-        # anywhere in the query also stops it before any statement, but with another SQLSTATE.
-        guard_failed = self._guard_failed(error) and done == len(opening) - 1
-        return FileRun(-1 if guard_failed else max(0, done - len(opening)), error, rows, len(prefix))
-
-    def _guard_failed(self, error: psycopg.Error | None) -> bool:
-        return error is not None and error.sqlstate == "22012" and self.lock_key is not None
+        # A parse error anywhere in the query stops it before any statement, the prologue's included.
+        return FileRun(max(0, done - len(opening)), error, rows, len(prefix))
 
     @contextmanager
     def transaction(self, *, rollback: bool = False, kept: str | None = None) -> Iterator[None]:
         """
         A transaction for several statements (bootstrap's own writes, a rollback of several
-        files, a rehearsal): BEGIN and the prologue, then COMMIT, or ROLLBACK when the
-        block raises or `rollback` (always, for rehearsals and verify).
+        files, a rehearsal): BEGIN, the prologue and, while the lock is held, its guard; then
+        COMMIT, or ROLLBACK when the block raises or `rollback` (always, for rehearsals and verify).
 
         Args:
             kept: what the error says was kept, should the lock's guard find the lock gone.
         """
+        opening = [*self.prologue(), *([f"SELECT {self.lock_guard()}"] if self.lock_key is not None else [])]
         try:
             with self.conn.transaction(force_rollback=rollback):
-                _done, error, _rows = self.run_script(self.prologue())
-                if self._guard_failed(error):
+                _done, error, _rows = self.run_script(";".join(opening))
+                if self.lock_guard_failed(error):
                     raise _LockGone
                 if error is not None:
                     raise error
@@ -291,7 +290,7 @@ class Session:
 
     def set_timeouts(self) -> None:
         """Before a `no-transaction` file's statements: the timeouts for the session (the reset removes them)."""
-        self.conn.execute(set_config(self.timeouts.pairs(), local=False))
+        self.conn.execute(";".join(set_statements(self.timeouts.pairs(), local=False)))
 
     def reset(self) -> None:
         """After a `no-transaction` file's statements: the session back to bootstrap's settings."""
