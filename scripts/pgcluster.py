@@ -172,11 +172,21 @@ def _download_release(requirement: str, version: str, root: Path) -> None:
                 os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
-def free_port(start: int = 55100, end: int = 59999) -> int:
-    """A TCP port above 55000 nobody listens on."""
+def port_range() -> tuple[int, int]:
+    """The ports tests and throwaway clusters may bind: BOOTSTRAP_TEST_PORTS (`56000-56999`), else 55100-59999."""
+    text = os.environ.get("BOOTSTRAP_TEST_PORTS", "55100-59999")
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+    if not match or not 1024 <= int(match.group(1)) < int(match.group(2)) <= 65535:
+        raise ValueError(f"BOOTSTRAP_TEST_PORTS={text!r}: give a range of ports such as 56000-56999")
+    return int(match.group(1)), int(match.group(2))
+
+
+def free_port(start: int | None = None, end: int | None = None) -> int:
+    """A TCP port nobody listens on, in the range the tests may use (`port_range`)."""
     import random
 
-    ports = list(range(start, end))
+    low, high = port_range()
+    ports = list(range(start or low, end or high))
     random.shuffle(ports)
     for port in ports:
         with socket.socket() as sock:

@@ -61,8 +61,24 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from exc
 
 
+# The quick run's tiers (`./scripts/test`): a few minutes, nothing installed as root, no container engine.
+QUICK_TIERS = ("unit", "cli", "integration", "e2e")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --pg N the run is about one version: the matrix (every version) is left out, and says so."""
+    """
+    `./scripts/test` (BOOTSTRAP_TEST_RUN=quick) keeps the quick tiers unless paths or -m say what to run, and says
+    what it left out; with --pg N the run is about one version: the matrix (every version) is left out, and says so.
+    """
+    if os.environ.get("BOOTSTRAP_TEST_RUN") == "quick" and not config.option.file_or_dir and not config.option.markexpr:
+        root = Path(__file__).resolve().parent
+        left = [item for item in items if item.path.relative_to(root).parts[0] not in QUICK_TIERS]
+        if left:
+            config.hook.pytest_deselected(items=left)
+            items[:] = [item for item in items if item not in left]
+            tiers = sorted({item.path.relative_to(root).parts[0] for item in left})
+            _SUMMARY.append(f"quick run: the {', '.join(tiers)} tiers left out ({len(left)} tests); "
+                            "./scripts/test --all runs everything, as CI does")
     if config.getoption("--pg") is None:
         return
     matrix = [item for item in items if item.get_closest_marker("matrix")]

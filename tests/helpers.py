@@ -19,7 +19,7 @@ _SCRUBBED = ("DATABASE_URL", "DATABASE_URL_FILE", "BOOTSTRAP_DATABASE_URL",
              "PGPASSWORD", "PGOPTIONS", "PGSSLMODE")
 # BOOTSTRAP_* variables of the test harness, not of bootstrap: kept, so that a child
 # process (the demo, a nested run) uses the same PostgreSQL version and download cache.
-_HARNESS = ("BOOTSTRAP_PG_VERSION", "BOOTSTRAP_CACHE", "BOOTSTRAP_PG_BINDIR", "BOOTSTRAP_PODMAN_CACHE")
+_HARNESS = ("BOOTSTRAP_PG_VERSION", "BOOTSTRAP_CACHE", "BOOTSTRAP_PG_BINDIR", "BOOTSTRAP_PODMAN_CACHE", "BOOTSTRAP_TEST_PORTS")
 
 
 def write(folder: Path, name: str, text: str | bytes) -> Path:

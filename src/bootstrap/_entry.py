@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 COMMANDS = frozenset(
     {"wait-db", "migrate", "run", "status", "verify", "rollback", "baseline", "repair", "new", "adopt",
-     "wait-migrated", "lint"}
+     "wait-migrated", "lint", "up", "down", "create"}
 )
 TOP_LEVEL_OPTIONS = frozenset({"-h", "--help", "-V", "--version"})
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .command import Done, command
+from .command import Done, Group, command
 from .errors import ExitCode, NotUpToDateError, UsageError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def _on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list
     return on_database(settings, log, work, to=to)
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="bootstrap", message="%(prog)s %(version)s")
 def cli() -> None:
     """
@@ -56,6 +56,9 @@ def cli() -> None:
 
     Every flag also reads an environment variable (shown in each command's
     --help); a flag wins over its variable.
+
+    Familiar names from dbmate and goose work too: `up` is migrate, `down` is
+    rollback --steps 1, `create` is new, `--url` is --database-url.
     """
 
 
@@ -135,7 +138,8 @@ def lint_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     (lock and statement timeouts: it sets them itself) are off; a file
     silences others with `-- bootstrap:lint-ignore rule-a,rule-b`. Exit 11
     when findings remain; exit 3 when squawk is not installed
-    (pip install 'bootstrap[lint]').
+    (pip install squawk-cli into bootstrap's environment, or install bootstrap
+    with its lint extra: pip install '.[lint]').
 
     Example:
 
@@ -235,10 +239,26 @@ def rollback_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         bootstrap rollback --steps 1
         bootstrap rollback --to 0
     """
-    steps, to_version = opts["steps"], opts["to_version"]
+    return _rollback(settings, log, opts["steps"], opts["to_version"])
+
+
+def _rollback(settings: Settings, log: Logger, steps: int | None, to_version: int | None) -> Any:
     if (steps is None) == (to_version is None):
         raise UsageError("give exactly one of --steps N or --to VERSION")
     return _on_database(settings, log, lambda migrator, files: migrator.rollback(files, steps=steps, to=to_version))
+
+
+@command(cli, "down", like="rollback", hidden=True)
+def down_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
+    """
+    `rollback --steps 1`, by its familiar name (dbmate's and goose's `down`); --steps N undoes N.
+
+    Example:
+
+        bootstrap down
+    """
+    steps = opts["steps"] if opts["steps"] is not None or opts["to_version"] is not None else 1
+    return _rollback(settings, log, steps, opts["to_version"])
 
 
 @command(cli, "baseline")

@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, ClassVar, NamedTuple, NoReturn
 
 import click
 
@@ -78,7 +78,10 @@ def _metavar(key: str) -> str | None:
 
 
 def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add every flag `command` takes, each with its variable (see `options.OPTIONS`)."""
+    """
+    Add every flag `command` takes, each with its variable (see `options.OPTIONS`); a shared
+    one that does not matter to `command` is accepted but left out of its --help.
+    """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(OPTIONS):
@@ -86,31 +89,62 @@ def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
                 continue
             help_text = f"{option.help} [env: {option.env}"
             help_text += "]" if option.kind != "str" else f"; default: {option.default}]"
+            kwargs: dict[str, Any] = {"default": None, "help": help_text,
+                                      "hidden": bool(option.shown) and command not in option.shown}
             if option.kind == "bool":
-                func = click.option(option.flag, option.key, is_flag=True, default=None,
-                                    help=help_text)(func)
+                kwargs["is_flag"] = True
             elif option.kind == "int":
-                func = click.option(option.flag, option.key, default=None, help=help_text,
-                                    type=click.IntRange(min=option.minimum),
-                                    metavar="N" if option.key == "steps" else "VERSION")(func)
+                kwargs.update(type=click.IntRange(min=option.minimum),
+                              metavar="N" if option.key == "steps" else "VERSION")
             elif option.kind == "choice":
-                func = click.option(option.flag, option.key, default=None, help=help_text,
-                                    type=ChoiceType(option.choices))(func)
+                kwargs["type"] = ChoiceType(option.choices)
             elif option.kind == "text":
-                func = click.option(option.flag, option.key, default=None, help=help_text,
-                                    metavar="TABLE")(func)
+                kwargs["metavar"] = "TABLE"
             else:
-                func = click.option(
-                    option.flag,
-                    option.key,
-                    type=_TYPES.get(option.key, str),
-                    default=None,
-                    metavar=_metavar(option.key),
-                    help=help_text,
-                )(func)
+                kwargs.update(type=_TYPES.get(option.key, str), metavar=_metavar(option.key))
+            func = click.option(option.flag, *option.aliases, option.key, **kwargs)(func)
         return func
 
     return decorate
+
+
+class Command(click.Command):
+    """A command whose --help lists its own options first, then the shared ones that matter to it, by section."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own: list[tuple[str, str]] = []
+        shared: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                section = SECTIONS.get(param.name or "")
+                (shared.setdefault(section, []) if section else own).append(record)
+        for title, records in (("Options", own), *shared.items()):
+            with formatter.section(title):
+                formatter.write_dl(records)
+
+
+# The --help section of each value every command takes.
+SECTIONS = {o.key: o.section for o in OPTIONS if o.section}
+
+
+class Group(click.Group):
+    """bootstrap's commands, with the familiar names of other tools (hidden aliases) and pointed hints."""
+
+    aliases: ClassVar[dict[str, str]] = {"up": "migrate", "create": "new"}
+    hints: ClassVar[dict[str, str]] = {
+             "version": "`bootstrap --version` prints bootstrap's version; `bootstrap status` shows the database's",
+             "init": "`bootstrap new DESCRIPTION` writes a first migration file",
+             "dump": "bootstrap keeps no schema file: `pg_dump --schema-only` writes one"}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        if args and args[0] in self.hints and self.get_command(ctx, args[0]) is None:
+            ctx.fail(f"No such command '{args[0]}': {self.hints[args[0]]}.")
+        return super().resolve_command(ctx, args)
 
 
 def _early_logging(flags: Mapping[str, Any]) -> tuple[str, str]:
@@ -143,20 +177,22 @@ class Done(NamedTuple):
 Work = Callable[[Settings, Any, dict[str, Any]], "Done | Any"]  # (settings, a structlog logger, flags)
 
 
-def command(group: click.Group, name: str, *arguments: Callable[[Any], Any],
+def command(group: click.Group, name: str, *arguments: Callable[[Any], Any], like: str | None = None,
             **settings: Any) -> Callable[[Work], click.Command]:
     """
     Make `work` the click command `name` of `group`: its options (and variables) from
-    `options.OPTIONS`, its `arguments`, its docstring as help; run through `run_command`.
+    `options.OPTIONS` (those of command `like`, when given), its `arguments`, its
+    docstring as help; run through `run_command`.
     """
+    options = like or name
 
     def decorate(work: Work) -> click.Command:
         def callback(**flags: Any) -> None:
-            run_command(name, flags, work)
+            run_command(options, flags, work)
 
         for argument in arguments:
             callback = argument(callback)
-        return group.command(name=name, help=work.__doc__, **settings)(config_options(name)(callback))
+        return group.command(name=name, help=work.__doc__, cls=Command, **settings)(config_options(options)(callback))
 
     return decorate
 
@@ -219,6 +255,7 @@ def run_command(command: str, flags: Mapping[str, Any], work: Work) -> NoReturn:
             signal=signal.Signals(exc.signum).name,
             exit_code=exc.exit_code,
             duration_ms=elapsed_ms(),
+            **exc.fields,
         )
         ctx.exit(exc.exit_code)
     except click.exceptions.Exit:

@@ -1,7 +1,7 @@
 """
 Linting migration files for dangerous DDL with squawk, before they run.
 
-squawk (PyPI `squawk-cli`, the optional extra `bootstrap[lint]`) is a static
+squawk (PyPI `squawk-cli`, bootstrap's optional extra `lint`) is a static
 binary: it is found next to the running interpreter, then on PATH, and run as
 a subprocess with `--reporter json`, once for the files that run in a
 transaction (`--assume-in-transaction`) and once for the others, every file
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # The squawk bootstrap is tested with (pyproject.toml pins the same; a test checks both).
 SQUAWK_VERSION = "2.70.0"
-INSTALL_HINT = "pip install 'bootstrap[lint]'"
+INSTALL_HINT = f"pip install squawk-cli=={SQUAWK_VERSION} (into bootstrap's environment)"
 
 # Every rule name squawk 2.70.0 accepts (`--exclude`), as it reports them. squawk has no
 # --list-rules: tests/unit/test_lint.py checks this set against the pinned binary.
@@ -73,6 +73,13 @@ MOOT_RULES: dict[str, str] = {
     ),
 }
 
+# Style preferences, not hazards: `bootstrap lint` reports them; migrate's own lint step (and --dry-run's)
+# warns only about what takes locks or breaks a rolling deploy, so a deploy log is not noise.
+STYLE_RULES = frozenset({
+    "prefer-bigint-over-int", "prefer-bigint-over-smallint", "prefer-identity", "prefer-text-field",
+    "prefer-timestamp-tz", "ban-char-field", "require-table-schema",
+})
+
 
 class Outcome(NamedTuple):
     """What linting some files found: the findings left, what each file silenced, and unknown silenced rules."""
@@ -85,7 +92,7 @@ class Outcome(NamedTuple):
 def find_squawk(scripts_dir: str | None = None, path: str | None = None) -> str | None:
     """
     The squawk executable: in the running interpreter's scripts directory
-    (where `pip install 'bootstrap[lint]'` puts it), else on PATH.
+    (where pip installs `squawk-cli`, the `lint` extra), else on PATH.
 
     Args:
         scripts_dir: where to look first (default: `sysconfig.get_path("scripts")`).
@@ -245,10 +252,13 @@ def _run(squawk: str, paths: list[str], by_path: dict[str, Migration], *, in_tra
 
 
 def run_lint(files: Sequence[Migration], log: Logger, *, server_version: int | None,
-             scope: str = "pending") -> LintResult:
+             scope: str = "pending", style: bool = True) -> LintResult:
     """
     Lint `files` with squawk and log what it found: each finding (warning),
     each file's silenced findings, unknown silenced rules, and one `lint_completed` line.
+
+    Args:
+        style: report style preferences too (`bootstrap lint`); migrate's step leaves them out.
 
     Raises:
         ConfigError: squawk is not installed, or failed.
@@ -259,7 +269,8 @@ def run_lint(files: Sequence[Migration], log: Logger, *, server_version: int | N
     if squawk is None:
         raise not_installed()
     started = time.monotonic()
-    outcome = lint(files, squawk, server_version=server_version)
+    excluded = sorted(MOOT_RULES) if style else sorted({*MOOT_RULES, *STYLE_RULES})
+    outcome = lint(files, squawk, server_version=server_version, exclude=excluded)
     for f in outcome.findings:
         log.warning("lint_finding_reported", migration=f.name, file=f.file, line=f.line, column=f.column,
                     rule=f.rule, message=f.message, help=f.help)
@@ -270,7 +281,7 @@ def run_lint(files: Sequence[Migration], log: Logger, *, server_version: int | N
         log.warning("lint_ignore_unknown", rule=unknown,
                     reason=f"squawk {SQUAWK_VERSION} knows no such rule: the lint-ignore silences nothing")
     log.info("lint_completed", files=len(files), findings=len(outcome.findings),
-             silenced=sum(s.findings for s in outcome.silenced), scope=scope, excluded=sorted(MOOT_RULES),
+             silenced=sum(s.findings for s in outcome.silenced), scope=scope, excluded=excluded,
              duration_ms=round((time.monotonic() - started) * 1000))
     return LintResult(list(files), outcome.findings, outcome.silenced, scope=scope, server_version=server_version,
                       unknown=outcome.unknown)
@@ -296,7 +307,7 @@ def lint_step(mode: str, files: Sequence[Migration], log: Logger, *, server_vers
     if mode == "off" or not files:
         return None
     try:
-        result = run_lint(files, log, server_version=server_version)
+        result = run_lint(files, log, server_version=server_version, style=False)
     except ConfigError as exc:
         if mode == "error":
             raise

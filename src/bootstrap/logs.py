@@ -52,6 +52,35 @@ def scrub_rendered(_logger: Any, _method: str, rendered: Any) -> Any:
     return redact.redact(rendered) if isinstance(rendered, str) else rendered
 
 
+class LiveLine:
+    """One line on a terminal that each update rewrites (progress while waiting), masked like every line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.shown = False
+
+    def update(self, text: str) -> None:
+        """Show `text` in place of what the line said."""
+        self.stream.write("\r\x1b[K" + redact.redact(text))
+        self.stream.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        """Clear the line, so the next log line starts on a clean one."""
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+
+_live_stream: TextIO | None = None  # logs go to a terminal, for people: progress may use one updating line
+
+
+def live_line() -> LiveLine | None:
+    """A line to update in place, when logs go to a terminal in console format; else None (say it in log lines)."""
+    return LiveLine(_live_stream) if _live_stream is not None else None
+
+
 def resolve_format(fmt: str, stream: TextIO) -> str:
     """`auto` is console on a TTY and JSON otherwise."""
     if fmt != "auto":
@@ -69,7 +98,10 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         level: debug, info, warning or error.
         stream: where lines go (stderr by default; stdout is the app's).
     """
+    global _live_stream
     stream = stream or sys.stderr
+    console = resolve_format(fmt, stream) == "console"
+    _live_stream = stream if console and bool(getattr(stream, "isatty", lambda: False)()) else None
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -28,6 +28,7 @@ MAX_VERSION = 2**63 - 1
 _VERSIONED = re.compile(r"^(?P<version>[0-9]+)_(?P<description>[^/]+)\.sql$")
 _DOWN = re.compile(r"^(?P<version>[0-9]+)_(?P<description>[^/]+)\.down\.sql$")
 _REPEATABLE = re.compile(r"^R__(?P<description>[^/]+)\.sql$")
+_LOOKALIKE = re.compile(r"^([0-9]+_|R__)[^/]+$")  # a migration's name, but its extension is not .sql
 _FLYWAY = re.compile(r"^[VUR](?P<version>[0-9._]*)__(?P<description>.+)\.sql$", re.I)
 
 
@@ -197,12 +198,14 @@ def _read_migration(kind: Kind, version: int | None, path: str, name: str, descr
     )
 
 
-def discover_migrations(sql_dir: Path) -> list[Migration]:
+def discover_migrations(sql_dir: Path, ignored: list[str] | None = None) -> list[Migration]:
     """
     Find every migration in `sql_dir`, versioned ones by version, then repeatables by name.
 
     Args:
         sql_dir: the directory (files directly in it; `verify/` is separate).
+        ignored: given, receives the names of files that look like migrations but are not
+            (`0002_x.sq`, `0003_x.sql.bak`): skipped, for the caller to warn about.
 
     Returns:
         Versioned migrations in ascending version order, then repeatables.
@@ -218,6 +221,8 @@ def discover_migrations(sql_dir: Path) -> list[Migration]:
     for entry in _listing(sql_dir):
         name = entry.name
         if name.startswith(".") or not name.lower().endswith(".sql"):
+            if ignored is not None and _LOOKALIKE.match(name):
+                ignored.append(name)
             continue
         path = _check_entry(sql_dir, entry)
         if (match := _DOWN.match(name)) is not None:

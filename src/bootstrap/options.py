@@ -14,17 +14,29 @@ from typing import NamedTuple
 
 
 class Option(NamedTuple):
-    """One configurable value: its flag, its variable, its default and what it means."""
+    """
+    One configurable value: its flag, its variable, its default and what it means.
+
+    Attributes:
+        kind: str (a value every command reads), bool, int, choice or text (command-specific).
+        commands: the commands that take it; () = every command.
+        section: for a value every command takes, the --help section that lists it.
+        shown: the commands whose --help lists it (() = all); the others accept it all the same.
+        aliases: other spellings of the flag (`--url`).
+    """
 
     key: str
     flag: str
     env: str
     default: str
     help: str
-    kind: str = "str"  # str, bool, int, choice or text (command-specific str)
-    commands: tuple[str, ...] = ()  # the commands that take it; () = every command
+    kind: str = "str"
+    commands: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
     minimum: int = 0  # for kind int: the smallest value accepted
+    section: str = ""
+    shown: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
 
 
 def _switch(key: str, flag: str, env: str, commands: tuple[str, ...], help: str) -> Option:
@@ -40,92 +52,52 @@ def _number(key: str, flag: str, env: str, commands: tuple[str, ...], help: str,
 
 # The commands that compare the files with the ledger.
 _PLANNING = ("migrate", "run", "status", "wait-migrated")
+# Where each shared value matters (--help lists it there; every command accepts it).
+_CONNECTING = ("wait-db", "migrate", "run", "status", "wait-migrated", "verify", "rollback", "baseline", "repair",
+               "adopt", "lint", "up", "down")
+_LEDGER = ("migrate", "run", "status", "wait-migrated", "rollback", "baseline", "repair", "adopt", "lint", "up", "down")
+_LOCKING = ("migrate", "run", "rollback", "baseline", "repair", "adopt", "up", "down")
+_RUNNING_FILES = ("migrate", "run", "rollback", "verify", "up", "down")
+CONNECTION, FILES, LOGGING = "Connection", "Files, ledger and lock", "Logging"
 
 # The one table of configuration; the CLI, the README and the tests read it.
 OPTIONS: tuple[Option, ...] = (
-    Option(
-        "database_url",
-        "--database-url",
-        "DATABASE_URL",
-        "libpq's PG* variables",
-        "PostgreSQL URL or key=value conninfo of the app's database.",
-    ),
-    Option(
-        "sql_dir",
-        "--sql-dir",
-        "BOOTSTRAP_SQL_DIR",
-        "./sql",
-        "Directory holding the migration files.",
-    ),
-    Option(
-        "schemas",
-        "--schemas",
-        "BOOTSTRAP_SCHEMAS",
-        "none",
-        "Comma-separated schemas created (IF NOT EXISTS) before migrations.",
-    ),
-    Option(
-        "wait_timeout",
-        "--timeout",
-        "BOOTSTRAP_WAIT_TIMEOUT",
-        "60",
-        "Seconds to wait for the database to answer (wait-migrated: also for the migrations).",
-    ),
-    Option(
-        "lock_timeout",
-        "--lock-timeout",
-        "BOOTSTRAP_LOCK_TIMEOUT",
-        "300",
-        "Seconds to wait for another runner's migration lock.",
-    ),
-    Option(
-        "ledger_table",
-        "--ledger-table",
-        "BOOTSTRAP_LEDGER_TABLE",
-        "bootstrap.bootstrap_migrations",
-        "Table recording applied migrations ([schema.]table). Unset, a database whose ledger is at "
-        "public.bootstrap_migrations (the default before 0.2) keeps it there.",
-    ),
-    Option(
-        "ddl_lock_timeout",
-        "--ddl-lock-timeout",
-        "BOOTSTRAP_DDL_LOCK_TIMEOUT",
-        "5",
-        "lock_timeout for migration statements; a file that cannot get its locks "
-        "is rolled back and retried with backoff.",
-    ),
-    Option(
-        "ddl_lock_retries",
-        "--ddl-lock-retries",
-        "BOOTSTRAP_DDL_LOCK_RETRIES",
-        "5",
-        "How many times a file that could not get its locks is retried (backoff 0.5 s doubling, "
-        "at most 8 s) before it fails.",
-    ),
-    Option(
-        "statement_timeout",
-        "--statement-timeout",
-        "BOOTSTRAP_STATEMENT_TIMEOUT",
-        "none",
-        "statement_timeout for migration statements (0 or none: no limit).",
-    ),
-    Option(
-        "log_format",
-        "--log-format",
-        "BOOTSTRAP_LOG_FORMAT",
-        "auto",
-        "auto (console on a TTY, JSON lines otherwise), json or console.",
-    ),
-    Option(
-        "log_level",
-        "--log-level",
-        "BOOTSTRAP_LOG_LEVEL",
-        "info",
-        "debug, info, warning or error.",
-    ),
-    # -- command-specific: off (flags) or unset (values) unless given --
+    Option("database_url", "--database-url", "DATABASE_URL", "libpq's PG* variables",
+           "PostgreSQL URL or key=value conninfo of the app's database.", section=CONNECTION, shown=_CONNECTING,
+           aliases=("--url",)),
+    Option("wait_timeout", "--timeout", "BOOTSTRAP_WAIT_TIMEOUT", "60",
+           "Seconds to wait for the database to answer (wait-migrated: also for the migrations).",
+           section=CONNECTION, shown=_CONNECTING),
+    Option("create_database", "--create-database", "BOOTSTRAP_CREATE_DATABASE", "false",
+           "In dev and CI: when the database named by the connection does not exist, create it (through the "
+           "server's maintenance database), then go on.", kind="bool", section=CONNECTION, shown=_CONNECTING),
+    Option("sql_dir", "--sql-dir", "BOOTSTRAP_SQL_DIR", "./sql", "Directory holding the migration files.",
+           section=FILES, shown=(*(c for c in _CONNECTING if c != "wait-db"), "new")),
+    Option("schemas", "--schemas", "BOOTSTRAP_SCHEMAS", "none",
+           "Comma-separated schemas created (IF NOT EXISTS) before migrations.", section=FILES,
+           shown=("migrate", "run", "baseline", "adopt", "up")),
+    Option("ledger_table", "--ledger-table", "BOOTSTRAP_LEDGER_TABLE", "bootstrap.bootstrap_migrations",
+           "Table recording applied migrations ([schema.]table). Unset, a database whose ledger is at "
+           "public.bootstrap_migrations (the default before 0.2) keeps it there.", section=FILES, shown=_LEDGER),
+    Option("lock_timeout", "--lock-timeout", "BOOTSTRAP_LOCK_TIMEOUT", "300",
+           "Seconds to wait for another runner's migration lock.", section=FILES, shown=_LOCKING),
+    Option("ddl_lock_timeout", "--ddl-lock-timeout", "BOOTSTRAP_DDL_LOCK_TIMEOUT", "5",
+           "lock_timeout for migration statements; a file that cannot get its locks is rolled back and retried "
+           "with backoff.", section=FILES, shown=_RUNNING_FILES),
+    Option("ddl_lock_retries", "--ddl-lock-retries", "BOOTSTRAP_DDL_LOCK_RETRIES", "5",
+           "How many times a file that could not get its locks is retried (backoff 0.5 s doubling, at most 8 s) "
+           "before it fails.", section=FILES, shown=_RUNNING_FILES),
+    Option("statement_timeout", "--statement-timeout", "BOOTSTRAP_STATEMENT_TIMEOUT", "none",
+           "statement_timeout for migration statements (0 or none: no limit).", section=FILES,
+           shown=_RUNNING_FILES),
+    Option("log_format", "--log-format", "BOOTSTRAP_LOG_FORMAT", "auto",
+           "auto (console on a TTY, JSON lines otherwise), json or console.", section=LOGGING),
+    Option("log_level", "--log-level", "BOOTSTRAP_LOG_LEVEL", "info", "debug, info, warning or error.",
+           section=LOGGING),
+# -- command-specific: off (flags) or unset (values) unless given --
     _switch("out_of_order", "--out-of-order", "BOOTSTRAP_OUT_OF_ORDER", _PLANNING,
-            "Apply pending versions older than the newest applied one instead of refusing."),
+            "Accept pending versions older than the newest applied one (migrate applies them) instead of "
+            "refusing them."),
     _switch("refuse_future", "--refuse-future", "BOOTSTRAP_REFUSE_FUTURE", _PLANNING,
             "Refuse (exit 6) versions a newer release applied, instead of warning and going on."),
     # migrate and run: lint what is about to run (off when squawk is not installed, unless error)

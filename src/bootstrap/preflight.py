@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from .errors import ConfigError, DatabaseUnavailableError, MigrationFailedError
 from .lint import find_squawk, not_installed, run_lint
-from .migrations import Migration, discover_migrations, parse_migration
+from .migrations import Migration, parse_migration
 from .plan import evaluate
-from .runner import Migrator, open_migrator
+from .runner import Migrator, discover, open_migrator
 from .typing import DryRunResult, LintResult, PlannedFile, RehearsalResult, RehearsedFile
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def lint_command(settings: Settings, log: Logger, *, all_files: bool) -> LintRes
             rule squawk does not know.
         LintFindingsError: findings remain (exit 11), after the caller printed them.
     """
-    migrations = discover_migrations(settings.sql_dir)
+    migrations = discover(settings, log)
     if find_squawk() is None:
         raise not_installed()
     files, scope, version = migrations, "all", None

@@ -353,13 +353,23 @@ def open_migrator(settings: Settings, log: Logger, *, wait: bool = True,
         session.close()
 
 
+def discover(settings: Settings, log: Logger) -> list[Migration]:
+    """The migration files, and a warning for each file that looks like one but is not (a mistyped extension)."""
+    ignored: list[str] = []
+    migrations = discover_migrations(settings.sql_dir, ignored)
+    for name in ignored:
+        log.warning("migration_file_ignored", file=str(settings.sql_dir / name),
+                    reason="named like a migration, but its name does not end in .sql: it never runs")
+    return migrations
+
+
 def on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list[Migration]], T], *,
                 to: int | None = None) -> T:
     """
     Check the migration files (and that `to`, when given, is one of them) before
     touching the database, then do `work` with a Migrator.
     """
-    migrations = discover_migrations(settings.sql_dir)
+    migrations = discover(settings, log)
     if to is not None:
         check_target(migrations, to)
     with open_migrator(settings, log) as migrator:
@@ -369,7 +379,7 @@ def on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list[
 def wait_for_migrations(settings: Settings, log: Logger) -> WaitResult:
     """`wait-migrated`: wait for the database, then until every file is applied (one --timeout for both)."""
     deadline = time.monotonic() + settings.wait_timeout
-    migrations = discover_migrations(settings.sql_dir)
+    migrations = discover(settings, log)
     with open_migrator(settings, log) as migrator:
         return migrator.wait_migrated(migrations, deadline=deadline)
 
@@ -383,7 +393,7 @@ def before_exec(settings: Settings, log: Logger, *, no_wait: bool, no_migrate: b
     and no verify scripts) the database is not contacted at all.
     """
     deadline = time.monotonic() + settings.wait_timeout
-    migrations = None if no_migrate and not wait_migrated else discover_migrations(settings.sql_dir)
+    migrations = None if no_migrate and not wait_migrated else discover(settings, log)
     scripts = [] if no_verify else load_verify_scripts(settings.sql_dir)
     if migrations is None and not scripts and no_wait:
         return RunResult()

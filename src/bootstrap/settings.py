@@ -116,6 +116,7 @@ class Settings(NamedTuple):
     log_level: str = "info"
     out_of_order: bool = False
     refuse_future: bool = False
+    create_database: bool = False
     lint: str = "warn"  # migrate and run: lint what is about to run (warn, error or off)
     environ: Mapping[str, str] = {}
 
@@ -273,6 +274,7 @@ def load_settings(
         log_level=_parsed(flags, environ, "log_level", lambda v: parse_choice(v, LOG_LEVELS), "info"),
         out_of_order=bool(_command_value(OPTION_BY_KEY["out_of_order"], flags, environ)),
         refuse_future=bool(_command_value(OPTION_BY_KEY["refuse_future"], flags, environ)),
+        create_database=bool(_command_value(OPTION_BY_KEY["create_database"], flags, environ)),
         lint=_command_value(OPTION_BY_KEY["lint"], flags, environ) or "warn",
         environ=environ,
     )

@@ -27,11 +27,13 @@ def invoke(args: list[str], env: dict[str, str] | None = None, obj: dict | None 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command: str) -> None:
-    """`bootstrap CMD --help` explains the command and shows an example."""
+    """`bootstrap CMD --help` explains the command, shows an example and names each flag's variable."""
     result = invoke([command, "--help"])
     assert ExitCode.OK == result.exit_code
     assert "Example:" in result.stdout
-    assert "[env: BOOTSTRAP_SQL_DIR; default: ./sql]" in " ".join(result.stdout.split())
+    flat = " ".join(result.stdout.split())
+    assert "[env: BOOTSTRAP_LOG_LEVEL; default: info]" in flat
+    assert ("[env: BOOTSTRAP_SQL_DIR; default: ./sql]" in flat) == (command != "wait-db")
 
 
 @pytest.mark.parametrize(

@@ -159,7 +159,7 @@ def test_without_squawk(without_squawk: tuple[list[str], dict[str, str]], fresh_
     for args in (["lint"], ["migrate", "--lint", "error"]):
         result = run(*args)
         assert ExitCode.CONFIG == result.returncode, result.stderr
-        assert "pip install 'bootstrap[lint]'" in last_error(result.stderr)["error"]
+        assert "pip install squawk-cli==2.70.0" in last_error(result.stderr)["error"]
     assert [] == user_objects(db)
     result = run("migrate")
     assert ExitCode.OK == result.returncode, result.stderr

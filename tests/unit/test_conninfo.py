@@ -6,7 +6,7 @@ import pytest
 
 from bootstrap import redact
 from bootstrap.errors import ConfigError, ExitCode
-from bootstrap.pg.connection import parse_conninfo
+from bootstrap.pg.conninfo import parse_conninfo
 from bootstrap.settings import load_settings
 
 SENTINEL = "S3ntinel-Pa55word"

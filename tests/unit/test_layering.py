@@ -28,6 +28,8 @@ pg.ledger
 pg.foreign pg.indexes pg.lock pg.verifier
 pg.session
 pg.connection pg.pooler pg.failure render
+pg.provision
+pg.conninfo
 lint plan scaffold
 typing
 adoption

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from ..settings import Settings
 from ..typing import Logger
-from .connection import PROBE_CONNECT_TIMEOUT_S, connect_once, parse_conninfo, wait_for_connection
+from .connection import PROBE_CONNECT_TIMEOUT_S, connect_once, wait_for_connection
+from .conninfo import parse_conninfo
 from .ledger import PgLedger
 from .lock import AdvisoryLocker, advisory_key, lock_channel
 from .session import Session, Timeouts
