@@ -62,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # The quick run's tiers (`./scripts/test`): a few minutes, nothing installed as root, no container engine.
-QUICK_TIERS = ("unit", "cli", "integration", "e2e")
+QUICK_TIERS = ("unit", "cli", "integration", "e2e", "install")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -11,6 +11,7 @@ option table only.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -106,10 +107,12 @@ def migrate_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     to, dry_run, rehearse, as_json = opts["to_version"], opts["dry_run"], opts["rehearse"], opts["as_json"]
     if dry_run and rehearse:
         raise UsageError("--dry-run runs nothing and --rehearse runs the files and rolls them back: give one of them")
-    if as_json and not (dry_run or rehearse):
-        raise UsageError("--json goes with --dry-run or --rehearse (migrate itself prints nothing on stdout)")
+    if as_json and not (dry_run or rehearse or settings.tenants_query):
+        raise UsageError("--json goes with --dry-run, --rehearse or a fleet (--tenants-query); migrate itself prints "
+                         "nothing on stdout")
     if not (dry_run or rehearse):
-        return _on_database(settings, log, lambda migrator, files: migrator.migrate(files, to=to), to)
+        shared = _on_database(settings, log, lambda migrator, files: migrator.migrate(files, to=to), to)
+        return _fleet(settings, log, shared, as_json=as_json) if settings.tenants_query else shared
     from . import preflight, render  # printing and lint errors only where there is something to print
     from .lint import findings_error
 
@@ -124,6 +127,21 @@ def migrate_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     if rehearsed.failure is not None:
         raise rehearsed.failure
     return rehearsed
+
+
+def _fleet(settings: Settings, log: Logger, shared: Any, *, as_json: bool = False) -> Any:
+    """After the shared files: the tenants (exit 5 naming each failed one, after the summary)."""
+    from . import render
+    from .fleet import fleet_failed, run_fleet
+    from .typing import FleetMigrateResult
+
+    result = run_fleet(settings, log)
+    if as_json:
+        _echo([render.fleet_json(shared, result)])
+    failed = fleet_failed(result)
+    if failed is not None:
+        raise failed
+    return FleetMigrateResult(shared, result)
 
 
 @command(cli, "lint")
@@ -174,7 +192,13 @@ def wait_migrated_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> 
     """
     from .runner import wait_for_migrations
 
-    return wait_for_migrations(settings, log)
+    deadline = time.monotonic() + settings.wait_timeout
+    waited = wait_for_migrations(settings, log)
+    if settings.tenants_query:
+        from .fleet import tenants_of, wait_fleet
+
+        wait_fleet(settings, log, tenants_of(settings, log), deadline=deadline)
+    return waited
 
 
 @command(cli, "status")
@@ -193,9 +217,16 @@ def status_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     from . import render
 
     plan = _on_database(settings, log, lambda migrator, files: migrator.status(files))
-    _echo([render.status_json(plan)] if opts["as_json"] else render.status_table(plan))
-    if opts["exit_code"] and not plan.up_to_date:
-        raise NotUpToDateError("not up to date", **plan.counts())
+    fleet = None
+    if settings.tenants_query:
+        from .fleet import fleet_status, tenants_of
+
+        fleet = fleet_status(settings, log, tenants_of(settings, log))
+    _echo([render.status_json(plan, fleet)] if opts["as_json"] else
+          [*render.status_table(plan), *(render.fleet_status_lines(fleet) if fleet is not None else [])])
+    if opts["exit_code"] and not (plan.up_to_date and not (fleet and fleet.behind)):
+        raise NotUpToDateError("not up to date", **plan.counts(), **({"tenants_behind": len(fleet.behind)}
+                                                                     if fleet is not None else {}))
     return plan
 
 
@@ -211,10 +242,10 @@ def verify_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
 
         bootstrap verify
     """
-    from .migrations import load_verify_scripts
+    from .migrations import Kind, load_scripts
     from .runner import open_migrator
 
-    scripts = load_verify_scripts(settings.sql_dir, required=True)
+    scripts = load_scripts(settings.sql_dir, Kind.VERIFY, settings.environ, required=True)
     if not scripts:
         log.info("verify_skipped", reason=f"no scripts in {settings.sql_dir / 'verify'}")
         return None
@@ -388,8 +419,16 @@ def run_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
         raise UsageError("missing command: use `bootstrap run -- CMD [ARG...]`")
     env = app_environ(settings.environ)
     resolve_command(argv[0], env)  # 127/126 before touching anything
+    deadline = time.monotonic() + settings.wait_timeout
     result = before_exec(settings, log, no_wait=opts["no_wait"], no_migrate=opts["no_migrate"],
                          no_verify=opts["no_verify"], wait_migrated=opts["wait_migrated"])
+    if settings.tenants_query and not opts["no_migrate"]:  # the fleet too, before the app starts
+        from .fleet import tenants_of, wait_fleet
+
+        if opts["wait_migrated"]:
+            wait_fleet(settings, log, tenants_of(settings, log), deadline=deadline)
+        else:
+            result = result._replace(migrated=_fleet(settings, log, result.migrated))
 
     def handoff() -> None:
         log.info("app_exec_started", app=argv[0], arg_count=len(argv) - 1, pid=os.getpid())

@@ -95,7 +95,7 @@ def config_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
                 kwargs["is_flag"] = True
             elif option.kind == "int":
                 kwargs.update(type=click.IntRange(min=option.minimum),
-                              metavar="N" if option.key == "steps" else "VERSION")
+                              metavar="N" if option.key in ("steps", "jobs") else "VERSION")
             elif option.kind == "choice":
                 kwargs["type"] = ChoiceType(option.choices)
             elif option.kind == "text":

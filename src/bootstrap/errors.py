@@ -96,6 +96,10 @@ class ConfigError(BootstrapError):
     exit_code = ExitCode.CONFIG
 
 
+class TenantMissingError(ConfigError):
+    """A fleet's tenant schema does not exist (dropped during the run): that tenant is reported, not created."""
+
+
 class DatabaseUnavailableError(BootstrapError):
     """
     Raised when the database did not answer before `--timeout` ran out

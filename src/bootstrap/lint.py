@@ -171,10 +171,14 @@ def lint(migrations: Sequence[Migration], squawk: str, *, server_version: int | 
     by_path = {os.fspath(m.location): m for m in migrations}
     found: list[Finding] = []
     for in_transaction in (True, False):
-        paths = [os.fspath(m.location) for m in migrations if m.transactional is in_transaction]
+        paths = [os.fspath(m.location) for m in migrations if m.transactional is in_transaction and not m.variables]
         for chunk in _chunks(paths):
             found += _run(squawk, chunk, by_path, in_transaction=in_transaction, server_version=server_version,
                           exclude=exclude)
+    for m in migrations:  # a file with variables: as written, each variable a stand-in of its own length
+        if m.variables:
+            found += _run(squawk, [os.fspath(m.location)], by_path, in_transaction=m.transactional,
+                          server_version=server_version, exclude=exclude, text=_stand_ins(m))
     order = {name: i for i, name in enumerate(by_path)}
     found.sort(key=lambda f: (order.get(f.file, len(order)), f.line, f.column, f.rule))
     kept: list[Finding] = []
@@ -207,9 +211,27 @@ def _linter_environ() -> dict[str, str]:
             if not (k.startswith("PG") or k.endswith(("DATABASE_URL", "DATABASE_URL_FILE")))}
 
 
+def _stand_ins(migration: Migration) -> str:
+    """
+    A file's text with each psql variable (:'NAME', :"NAME") replaced by a literal or an identifier
+    of the same length ('NAME' , "NAME" ): squawk parses it, lines and columns stay; no value is read.
+    """
+    from .sqlfile import read_sql_file
+    from .sqlsplit import split_statements
+
+    text = migration.text if migration.text is not None else read_sql_file(migration.location).text
+    out, at = [], 0
+    for variable in split_statements(text, variables=True).variables:
+        if variable.kind != "raw":
+            quote = "'" if variable.kind == "literal" else '"'
+            out += [text[at : variable.start], f"{quote}{variable.name}{quote} "]
+            at = variable.end
+    return "".join([*out, text[at:]])
+
+
 def _run(squawk: str, paths: list[str], by_path: dict[str, Migration], *, in_transaction: bool,
-         server_version: int | None, exclude: Sequence[str]) -> list[Finding]:
-    """One squawk invocation over `paths`: its findings."""
+         server_version: int | None, exclude: Sequence[str], text: str | None = None) -> list[Finding]:
+    """One squawk invocation over `paths` (or over `text`, reported as the one path): its findings."""
     import json
     import subprocess
 
@@ -218,10 +240,10 @@ def _run(squawk: str, paths: list[str], by_path: dict[str, Migration], *, in_tra
         argv.append(f"--pg-version={pg_version(server_version)}")
     if exclude:
         argv.append("--exclude=" + ",".join(exclude))
-    argv += ["--", *(p.translate(_GLOB) for p in paths)]
+    argv += [f"--stdin-filepath={paths[0]}"] if text is not None else ["--", *(p.translate(_GLOB) for p in paths)]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
-                              env=_linter_environ())
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, env=_linter_environ(),
+                              **({"input": text} if text is not None else {"stdin": subprocess.DEVNULL}))
     except OSError as exc:
         raise ConfigError(f"cannot run squawk ({squawk}): {exc.strerror or exc}", squawk=squawk) from None
     try:

@@ -8,6 +8,7 @@ variables as given), then again once the settings are validated.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
@@ -60,8 +61,14 @@ class LiveLine:
         self.shown = False
 
     def update(self, text: str) -> None:
-        """Show `text` in place of what the line said."""
-        self.stream.write("\r\x1b[K" + redact.redact(text))
+        """Show `text` in place of what the line said: one line, cut to the terminal's width (a wrapped or
+        multi-line text could not be rewritten in place)."""
+        try:
+            width = os.get_terminal_size(self.stream.fileno()).columns or 80  # 0: a terminal that did not say
+        except (OSError, ValueError, AttributeError):
+            width = 80
+        line = " ".join(redact.redact(text).split())
+        self.stream.write("\r\x1b[K" + (line if len(line) < width else line[:max(width - 2, 1)] + "…"))
         self.stream.flush()
         self.shown = True
 

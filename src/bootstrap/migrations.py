@@ -4,7 +4,7 @@ pair rollbacks with their migrations, and parse the ones about to run.
 
 Discovery (`discover_migrations`) looks at every file: names, versions,
 duplicates, readability, UTF-8, directives and checksums. Parsing
-(`parse_migration`, `parse_down`, `load_verify_scripts`) splits a file that is
+(`parse_migration`, `parse_down`, `load_scripts`) splits a file that is
 about to run into statements and checks what only matters for running it.
 Neither touches the database; reading one file is `sqlfile`'s job.
 """
@@ -14,11 +14,12 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import ConfigError
-from .sqlfile import VERIFY_DIR, SqlFile, parse_file, read_sql_file, where
+from .sqlfile import AFTER_DIR, VERIFY_DIR, SqlFile, parse_file, read_sql_file, where
 
 if TYPE_CHECKING:
     from .sqlsplit import Script
@@ -37,6 +38,8 @@ class Kind(enum.StrEnum):
 
     VERSIONED = "versioned"
     REPEATABLE = "repeatable"
+    AFTER = "after"  # sql/after/*.sql: after every migrate that took the lock, never recorded
+    VERIFY = "verify"  # sql/verify/*.sql: always rolled back
 
 
 class Migration(NamedTuple):
@@ -55,6 +58,7 @@ class Migration(NamedTuple):
         text: the decoded content, kept for small files so parsing need not read them again.
         lint_ignore: the lint rules its `-- bootstrap:lint-ignore` directive silences.
         valid_checksums: earlier texts' checksums its `-- bootstrap:valid-checksum` directive accepts.
+        variables: the environment variables its `-- bootstrap:vars` directive lets it use.
     """
 
     kind: Kind
@@ -68,6 +72,7 @@ class Migration(NamedTuple):
     text: str | None = None
     lint_ignore: frozenset[str] = frozenset()
     valid_checksums: frozenset[str] = frozenset()
+    variables: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"Migration({self.name!r}, version={self.version!r}, checksum={self.checksum[:12]!r})"
@@ -93,15 +98,42 @@ class Migration(NamedTuple):
 
 
 class ParsedMigration(NamedTuple):
-    """A migration about to run: its text and statements."""
+    """
+    A file about to run: its statements as written and, when it uses variables, as sent.
+
+    Attributes:
+        script: the file as written (lines and columns in messages are this text's).
+        values: the values of the variables it uses (`-- bootstrap:vars`).
+        bound: the script with the values in (pg.binding), once bound; None without variables.
+        shifts: where each value sits, (sent start, sent end, written start, written end).
+    """
 
     migration: Migration
     script: Script
+    values: Mapping[str, str] = {}
+    bound: Script | None = None
+    shifts: tuple[tuple[int, int, int, int], ...] = ()
+
+    @property
+    def sent(self) -> Script:
+        """The statements as sent to the server (the values in)."""
+        return self.bound if self.bound is not None else self.script
 
     @property
     def text(self) -> str:
-        """The normalised SQL (BOM dropped, CRLF read as LF)."""
-        return self.script.text
+        """The SQL sent: normalised (BOM dropped, CRLF read as LF), the values in."""
+        return self.sent.text
+
+    def written_offset(self, offset: int) -> int:
+        """An offset in the SQL sent, as an offset in the file as written (a value's: its variable's)."""
+        delta = 0
+        for sent_start, sent_end, start, end in self.shifts:
+            if offset < sent_start:
+                break
+            if offset < sent_end:
+                return start
+            delta = end - sent_end
+        return offset + delta
 
 
 def _check_entry(sql_dir: Path, entry: os.DirEntry[str]) -> str:
@@ -195,6 +227,7 @@ def _read_migration(kind: Kind, version: int | None, path: str, name: str, descr
         text=read.text if len(read.text) <= KEEP_TEXT_CHARS else None,
         lint_ignore=read.lint_ignore,
         valid_checksums=read.valid_checksums,
+        variables=read.variables,
     )
 
 
@@ -267,9 +300,9 @@ def discover_migrations(sql_dir: Path, ignored: list[str] | None = None) -> list
     return migrations
 
 
-def discover_verify_scripts(sql_dir: Path) -> list[Path]:
-    """The `verify/*.sql` scripts, in name order (none when the folder is absent)."""
-    folder = sql_dir / VERIFY_DIR
+def discover_scripts(sql_dir: Path, folder_name: str) -> list[Path]:
+    """The `*.sql` scripts of `sql_dir/folder_name` (verify/, after/), in name order (none without the folder)."""
+    folder = sql_dir / folder_name
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
@@ -287,9 +320,12 @@ def discover_verify_scripts(sql_dir: Path) -> list[Path]:
 _FOREIGN_DOWN_MARKERS = re.compile(r"^--\s*(migrate:down(\s.*)?|down migration|\+goose\s+down)\s*$", re.IGNORECASE)
 
 
-def parse_migration(migration: Migration) -> ParsedMigration:
+def parse_migration(migration: Migration, environ: Mapping[str, str] | None = None) -> ParsedMigration:
     """
     Read and split a migration that is about to run.
+
+    Args:
+        environ: where its variables' values come from; None: checked, not read (--dry-run).
 
     Raises:
         ConfigError: as `parse_file`; when the file changed since discovery; or
@@ -301,8 +337,8 @@ def parse_migration(migration: Migration) -> ParsedMigration:
     if migration.text is not None:
         known = SqlFile(path=migration.path, text=migration.text, checksum=migration.checksum,
                         transactional=migration.transactional, lint_ignore=migration.lint_ignore,
-                        valid_checksums=migration.valid_checksums)
-    read, script = parse_file(migration.path, known)
+                        valid_checksums=migration.valid_checksums, variables=migration.variables)
+    read, script, values = parse_file(migration.path, known, environ=environ)
     marker = next(((at, text) for at, text in script.comment_lines() if _FOREIGN_DOWN_MARKERS.match(text)), None)
     if marker is not None:
         from .sqlsplit import line_col
@@ -320,10 +356,10 @@ def parse_migration(migration: Migration) -> ParsedMigration:
             f"{where(migration.path)}: the file changed while bootstrap was running",
             file=str(migration.path),
         )
-    return ParsedMigration(migration=migration, script=script)
+    return ParsedMigration(migration=migration, script=script, values=values)
 
 
-def parse_down(migration: Migration) -> ParsedMigration:
+def parse_down(migration: Migration, environ: Mapping[str, str]) -> ParsedMigration:
     """
     Read and split a versioned migration's `.down.sql` partner, as the migration
     that rollback runs (its name, checksum and directives are the down file's).
@@ -332,25 +368,28 @@ def parse_down(migration: Migration) -> ParsedMigration:
         ConfigError: as `parse_file`.
     """
     assert migration.down_path is not None
-    read, script = parse_file(migration.down_path)
+    read, script, values = parse_file(migration.down_path, environ=environ)
     down = migration._replace(location=migration.down_path, name=migration.down_path.name,
                               checksum=read.checksum, transactional=read.transactional,
                               down_location=None, text=None, lint_ignore=read.lint_ignore,
-                              valid_checksums=frozenset())
-    return ParsedMigration(migration=down, script=script)
+                              valid_checksums=frozenset(), variables=read.variables)
+    return ParsedMigration(migration=down, script=script, values=values)
 
 
-def load_verify_scripts(sql_dir: Path, *, required: bool = False) -> list[tuple[str, str]]:
+def load_scripts(sql_dir: Path, kind: Kind, environ: Mapping[str, str] | None, *,
+                 required: bool = False) -> list[ParsedMigration]:
     """
-    Read and check the verify scripts (before touching the database).
+    Read and check the verify scripts (`Kind.VERIFY`, sql/verify/) or the after-migrate scripts
+    (`Kind.AFTER`, sql/after/), before touching the database.
 
     Args:
         sql_dir: the migrations directory.
+        environ: where their variables' values come from; None: checked, not read (--dry-run).
         required: the directory must exist (`bootstrap verify`); `run` verifies
             only when scripts exist.
 
     Returns:
-        (name, text) of each script, in name order.
+        Each script, in name order.
     """
     if required and not sql_dir.is_dir():
         raise ConfigError(
@@ -358,13 +397,16 @@ def load_verify_scripts(sql_dir: Path, *, required: bool = False) -> list[tuple[
             variable="BOOTSTRAP_SQL_DIR",
         )
     scripts = []
-    for path in discover_verify_scripts(sql_dir):
-        read, _script = parse_file(path)
-        if not read.transactional:
+    for path in discover_scripts(sql_dir, VERIFY_DIR if kind is Kind.VERIFY else AFTER_DIR):
+        read, script, values = parse_file(path, environ=environ)
+        if kind is Kind.VERIFY and not read.transactional:
             raise ConfigError(
                 f"{path}: verify scripts always run inside bootstrap's transaction, which is rolled "
                 "back; remove the '-- bootstrap:no-transaction' line",
                 file=str(path),
             )
-        scripts.append((path.name, read.text))
+        migration = Migration(kind=kind, version=None, description=path.stem, name=path.name, location=str(path),
+                              checksum=read.checksum, transactional=read.transactional,
+                              lint_ignore=read.lint_ignore, variables=read.variables)
+        scripts.append(ParsedMigration(migration=migration, script=script, values=values))
     return scripts

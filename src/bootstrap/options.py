@@ -18,7 +18,8 @@ class Option(NamedTuple):
     One configurable value: its flag, its variable, its default and what it means.
 
     Attributes:
-        kind: str (a value every command reads), bool, int, choice or text (command-specific).
+        kind: str (a value every command reads), bool, int, choice, text (a table name) or sql (a value
+            taken as written: a query, a directory) (command-specific).
         commands: the commands that take it; () = every command.
         section: for a value every command takes, the --help section that lists it.
         shown: the commands whose --help lists it (() = all); the others accept it all the same.
@@ -79,6 +80,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("ledger_table", "--ledger-table", "BOOTSTRAP_LEDGER_TABLE", "bootstrap.bootstrap_migrations",
            "Table recording applied migrations ([schema.]table). Unset, a database whose ledger is at "
            "public.bootstrap_migrations (the default before 0.2) keeps it there.", section=FILES, shown=_LEDGER),
+    Option("role", "--role", "BOOTSTRAP_ROLE", "none",
+           "Run every file (migrations, repeatables, after-scripts, verify) as this role (SET ROLE), so what they "
+           "create is owned by it; the ledger is written by the login.", section=FILES, shown=_RUNNING_FILES),
     Option("lock_timeout", "--lock-timeout", "BOOTSTRAP_LOCK_TIMEOUT", "300",
            "Seconds to wait for another runner's migration lock.", section=FILES, shown=_LOCKING),
     Option("ddl_lock_timeout", "--ddl-lock-timeout", "BOOTSTRAP_DDL_LOCK_TIMEOUT", "5",
@@ -105,6 +109,18 @@ OPTIONS: tuple[Option, ...] = (
            "Lint the files about to run, before the lock: warn (the default: log the findings), error "
            "(refuse, exit 11, before anything changes) or off.", kind="choice", commands=("migrate", "run"),
            choices=("warn", "error", "off")),
+    # fleets: the tenant files applied to every tenant (migrate, run, status, wait-migrated)
+    Option("tenants_query", "--tenants-query", "BOOTSTRAP_TENANTS_QUERY", "none",
+           "A query returning one text column: the tenants (schema names; database names with --tenant-kind "
+           "database). When set, the tenant files are applied to (or checked on) every tenant.", kind="sql",
+           commands=_PLANNING),
+    Option("tenant_sql_dir", "--tenant-sql-dir", "BOOTSTRAP_TENANT_SQL_DIR", "<sql dir>/tenant",
+           "Directory holding the files applied to each tenant.", kind="sql", commands=_PLANNING),
+    Option("tenant_kind", "--tenant-kind", "BOOTSTRAP_TENANT_KIND", "schema",
+           "What a tenant is: a schema of this database, or a database of this server.", kind="choice",
+           commands=_PLANNING, choices=("schema", "database")),
+    Option("jobs", "--jobs", "BOOTSTRAP_JOBS", "4", "Tenants worked on at once, each on a connection of its own.",
+           kind="int", commands=_PLANNING, minimum=1),
     # migrate: before a deploy (--dry-run is below, shared with repair and adopt)
     _number("to_version", "--to", "BOOTSTRAP_MIGRATE_TO", ("migrate",),
             "Apply pending versions up to and including VERSION (a local file), then the repeatables."),
@@ -112,7 +128,7 @@ OPTIONS: tuple[Option, ...] = (
             "Apply the pending transactional files in one transaction that is always rolled back, and report "
             "each; changes nothing."),
     _switch("as_json", "--json", "BOOTSTRAP_MIGRATE_JSON", ("migrate",),
-            "With --dry-run or --rehearse: print one JSON document to stdout."),
+            "With --dry-run, --rehearse or a fleet (--tenants-query): print one JSON document to stdout."),
     # run: the phases a replica may skip
     _switch("no_wait", "--no-wait", "BOOTSTRAP_NO_WAIT", ("run",), "Do not wait for the database (one attempt)."),
     _switch("no_migrate", "--no-migrate", "BOOTSTRAP_NO_MIGRATE", ("run",),
@@ -241,6 +257,11 @@ def parse_schemas(text: str) -> tuple[str, ...]:
         if name not in names:
             names.append(name)
     return tuple(names)
+
+
+def parse_role(text: str) -> str:
+    """Parse `BOOTSTRAP_ROLE`: one plain lowercase name, as unquoted SQL folds it."""
+    return parse_identifier(text.strip(), "role")
 
 
 def parse_ledger_table(text: str) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ConfigError, DatabaseUnavailableError, MigrationFailedError
 from .lint import find_squawk, not_installed, run_lint
-from .migrations import Migration, parse_migration
+from .migrations import Kind, Migration, load_scripts, parse_migration
 from .plan import evaluate
 from .runner import Migrator, discover, open_migrator
 from .typing import DryRunResult, LintResult, PlannedFile, RehearsalResult, RehearsedFile
@@ -44,7 +44,9 @@ def dry_run(migrator: Migrator, migrations: list[Migration], *, to: int | None =
     if plan.future:
         migrator.report_future(plan)
     files = [*plan.pending, *plan.repeatables]
-    planned = [PlannedFile(p.migration, len(p.script.code_statements)) for p in map(parse_migration, files)]
+    # Their variables are checked, their values never read: the plan shows the files as written.
+    parsed = [*map(parse_migration, files), *load_scripts(migrator.settings.sql_dir, Kind.AFTER, None)]
+    planned = [PlannedFile(p.migration, len(p.script.code_statements)) for p in parsed]
     wanted = dict.fromkeys([*migrator.settings.schemas, migrator.ledger.schema])
     creates = [f"schema {s}" for s in wanted if s not in snap.schemas]
     if not snap.ledger_exists:
@@ -58,8 +60,9 @@ def dry_run(migrator: Migrator, migrations: list[Migration], *, to: int | None =
 
 def rehearse(migrator: Migrator, migrations: list[Migration], *, to: int | None = None) -> RehearsalResult:
     """
-    Apply the pending files, in migrate's order and with their ledger rows,
-    inside one transaction that is always rolled back, under the migration lock.
+    Apply the pending files, in migrate's order and with their ledger rows, then the
+    after-migrate scripts, inside one transaction that is always rolled back, under the
+    migration lock.
 
     The rehearsal stops at the first file that fails, and at the first
     `no-transaction` file (it cannot run inside a transaction): that file and
@@ -88,7 +91,9 @@ def rehearse(migrator: Migrator, migrations: list[Migration], *, to: int | None 
             started = time.monotonic()
             # Under the lock: what is pending now (another runner may have applied some meanwhile).
             plan = migrator.plan(migrations, migrator.ledger.read(), to)
-            todo = [parse_migration(m) for m in (*plan.pending, *plan.repeatables)]
+            environ = migrator.settings.environ
+            todo = [*(parse_migration(m, environ) for m in (*plan.pending, *plan.repeatables)),
+                    *load_scripts(migrator.settings.sql_dir, Kind.AFTER, environ)]
             runnable = next((i for i, p in enumerate(todo) if not p.migration.transactional), len(todo))
             durations, error = migrator.applier.rehearse(todo[:runnable]) if runnable else ([], None)
     if error is not None and not isinstance(error, MigrationFailedError):

@@ -13,13 +13,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .migrations import Kind
 from .plan import Plan
-from .typing import AdoptResult, BaselineResult, DryRunResult, Finding, LintResult, RehearsalResult, RepairResult
+from .typing import (
+    AdoptResult,
+    BaselineResult,
+    DryRunResult,
+    Finding,
+    FleetResult,
+    FleetStatus,
+    LintResult,
+    MigrateResult,
+    RehearsalResult,
+    RepairResult,
+)
 
 
-def status_json(plan: Plan) -> str:
-    """`status --json`: one document with the summary and every migration."""
-    doc = {
+def status_json(plan: Plan, fleet: FleetStatus | None = None) -> str:
+    """`status --json`: one document with the summary and every migration (and each tenant's counts)."""
+    doc: dict[str, Any] = {
         "up_to_date": plan.up_to_date,
         "summary": plan.counts(),
         "migrations": [
@@ -36,7 +48,39 @@ def status_json(plan: Plan) -> str:
             for e in plan.entries
         ],
     }
+    if fleet is not None:
+        doc["up_to_date"] = plan.up_to_date and not fleet.behind
+        doc["tenants"] = fleet.tenants
     return _json(doc)
+
+
+def fleet_status_lines(fleet: FleetStatus) -> list[str]:
+    """`status` over a fleet: how many tenants, the counts by state over all of them, the tenants behind."""
+    totals: dict[str, int] = {}
+    for counts in fleet.tenants.values():
+        for state, n in counts.items():
+            totals[state] = totals.get(state, 0) + n
+    behind = fleet.behind
+    lines = [f"\n{len(fleet.tenants)} tenants: {len(fleet.tenants) - len(behind)} up to date, {len(behind)} behind; "
+             "their files: " + ", ".join(f"{n} {state}" for state, n in totals.items())]
+    for name in behind[:20]:
+        counts = fleet.tenants[name]
+        lines.append(f"  {name}: " + ("no such tenant" if counts.get("absent") else
+                                      ", ".join(f"{n} {state}" for state, n in counts.items() if n)))
+    if len(behind) > 20:
+        lines.append(f"  ... and {len(behind) - 20} more (status --json lists every tenant)")
+    return lines
+
+
+def fleet_json(shared: MigrateResult, fleet: FleetResult) -> str:
+    """`migrate --json` over a fleet: the shared files, then each tenant's outcome."""
+    return _json({
+        "shared": {"applied": shared.applied, "repeatables": shared.repeatables, "after": shared.after},
+        "summary": {k.removeprefix("tenants_"): v for k, v in fleet.as_log().items() if k != "tenants"},
+        "tenants": [{"tenant": t.tenant, "outcome": t.outcome, "applied": list(t.applied), "error": t.error,
+                     "duration_ms": t.duration_ms} for t in fleet.tenants],
+        "duration_ms": fleet.duration_ms,
+    })
 
 
 def status_table(plan: Plan) -> list[str]:
@@ -190,7 +234,8 @@ def dry_run_lines(result: DryRunResult) -> list[str]:
         rows = [("ORDER", "VERSION", "KIND", "STATEMENTS", "FILE", "LINT")]
         for order, p in enumerate(result.files, 1):
             findings = len(lint.of(p.migration)) if lint is not None and not lint.skipped else None
-            rows.append((str(order), _version(p.migration.version), p.kind, str(p.statements), p.migration.name,
+            version = "-" if p.migration.kind is Kind.AFTER else _version(p.migration.version)
+            rows.append((str(order), version, p.kind, str(p.statements), p.migration.name,
                          "-" if findings is None else _plural(findings, "finding") if findings else "clean"))
         lines += _aligned(rows)
     if lint is not None and lint.findings:
@@ -200,10 +245,12 @@ def dry_run_lines(result: DryRunResult) -> list[str]:
         lines.append(f"would create: {', '.join(result.creates)}")
     if result.left_pending:
         lines.append(f"left pending by --to: {', '.join(m.name for m in result.left_pending)}")
-    if not result.files:
-        lines.append("nothing would run: every file is applied")
+    after = len(result.files) - len(result.migrations)
+    then = f"; then {_plural(after, 'after-migrate script')}" if after else ""
+    if not result.migrations:
+        lines.append(f"nothing would run: every file is applied{then.replace('; then', '; migrate would run')}")
         return lines
-    lines.append(f"{_plural(len(result.files), 'file')} would run"
+    lines.append(f"{_plural(len(result.migrations), 'file')} would run{then}"
                  + (f"; {_lint_summary(lint)}" if lint is not None else "; lint off"))
     return lines
 

@@ -24,7 +24,7 @@ from .migrations import (
     Migration,
     ParsedMigration,
     discover_migrations,
-    load_verify_scripts,
+    load_scripts,
     parse_down,
     parse_migration,
 )
@@ -131,17 +131,19 @@ class Migrator:
         checks every file about to run, then creates schemas and the ledger and
         applies the files.
         """
+        after = load_scripts(self.settings.sql_dir, Kind.AFTER, self.settings.environ)
         with self.session.guard():
-            return self._migrate(migrations, to)
+            return self._migrate(migrations, to, after)
 
-    def _migrate(self, migrations: list[Migration], to: int | None) -> MigrateResult:
+    def _migrate(self, migrations: list[Migration], to: int | None, after: list[ParsedMigration]) -> MigrateResult:
         ledger, log = self.ledger, self.log
-        result = MigrateResult([], [])
+        result = MigrateResult([], [], [])
         snap = ledger.snapshot()
         plan = self.plan(migrations, snap.applied, to)
         if plan.future:
             self.report_future(plan)
-        if not (plan.pending or plan.repeatables) and not ledger.needs_preparing(snap):
+        # After-migrate scripts run on every migrate that takes the lock: with some, every migrate takes it.
+        if not (plan.pending or plan.repeatables) and not ledger.needs_preparing(snap) and not after:
             log.info("migrations_up_to_date", applied=len(snap.applied))
             return result
         self.lint([*plan.pending, *plan.repeatables], block=True)  # before the lock: refusing changes nothing
@@ -170,13 +172,18 @@ class Migrator:
             if to is not None:
                 self.report_left_pending(migrations, applied, to)
             # Every file about to run is split and checked before anything is written.
-            todo = [parse_migration(m) for m in (*plan.pending, *plan.repeatables)]
+            todo = [parse_migration(m, self.settings.environ) for m in (*plan.pending, *plan.repeatables)]
             ledger.ensure()
-            if not todo:
+            if todo:
+                self._warn_unversioned(plan)
+                self._apply(todo, result)
+            else:
                 log.info("migrations_up_to_date", applied=len(applied))
-                return result
-            self._warn_unversioned(plan)
-            self._apply(todo, result)
+            for script in after:
+                duration_ms = self.applier.run_after(script)
+                result.after.append(script.migration.name)
+                log.info("after_script_ran", script=script.migration.name, duration_ms=duration_ms,
+                         transactional=script.migration.transactional)
         finally:
             self.locker.release()
         return result
@@ -268,7 +275,7 @@ class Migrator:
         self.log.info("migrations_ready", waited_ms=round(waited * 1000), polls=polls[0])
         return WaitResult(round(waited * 1000))
 
-    def verify(self, scripts: list[tuple[str, str]]) -> VerifyResult:
+    def verify(self, scripts: list[ParsedMigration]) -> VerifyResult:
         """
         Run the verify scripts in a transaction that is always rolled back.
 
@@ -300,7 +307,8 @@ class Migrator:
         """
         with self.session.guard(), self.locked():
             applied = self.ledger.read()
-            downs = [parse_down(m) for m in plan_rollback(migrations, applied, steps=steps, to=to)]
+            downs = [parse_down(m, self.settings.environ)
+                     for m in plan_rollback(migrations, applied, steps=steps, to=to)]
             if not downs:
                 self.log.info("rollback_nothing_to_do", to=to)
                 return RollbackResult([])
@@ -394,7 +402,7 @@ def before_exec(settings: Settings, log: Logger, *, no_wait: bool, no_migrate: b
     """
     deadline = time.monotonic() + settings.wait_timeout
     migrations = None if no_migrate and not wait_migrated else discover(settings, log)
-    scripts = [] if no_verify else load_verify_scripts(settings.sql_dir)
+    scripts = [] if no_verify else load_scripts(settings.sql_dir, Kind.VERIFY, settings.environ)
     if migrations is None and not scripts and no_wait:
         return RunResult()
     with open_migrator(settings, log, wait=not no_wait) as migrator:

@@ -27,6 +27,7 @@ from .options import (
     parse_count,
     parse_duration,
     parse_ledger_table,
+    parse_role,
     parse_schemas,
 )
 
@@ -35,6 +36,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # The migrator connection's variables: used by bootstrap, hidden from the app.
 MIGRATOR_URL_VARS = ("BOOTSTRAP_DATABASE_URL", "BOOTSTRAP_DATABASE_URL_FILE")
+# A command whose output is the password, run before each connection attempt (short-lived tokens: RDS, Cloud SQL).
+PASSWORD_COMMAND = "BOOTSTRAP_PASSWORD_COMMAND"  # noqa: S105 - a variable name
 SECRET_VARS = ("DATABASE_URL", "BOOTSTRAP_DATABASE_URL")
 
 
@@ -117,6 +120,13 @@ class Settings(NamedTuple):
     out_of_order: bool = False
     refuse_future: bool = False
     create_database: bool = False
+    role: str | None = None  # --role: what files run as
+    tenants_query: str | None = None  # --tenants-query: the fleet's tenants (schema or database names)
+    tenant_sql_dir: Path | None = None  # --tenant-sql-dir: the tenants' files (default <sql dir>/tenant)
+    tenant_kind: str = "schema"  # --tenant-kind: schema or database
+    jobs: int = 4  # --jobs: tenants migrated at once
+    tenant: str | None = None  # set on the settings of one tenant's work (fleet.tenant_settings), never by a flag
+    password_command: str | None = None  # BOOTSTRAP_PASSWORD_COMMAND: run before each connection attempt
     lint: str = "warn"  # migrate and run: lint what is about to run (warn, error or off)
     environ: Mapping[str, str] = {}
 
@@ -276,8 +286,18 @@ def load_settings(
         refuse_future=bool(_command_value(OPTION_BY_KEY["refuse_future"], flags, environ)),
         create_database=bool(_command_value(OPTION_BY_KEY["create_database"], flags, environ)),
         lint=_command_value(OPTION_BY_KEY["lint"], flags, environ) or "warn",
+        role=_parsed(flags, environ, "role", parse_role, None),
+        tenants_query=_command_value(OPTION_BY_KEY["tenants_query"], flags, environ) or None,
+        tenant_sql_dir=_path_or_none(_command_value(OPTION_BY_KEY["tenant_sql_dir"], flags, environ)),
+        tenant_kind=_command_value(OPTION_BY_KEY["tenant_kind"], flags, environ) or "schema",
+        jobs=_command_value(OPTION_BY_KEY["jobs"], flags, environ) or 4,
+        password_command=environ.get(PASSWORD_COMMAND, "").strip() or None,
         environ=environ,
     )
+
+
+def _path_or_none(value: Any) -> Path | None:
+    return Path(str(value)) if value else None
 
 
 def app_environ(environ: Mapping[str, str]) -> dict[str, str]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import redact
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,9 +29,13 @@ LINT_IGNORE = "lint-ignore"  # takes the rest of its line: rule names, comma-sep
 # Takes the rest of its line: SHA-256 checksums of earlier texts of this file that the ledger may hold
 # (an edit reviewed as safe for the databases that ran the earlier text; Liquibase's validCheckSum).
 VALID_CHECKSUM = "valid-checksum"
-KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION, LINT_IGNORE, VALID_CHECKSUM})
+# Takes the rest of its line: the environment variables the file may use as psql variables (:'NAME', :"NAME").
+VARS = "vars"
+KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION, LINT_IGNORE, VALID_CHECKSUM, VARS})
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
 VERIFY_DIR = "verify"
+AFTER_DIR = "after"  # after-migrate scripts (migrations.load_scripts)
 _DIRECTIVE = re.compile(r"^--\s*bootstrap\s*:(?P<rest>.*)$")
 _TRANSACTION_CONTROL = {
     "prepare": "PREPARE TRANSACTION",
@@ -45,7 +51,7 @@ _TRANSACTION_CONTROL = {
 class SqlFile(NamedTuple):
     """
     A file read and checked: decoded text, checksum and directives (`lint_ignore`: rules it silences;
-    `valid_checksums`: earlier texts' checksums the ledger may hold).
+    `valid_checksums`: earlier texts' checksums the ledger may hold; `variables`: what `-- bootstrap:vars` lists).
     """
 
     path: str | os.PathLike[str]
@@ -54,6 +60,7 @@ class SqlFile(NamedTuple):
     transactional: bool
     lint_ignore: frozenset[str] = frozenset()
     valid_checksums: frozenset[str] = frozenset()
+    variables: frozenset[str] = frozenset()
 
 
 class Directives(NamedTuple):
@@ -62,6 +69,7 @@ class Directives(NamedTuple):
     options: frozenset[str]
     lint_ignore: frozenset[str] = frozenset()
     valid_checksums: frozenset[str] = frozenset()
+    variables: frozenset[str] = frozenset()
 
 
 def where(path: str | os.PathLike[str]) -> str:
@@ -133,6 +141,7 @@ def read_sql_file(path: str | os.PathLike[str]) -> SqlFile:
         transactional=NO_TRANSACTION not in directives.options,
         lint_ignore=directives.lint_ignore,
         valid_checksums=directives.valid_checksums,
+        variables=directives.variables,
     )
 
 
@@ -150,6 +159,7 @@ def read_directives(path: str | os.PathLike[str], text: str) -> Directives:
     found: set[str] = set()
     ignored: set[str] = set()
     earlier: set[str] = set()
+    variables: set[str] = set()
     if text[:1] != "-" and not text[:1].isspace():
         return _NO_DIRECTIVES  # most files: SQL on the first line, so no leading comment at all
     start, number = 0, 0
@@ -189,6 +199,16 @@ def read_directives(path: str | os.PathLike[str], text: str) -> Directives:
                 earlier.update(options[at + 1 :])
                 found.add(option)
                 break
+            if option == VARS:
+                names = options[at + 1 :]
+                bad = [n for n in names if not _VARIABLE_NAME.match(n)] or ([] if names else [""])
+                if bad:
+                    raise ConfigError(f"{where(path)}:{number}: bootstrap:vars takes environment variable names "
+                                      f"(vars APP_PASSWORD,REPLICA_HOST); {bad[0]!r} is not one",
+                                      file=str(path), line=number)
+                variables.update(names)
+                found.add(option)
+                break
             if option not in KNOWN_DIRECTIVES:
                 raise ConfigError(
                     f"{where(path)}:{number}: unknown directive 'bootstrap:{option}'; "
@@ -197,26 +217,39 @@ def read_directives(path: str | os.PathLike[str], text: str) -> Directives:
                     line=number,
                 )
             found.add(option)
-    return Directives(frozenset(found), frozenset(ignored), frozenset(earlier)) if found else _NO_DIRECTIVES
+    return (Directives(frozenset(found), frozenset(ignored), frozenset(earlier), frozenset(variables)) if found
+            else _NO_DIRECTIVES)
 
 
-def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> tuple[SqlFile, Script]:
+class Parsed(NamedTuple):
+    """A file read and split, with the values of the variables it uses (`-- bootstrap:vars`), if asked for."""
+
+    read: SqlFile
+    script: Script
+    values: Mapping[str, str]
+
+
+def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None, *,
+               environ: Mapping[str, str] | None = None) -> Parsed:
     """
     Read and split one file.
 
     Args:
         path: the file.
         already: the file as discovery read it (saves reading it again).
+        environ: where the values of its variables come from (`NAME` or `NAME_FILE`); None: the
+            variables are checked against the directive, but their values are not read (lint, --dry-run).
 
     Raises:
         ConfigError: for anything `read_sql_file` refuses, an unterminated
-            quote or comment, a psql meta-command, or a file with no statement.
+            quote or comment, a psql meta-command, a file with no statement, or a
+            variable the directive does not list, pasted raw, or unset.
     """
     from .sqlsplit import SqlSyntaxError, line_col, split_statements
 
     read = already or read_sql_file(path)
     try:
-        script = split_statements(read.text)
+        script = split_statements(read.text, variables=bool(read.variables))
     except SqlSyntaxError as exc:
         line, col = line_col(read.text, exc.offset)
         raise ConfigError(
@@ -241,6 +274,7 @@ def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> 
             f"{where(path)}: the file has only comments; a migration must contain SQL",
             file=str(path),
         )
+    values = _values(path, read, script, environ) if read.variables else _NO_VALUES
     for statement in script.code_statements:
         words = statement.words
 
@@ -260,7 +294,46 @@ def parse_file(path: str | os.PathLike[str], already: SqlFile | None = None) -> 
                 file=str(path),
                 line=line,
             )
-    return read, script
+    return Parsed(read, script, values)
+
+
+_NO_VALUES: Mapping[str, str] = {}
+
+
+def _values(path: str | os.PathLike[str], read: SqlFile, script: Script,
+            environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    """
+    Check each variable the file uses against its directive; read their values (masked from then on).
+
+    Raises:
+        ConfigError: a variable not listed, one pasted raw (:NAME), or (with `environ`) one unset.
+    """
+    from .settings import env_value
+    from .sqlsplit import line_col
+
+    values: dict[str, str] = {}
+    for variable in script.variables:
+        line, col = line_col(read.text, variable.start)
+        at = f"{where(path)}:{line}:{col}"
+        if variable.kind == "raw":
+            if variable.name in read.variables:
+                raise ConfigError(f"{at}: :{variable.name} would paste the value of {variable.name} into the SQL "
+                                  f"as it is; write :'{variable.name}' (a literal) or :\"{variable.name}\" "
+                                  "(an identifier)", file=str(path), line=line, variable=variable.name)
+            continue  # not a variable of this file: SQL (an array slice a[1:n])
+        if variable.name not in read.variables:
+            raise ConfigError(f"{at}: {read.text[variable.start:variable.end]} uses {variable.name}, which the "
+                              f"file's -- bootstrap:vars line does not list", file=str(path), line=line,
+                              variable=variable.name)
+        if environ is None or variable.name in values:
+            continue
+        value, _source = env_value(environ, variable.name)
+        if value is None:
+            raise ConfigError(f"{at}: {variable.name} is not set: set {variable.name} (or {variable.name}_FILE) "
+                              "in bootstrap's environment", file=str(path), line=line, variable=variable.name)
+        redact.register_secret(value)
+        values[variable.name] = value
+    return values
 
 
 def _is_transaction_control(words: tuple[str, ...]) -> bool:

@@ -35,6 +35,11 @@ _NOT_AFTER_IDENT = rf"(?<!{_IDENT_CONT})"
 _TOKEN_SKIPPING_WORDS = re.compile(
     rf"--|/\*|{_NOT_AFTER_IDENT}(?:[EeBbXxNn]'|[Uu]&['\"])|'|\"|{_NOT_AFTER_IDENT}\$|\(|\)|;|\\"
 )
+# psql's variables (`-- bootstrap:vars` files only): :'NAME' (a literal), :"NAME" (an identifier), :NAME (pasted
+# as is, which bootstrap refuses). Never the second colon of a `::` cast. psql's variable characters.
+_VARIABLE = r"(?<!:):(?:'[A-Za-z0-9_\x80-\U0010ffff]+'|\"[A-Za-z0-9_\x80-\U0010ffff]+\"|[A-Za-z_][A-Za-z0-9_]*)"
+_TOKEN_VARS = re.compile(rf"{_VARIABLE}|{_TOKEN.pattern}")
+_TOKEN_SKIPPING_WORDS_VARS = re.compile(rf"{_VARIABLE}|{_TOKEN_SKIPPING_WORDS.pattern}")
 _STANDARD_STRING_REST = re.compile(r"(?:[^']|'')*'")
 _ESCAPE_STRING_REST = re.compile(r"(?:[^'\\]|\\.|'')*'", re.DOTALL)
 _QUOTED_IDENT_REST = re.compile(r'(?:[^"]|"")*"')
@@ -81,6 +86,23 @@ class Statement(NamedTuple):
     words: tuple[str, ...]
 
 
+class Variable(NamedTuple):
+    """
+    A psql variable in a script (read only when asked for: `-- bootstrap:vars` files).
+
+    Attributes:
+        start: offset of its colon.
+        end: offset just after it.
+        kind: `literal` (:'NAME'), `identifier` (:"NAME") or `raw` (:NAME).
+        name: the variable's name.
+    """
+
+    start: int
+    end: int
+    kind: str
+    name: str
+
+
 class Script(NamedTuple):
     """
     A script split into statements, with what a validator wants to know.
@@ -89,12 +111,14 @@ class Script(NamedTuple):
         backslashes: offsets of backslashes outside strings and comments: psql meta-commands.
         line_comments: offsets of the `--` comments that start a line (leading blanks
             aside), outside strings, quoted identifiers, dollar quotes and block comments.
+        variables: psql variables outside strings, comments and dollar quotes (when asked for).
     """
 
     text: str
     statements: tuple[Statement, ...]
     backslashes: tuple[int, ...]
     line_comments: tuple[int, ...] = ()
+    variables: tuple[Variable, ...] = ()
 
     @property
     def code_statements(self) -> tuple[Statement, ...]:
@@ -184,12 +208,14 @@ class _Builder:
         )
 
 
-def split_statements(text: str) -> Script:
+def split_statements(text: str, *, variables: bool = False) -> Script:
     """
     Split a script into statements.
 
     Args:
         text: the whole script (already decoded).
+        variables: also find psql variables (:'NAME', :"NAME", :NAME) outside strings,
+            comments and dollar quotes (`Script.variables`).
 
     Returns:
         The script with its statements; their texts concatenate to `text`.
@@ -201,11 +227,12 @@ def split_statements(text: str) -> Script:
     statements: list[Statement] = []
     backslashes: list[int] = []
     line_comments: list[int] = []
+    found: list[Variable] = []
     current = _Builder(0)
     pos = 0
     length = len(text)
-    full_search = _TOKEN.search
-    fast_search = _TOKEN_SKIPPING_WORDS.search
+    full_search = (_TOKEN_VARS if variables else _TOKEN).search
+    fast_search = (_TOKEN_SKIPPING_WORDS_VARS if variables else _TOKEN_SKIPPING_WORDS).search
     while pos < length:
         skipping = len(current.words) >= _WORDS_KEPT and not (current.routine or current.copy)
         match = (fast_search if skipping else full_search)(text, pos)
@@ -215,6 +242,11 @@ def split_statements(text: str) -> Script:
         start = match.start()
         pos = match.end()
         first = token[0]
+        if first == ":":  # a psql variable (only when asked for)
+            current.code_at(start)
+            kind = {"'": "literal", '"': "identifier"}.get(token[1], "raw")
+            found.append(Variable(start, pos, kind, token[1:] if kind == "raw" else token[2:-1]))
+            continue
         if skipping and len(token) > 1 and token[-1] in "'\"" and first not in "'\"":
             # A prefixed string met while skipping words: E'..', B'..', X'..', N'..', U&'..', U&"..".
             current.code_at(start)
@@ -284,7 +316,7 @@ def split_statements(text: str) -> Script:
     if current.start < length:
         statements.append(current.finish(text, length))
     return Script(text=text, statements=tuple(statements), backslashes=tuple(backslashes),
-                  line_comments=tuple(line_comments))
+                  line_comments=tuple(line_comments), variables=tuple(found))
 
 
 # A statement's head, token by token, for what reads the names in it (concurrently.py).

@@ -102,10 +102,12 @@ class MigrateResult(NamedTuple):
 
     applied: list[str]
     repeatables: list[str]
+    after: list[str]  # the after-migrate scripts that ran (sql/after/)
 
     def as_log(self) -> dict[str, Any]:
         """The `bootstrap_completed` fields."""
-        return {"migrations_applied": len(self.applied), "repeatables_applied": len(self.repeatables)}
+        return {"migrations_applied": len(self.applied), "repeatables_applied": len(self.repeatables),
+                **({"after_scripts": len(self.after)} if self.after else {})}
 
 
 class VerifyResult(NamedTuple):
@@ -131,7 +133,7 @@ class WaitResult(NamedTuple):
 class RunResult(NamedTuple):
     """What `run` did before handing over to the app."""
 
-    migrated: MigrateResult | None = None
+    migrated: MigrateResult | FleetMigrateResult | None = None
     verified: VerifyResult | None = None
     waited: WaitResult | None = None
 
@@ -250,9 +252,10 @@ class PlannedFile(NamedTuple):
 
     @property
     def kind(self) -> str:
-        """transactional, no-transaction, repeatable or repeatable, no-transaction."""
-        if self.migration.kind is Kind.REPEATABLE:
-            return "repeatable" if self.migration.transactional else "repeatable, no-transaction"
+        """transactional, no-transaction, repeatable or after (each `, no-transaction` when it says so)."""
+        if self.migration.kind in (Kind.REPEATABLE, Kind.AFTER):
+            kind = self.migration.kind.value
+            return kind if self.migration.transactional else f"{kind}, no-transaction"
         return "transactional" if self.migration.transactional else "no-transaction"
 
 
@@ -273,13 +276,18 @@ class DryRunResult(NamedTuple):
     left_pending: list[Migration]
 
     @property
+    def migrations(self) -> list[PlannedFile]:
+        """The migrations that would run (after-migrate scripts run on every migrate that takes the lock)."""
+        return [p for p in self.files if p.migration.kind is not Kind.AFTER]
+
+    @property
     def would_run(self) -> bool:
-        """Whether migrate would apply anything."""
-        return bool(self.files)
+        """Whether migrate would apply a migration."""
+        return bool(self.migrations)
 
     def as_log(self) -> dict[str, Any]:
         """The `bootstrap_completed` fields."""
-        return {"migrations_planned": len(self.files), **(self.lint.as_log() if self.lint else {})}
+        return {"migrations_planned": len(self.migrations), **(self.lint.as_log() if self.lint else {})}
 
 
 class RehearsedFile(NamedTuple):
@@ -320,3 +328,62 @@ class RehearsalResult(NamedTuple):
         """The `bootstrap_completed` fields."""
         return {"migrations_rehearsed": self.count("passed"), "rehearsal_failed": self.count("failed"),
                 "not_rehearsed": self.count("not rehearsed"), **(self.lint.as_log() if self.lint else {})}
+
+
+class TenantResult(NamedTuple):
+    """
+    One tenant of a fleet run.
+
+    Attributes:
+        tenant: its schema (or database) name.
+        outcome: `applied` (files ran), `current` (nothing to do, or another runner did it), `failed`,
+            or `missing` (no such schema: dropped, or listed without existing; never created).
+        applied: the files applied to it, in order.
+        error: what failed (or why it is missing).
+        duration_ms: the time spent on it.
+    """
+
+    tenant: str
+    outcome: str
+    applied: tuple[str, ...] = ()
+    error: str | None = None
+    duration_ms: int = 0
+
+
+class FleetResult(NamedTuple):
+    """A fleet run: each tenant's outcome, in the tenants query's order."""
+
+    tenants: list[TenantResult]
+    duration_ms: int
+
+    def by(self, outcome: str) -> list[TenantResult]:
+        """The tenants with that outcome."""
+        return [t for t in self.tenants if t.outcome == outcome]
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` (or `bootstrap_failed`) fields."""
+        return {"tenants": len(self.tenants), **{f"tenants_{o}": len(self.by(o))
+                                                for o in ("applied", "current", "failed", "missing")}}
+
+
+class FleetStatus(NamedTuple):
+    """`status` over a fleet: each tenant's counts by state, in the tenants query's order."""
+
+    tenants: dict[str, dict[str, int]]
+
+    @property
+    def behind(self) -> list[str]:
+        """The tenants with something pending, changed or missing (or missing themselves)."""
+        return [name for name, counts in self.tenants.items()
+                if counts.get("absent") or any(counts.get(s) for s in ("pending", "changed", "missing"))]
+
+
+class FleetMigrateResult(NamedTuple):
+    """`migrate` (or `run`) with a fleet: the shared files, then the tenants."""
+
+    shared: MigrateResult | None
+    fleet: FleetResult
+
+    def as_log(self) -> dict[str, Any]:
+        """The `bootstrap_completed` fields."""
+        return {**(self.shared.as_log() if self.shared is not None else {}), **self.fleet.as_log()}

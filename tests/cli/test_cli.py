@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from bootstrap import cli
 from bootstrap._entry import run_cli as run_cli_main
 from bootstrap.errors import ExitCode
-from tests.helpers import clean_env, write
+from tests.helpers import write
 
 COMMANDS = ["wait-db", "migrate", "status", "verify", "rollback", "run"]
 
@@ -125,12 +125,6 @@ def test_main_maps_usage_errors_to_2(capsys: pytest.CaptureFixture[str]) -> None
     assert "No such option" in capsys.readouterr().err
 
 
-def test_clean_env_helper_drops_connection_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests run without the developer's DATABASE_URL leaking in."""
-    monkeypatch.setenv("DATABASE_URL", "postgresql://x")
-    assert "DATABASE_URL" not in clean_env()
-
-
 @pytest.mark.parametrize("args", [["rollback"], ["rollback", "--steps", "1", "--to", "0"],
                                   ["rollback", "--steps", "0"], ["rollback", "--to", "-1"]],
                          ids=["neither", "both", "zero-steps", "negative-to"])
@@ -184,3 +178,32 @@ def test_rollback_then_migrate_restores_repeatables(fresh_url: str, sql_dir: Pat
     assert ExitCode.OK == invoke(["status", "--exit-code"], env).exit_code
     assert ExitCode.OK == invoke(["rollback", "--to", "0"], env).exit_code
     assert ExitCode.OK == invoke(["baseline", "--version", "1"], env).exit_code
+
+
+def test_help_lists_only_the_flags_a_command_reads_grouped_once() -> None:
+    """`new` needs no database: no connection flags; `migrate` groups the shared flags once, in sections."""
+    new = invoke(["new", "--help"]).stdout
+    assert "--database-url" not in new and "--timeout" not in new and "--sql-dir" in new
+    migrate = invoke(["migrate", "--help"]).stdout
+    for section in ("Connection:", "Files, ledger and lock:", "Logging:"):
+        assert 1 == migrate.count(section), section
+    assert 1 == migrate.count("--database-url, --url URL")
+    status = " ".join(invoke(["status", "--help"]).stdout.split())
+    assert "Apply" not in status.split("--out-of-order", 1)[1].split("[env:", 1)[0]
+
+
+def test_help_examples_stay_on_their_own_lines() -> None:
+    """rollback's two examples are two lines, not one glued paragraph."""
+    lines = [line.strip() for line in invoke(["rollback", "--help"]).stdout.splitlines()]
+    assert "bootstrap rollback --steps 1" in lines and "bootstrap rollback --to 0" in lines
+
+
+def test_aliases_are_hidden_but_answer_help() -> None:
+    """`up`, `down` and `create` are not listed in `bootstrap --help` but each answers `--help` as its twin."""
+    listed = [line.split()[0] for line in invoke(["--help"]).stdout.split("Commands:", 1)[1].splitlines()
+              if line.startswith("  ") and not line.startswith("   ")]
+    assert "migrate" in listed and "new" in listed
+    assert not {"up", "down", "create"} & set(listed)
+    assert invoke(["up", "--help"]).stdout.replace("cli up", "cli migrate") == invoke(["migrate", "--help"]).stdout
+    assert ExitCode.OK == invoke(["down", "--help"]).exit_code
+    assert "DESCRIPTION" in invoke(["create", "--help"]).stdout

@@ -49,7 +49,10 @@ def test_sigterm_mid_migration_keeps_nothing_and_releases_the_lock(fresh_url: st
                                 " AND pid <> pg_backend_pid()").fetchone()[0], message="the slow file to run")
         proc.proc.send_signal(signal.SIGTERM)
         assert 143 == proc.wait(30)
-        assert "bootstrap_interrupted" in [e["event"] for e in proc.events()]
+        interrupted = proc.events()[-1]
+    assert "bootstrap_interrupted" == interrupted["event"]
+    assert str(sql_dir / "1_slow.sql") == interrupted["file"]
+    assert "the file was rolled back; nothing of it was kept" == interrupted["outcome"]
     assert not table_exists(db, "half")
     assert [] == ledger(db)
     poll(lambda: not db.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%pg_sleep(300)%%'"

@@ -14,10 +14,10 @@ SENTINEL = "S3ntinel-Pa55word"
 
 
 def test_waits_for_a_server_that_starts_late(new_cluster, tmp_path: Path) -> None:
-    """wait-db keeps retrying a refused port and succeeds once the server answers."""
+    """wait-db keeps retrying a refused port and succeeds once the server answers (each attempt at debug level)."""
     cluster = new_cluster()
     cluster.init()
-    env = clean_env(DATABASE_URL=cluster.dsn(), BOOTSTRAP_WAIT_TIMEOUT="120")
+    env = clean_env(DATABASE_URL=cluster.dsn(), BOOTSTRAP_WAIT_TIMEOUT="120", BOOTSTRAP_LOG_LEVEL="debug")
     with Spawned(bootstrap_cmd("wait-db"), env) as proc:
         first = proc.wait_for_event("database_connect_retried")
         assert "connection_refused" == first["error_type"]
@@ -34,7 +34,8 @@ def test_waits_for_a_server_that_starts_late(new_cluster, tmp_path: Path) -> Non
 
 def test_backoff_grows_to_one_second(tmp_path: Path) -> None:
     """Pauses start at tens of milliseconds and grow, never beyond 1 s; then exit 4 with the last error."""
-    env = clean_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x", BOOTSTRAP_WAIT_TIMEOUT="4")
+    env = clean_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x", BOOTSTRAP_WAIT_TIMEOUT="4",
+                    BOOTSTRAP_LOG_LEVEL="debug")
     result = run_cli(["wait-db"], env)
     assert 4 == result.returncode
     delays = [e["delay_s"] for e in logs(result.stderr) if e["event"] == "database_connect_retried"]
@@ -44,6 +45,50 @@ def test_backoff_grows_to_one_second(tmp_path: Path) -> None:
     failed = last_error(result.stderr)
     assert "Connection refused" in failed["error"]
     assert "connection_refused" == failed["error_type"]
+
+
+def test_a_long_wait_says_so_once_then_every_five_seconds() -> None:
+    """A wrong port waits out the timeout with a line at the first retry and one 5 s later, not one per attempt."""
+    env = clean_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x", BOOTSTRAP_WAIT_TIMEOUT="7")
+    result = run_cli(["status"], env)
+    assert 4 == result.returncode
+    lines = [e for e in logs(result.stderr) if e["event"] == "database_connect_retried"]
+    assert [1, 5] == [e["attempt"] if e["attempt"] == 1 else round(e["waited_s"] // 5 * 5) for e in lines]
+    attempts = last_error(result.stderr)["attempts"]
+    assert attempts > 8, attempts
+    assert lines[1]["attempt"] < attempts
+    assert all("Connection refused" in e["error"] for e in lines)
+    assert len(result.stderr.splitlines()) == 3, result.stderr
+
+
+def test_on_a_terminal_the_wait_is_one_updating_line() -> None:
+    """On a TTY the wait is one line rewritten in place, cleared before the summary line."""
+    import os
+    import pty
+    import subprocess
+
+    env = clean_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x", BOOTSTRAP_WAIT_TIMEOUT="2")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(bootstrap_cmd("wait-db"), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=follower)
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert 4 == proc.wait(30)
+    text = screen.decode()
+    updates = text.count("waiting for the database at 127.0.0.1:")
+    assert updates >= 2, text
+    assert "database_connect_retried" not in text
+    assert text.count("\n") <= 2, text  # the one summary line (a terminal may end it with \r\n)
+    assert "bootstrap_failed" in text.rsplit("\r\x1b[K", 1)[-1]
 
 
 def test_unresolvable_host_is_transient() -> None:

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from bootstrap.errors import ConfigError, MigrationFailedError, UsageError, VerifyFailedError
-from bootstrap.migrations import load_verify_scripts
+from bootstrap.migrations import Kind, load_scripts
 from bootstrap.typing import RollbackResult
 from tests.helpers import REPO, ledger, table_exists
 
@@ -165,7 +165,7 @@ def snapshot(db: psycopg.Connection) -> list[tuple]:
 
 def run_verify(runner) -> None:
     """`bootstrap verify` with the shipped scripts."""
-    scripts = load_verify_scripts(runner.sql_dir)
+    scripts = load_scripts(runner.sql_dir, Kind.VERIFY, {})
     runner._with_db(lambda migrator: migrator.verify(scripts))
 
 

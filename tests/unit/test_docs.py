@@ -26,6 +26,7 @@ def test_configuration_table_matches_the_code() -> None:
     """Every variable, flag and default in the README is the one the code uses."""
     documented = {row[0].strip("`"): (row[1].strip("`"), row[2].replace("`", "")) for row in table("configuration-table")}
     assert "—" == documented.pop("BOOTSTRAP_DATABASE_URL")[0]
+    assert "—" == documented.pop("BOOTSTRAP_PASSWORD_COMMAND")[0]
     assert {o.env: (o.flag, o.default) for o in OPTIONS} == documented
 
 

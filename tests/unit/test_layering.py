@@ -19,15 +19,15 @@ LAYERS = """
 __main__
 _entry
 cli
-preflight takeover
+preflight takeover fleet
 command
 runner
 pg.applier
 pg
 pg.ledger
-pg.foreign pg.indexes pg.lock pg.verifier
+pg.foreign pg.indexes pg.lock pg.verifier pg.tenants
 pg.session
-pg.connection pg.pooler pg.failure render
+pg.connection pg.pooler pg.failure pg.binding render
 pg.provision
 pg.conninfo
 lint plan scaffold

@@ -12,7 +12,7 @@ from bootstrap.errors import ConfigError, ExitCode
 from bootstrap.migrations import (
     Kind,
     discover_migrations,
-    discover_verify_scripts,
+    discover_scripts,
     parse_migration,
 )
 from tests.helpers import write
@@ -49,7 +49,7 @@ def test_other_files_and_folders_are_ignored(sql_dir: Path) -> None:
     write(sql_dir, ".#1_a.sql", "editor lock")
     write(sql_dir, "verify/check.sql", "SELECT 1;")
     assert ["1_a.sql"] == [m.name for m in discover_migrations(sql_dir)]
-    assert ["check.sql"] == [p.name for p in discover_verify_scripts(sql_dir)]
+    assert ["check.sql"] == [p.name for p in discover_scripts(sql_dir, "verify")]
 
 
 def test_checksum_ignores_bom_and_crlf(sql_dir: Path) -> None:

@@ -11,6 +11,9 @@ bootstrap on PostgreSQL: the only package that imports psycopg.
 - `failure`: what a failed file's error says (pure).
 - `verifier`: verify scripts, always rolled back.
 - `foreign`: other tools' ledgers, read for adopt.
+- `tenants`: a fleet's tenants, as the tenants query lists them.
+- `binding`: placeholders (`-- bootstrap:vars`), composed through psycopg.sql.
+- `provision`: `--create-database`.
 
 `bootstrap.runner` builds these in `open_migrator`.
 """
@@ -37,17 +40,20 @@ __all__ = [
 ]
 
 
-def open_session(settings: Settings, log: Logger, *, wait: bool = True) -> Session:
+def open_session(settings: Settings, log: Logger, *, wait: bool = True, dbname: str | None = None) -> Session:
     """
-    Wait for the database (unless `wait` is False: one attempt) and open bootstrap's session on it.
+    Wait for the database (unless `wait` is False: one attempt) and open bootstrap's session on it
+    (on `dbname`, another database of the server, when given: a fleet's tenant).
 
     Raises:
         ConfigError: a permanent failure (authentication, bad settings).
         DatabaseUnavailableError: the wait timed out.
     """
     conninfo = parse_conninfo(settings)
+    if dbname is not None:
+        conninfo = conninfo.on_database(dbname)
     ready = wait_for_connection(settings, log, wait=wait, conninfo=conninfo)
-    return Session(ready.conn, log, server_pid=ready.server_pid, timeouts=timeouts(settings),
+    return Session(ready.conn, log, server_pid=ready.server_pid, timeouts=timeouts(settings), role=settings.role,
                    opener=lambda: connect_once(conninfo, PROBE_CONNECT_TIMEOUT_S),
                    reconnect=lambda: wait_for_connection(settings, log, conninfo=conninfo))
 

@@ -23,10 +23,11 @@ import psycopg
 from ..backoff import DDL_RETRY, Backoff, retry
 from ..concurrently import Build, concurrent_build
 from ..errors import BootstrapError, SignalReceived
-from ..migrations import Migration, ParsedMigration
+from ..migrations import Kind, Migration, ParsedMigration
 from ..sqlsplit import Script
 from ..typing import Logger
 from . import failure, indexes
+from .binding import bind
 from .indexes import Index
 from .ledger import PgLedger
 from .session import FileRun, Session
@@ -34,6 +35,7 @@ from .session import FileRun, Session
 # What a file is retried for (the error class logged with each retry).
 RETRYABLE_SQLSTATES = {"55P03": "lock_timeout", "40P01": "deadlock", "40001": "serialization_failure"}
 ROLLED_BACK = "the rehearsal was rolled back; nothing of it was kept"
+RECORDED = (Kind.VERSIONED, Kind.REPEATABLE)  # files whose ledger statement returns the duration
 T = TypeVar("T")
 
 
@@ -108,10 +110,25 @@ class Applier:
         Raises:
             MigrationFailedError: the file failed; what was kept is said.
         """
+        parsed = bind(parsed)
         if parsed.migration.transactional:
             return self._run(parsed, lambda: self._transactional(parsed, self.ledger.insert_sql(parsed.migration)))
         return self._run(parsed, lambda: self._statements(parsed, lambda ms: self.ledger.insert_sql(
             parsed.migration, ms)))
+
+    def run_after(self, script: ParsedMigration) -> int:
+        """
+        Run an after-migrate script (sql/after/) as a file is run, without a ledger row: in its own
+        transaction (or statement by statement), under the migration lock's guard.
+
+        Returns:
+            Duration in milliseconds.
+        """
+        script = bind(script)
+        guard = f"SELECT {self.session.lock_guard()}"
+        if script.migration.transactional:
+            return self._run(script, lambda: self._transactional(script, guard))
+        return self._run(script, lambda: self._statements(script, lambda _ms: guard))
 
     def unapply(self, down: ParsedMigration) -> int:
         """
@@ -122,6 +139,7 @@ class Applier:
             Duration in milliseconds.
         """
         forget = self.ledger.forget_sql(down.migration.version)
+        down = bind(down)
         if down.migration.transactional:
             return self._run(down, lambda: self._transactional(down, forget))
         return self._run(down, lambda: self._statements(down, lambda _ms: forget))
@@ -156,7 +174,8 @@ class Applier:
                 raise failure.connection_lost(parsed, exc, committing=True) from None
             if run.error is None:
                 value = run.rows.get_value(0, 0) if run.rows is not None and run.rows.ntuples else None
-                return int(value) if value is not None else round((time.monotonic() - started) * 1000)
+                return int(value) if value is not None and parsed.migration.kind in RECORDED else round(
+                    (time.monotonic() - started) * 1000)
             raise self._failed(parsed, run, committing=True)
 
         return self.with_retries(attempt)
@@ -184,7 +203,7 @@ class Applier:
         is recorded only when what each build names is valid.
         """
         session = self.session
-        statements = parsed.script.code_statements
+        statements = parsed.sent.code_statements
         started = time.monotonic()
         session.set_timeouts()
         for first, last in units(parsed.script):
@@ -287,9 +306,9 @@ class Applier:
 
     def rehearse(self, todo: Sequence[ParsedMigration]) -> tuple[list[int], BootstrapError | None]:
         """
-        Apply `todo` (transactional files, in order) with their ledger rows in ONE
-        transaction that is always rolled back, after creating what migrate would
-        (the schemas and the ledger, if missing).
+        Apply `todo` (transactional files, in order: migrations with their ledger rows,
+        then after-migrate scripts) in ONE transaction that is always rolled back, after
+        creating what migrate would (the schemas and the ledger, if missing).
 
         Returns:
             The durations (ms) of the files that passed, in order, and the error
@@ -297,7 +316,8 @@ class Applier:
         """
         durations: list[int] = []
         try:
-            self._together(todo, self.ledger.insert_sql, durations, rollback=True, outcome=ROLLED_BACK,
+            self._together(todo, lambda m: self.ledger.insert_sql(m) if m.kind in RECORDED else "SELECT 1",
+                           durations, rollback=True, outcome=ROLLED_BACK,
                            before=lambda: self.ledger.ensure(announce=False))
         except BootstrapError as exc:
             return list(durations), exc
@@ -316,7 +336,7 @@ class Applier:
                 with session.transaction(rollback=rollback):
                     if before is not None:
                         before()
-                    for parsed in files:
+                    for parsed in map(bind, files):
                         started = time.monotonic()
                         with session.notices(migration=parsed.migration.name):
                             run = session.run_file(parsed.text, after=[ledger_sql(parsed.migration)])

@@ -160,7 +160,7 @@ def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True, b
             if missing and settings.create_database and not created:
                 from .provision import create_database  # dev and CI only: never loaded otherwise
 
-                created.append(create_database(conninfo, log))
+                created.append(create_database(conninfo, log, connect_once))
                 return attempt()
             if not failures[-1].transient:
                 hint = _MISSING_DATABASE.format(name=conninfo.target.dbname) if missing else _HINTS.get(
@@ -195,10 +195,13 @@ def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True, b
         if live is not None:
             live.update(f"waiting for the database at {target['host']}:{target['port']}/{target['dbname']}: "
                         f"{made} attempts in {waited:.0f}s of {settings.wait_timeout:g}s; {failures[-1].message}")
-        elif made == 1 or waited >= next_line[0]:
-            log.info("database_connect_retried", attempt=made, delay_s=round(delay, 3), waited_s=round(waited, 1),
-                     error_type=failures[-1].kind, error=failures[-1].message, **target)
-            next_line[0] = waited + WAIT_LOG_EVERY_S
+        else:  # every attempt at debug level; the first, then one every WAIT_LOG_EVERY_S, at info
+            said = made == 1 or waited >= next_line[0]
+            (log.info if said else log.debug)(
+                "database_connect_retried", attempt=made, delay_s=round(delay, 3), waited_s=round(waited, 1),
+                error_type=failures[-1].kind, error=failures[-1].message, **target)
+            if said:
+                next_line[0] = waited + WAIT_LOG_EVERY_S
 
     try:
         ready = retry(attempt, again=lambda error, _result: isinstance(error, _Transient), pauses=pause,

@@ -52,16 +52,71 @@ class Conninfo(NamedTuple):
         params: libpq's parse of it.
         target: host, port, database and user, with libpq's PG* variables and defaults applied.
         ignored: the Prisma parameters that were removed.
+        password_command: BOOTSTRAP_PASSWORD_COMMAND: its output is the password, fresh for each connection.
     """
 
     dsn: str
     params: dict[str, Any]
     target: Target
     ignored: tuple[str, ...]
+    password_command: str | None = None
 
     def with_params(self, **params: str) -> str:
-        """The connection string with these parameters added (never overriding the user's own)."""
-        return make_conninfo(self.dsn, **{k: v for k, v in params.items() if k not in self.params})
+        """
+        The connection string to connect with now: these parameters added (never overriding the
+        user's own) and, with a password command, the password it prints now.
+
+        Raises:
+            ConfigError: the password command failed (exit 3).
+        """
+        extra = {k: v for k, v in params.items() if k not in self.params}
+        if self.password_command:
+            extra["password"] = password_from_command(self.password_command)
+        return make_conninfo(self.dsn, **extra)
+
+    def on_database(self, dbname: str) -> Conninfo:
+        """The same connection to another database of the server (its maintenance database)."""
+        return self._replace(dsn=make_conninfo(self.dsn, dbname=dbname))
+
+
+PASSWORD_COMMAND_TIMEOUT_S = 30
+
+
+def password_from_command(command: str) -> str:
+    """
+    Run BOOTSTRAP_PASSWORD_COMMAND (with /bin/sh, like a credential helper) and take its output,
+    without the trailing newline, as the password; the output is masked from then on.
+
+    Raises:
+        ConfigError: it could not run, failed, timed out or printed nothing; the message names the
+            variable and the program, and quotes neither its output nor the rest of the command.
+    """
+    import shlex
+    import subprocess
+
+    try:
+        program = shlex.split(command)[0]
+    except (ValueError, IndexError):
+        program = command.split()[0] if command.split() else command
+    where = f"BOOTSTRAP_PASSWORD_COMMAND ({program} ...)"
+    try:
+        done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, check=False,
+                              stdin=subprocess.DEVNULL, timeout=PASSWORD_COMMAND_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{where} did not finish within {PASSWORD_COMMAND_TIMEOUT_S}s",
+                          variable="BOOTSTRAP_PASSWORD_COMMAND") from None
+    except OSError as exc:
+        raise ConfigError(f"{where} could not run: {exc.strerror or exc}",
+                          variable="BOOTSTRAP_PASSWORD_COMMAND") from None
+    password = done.stdout.rstrip("\r\n")
+    redact.register_secret(password)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        raise ConfigError(f"{where} failed (exit {done.returncode})" + (f": {redact.redact(last)}" if last else ""),
+                          variable="BOOTSTRAP_PASSWORD_COMMAND", exit_status=done.returncode)
+    if not password:
+        raise ConfigError(f"{where} printed no password", variable="BOOTSTRAP_PASSWORD_COMMAND")
+    return password
 
 
 def parse_conninfo(settings: Settings) -> Conninfo:
@@ -100,7 +155,7 @@ def parse_conninfo(settings: Settings) -> Conninfo:
     sslmode = params.get("sslmode") or settings.environ.get("PGSSLMODE")
     if sslmode is not None and str(sslmode) not in SSLMODES:
         raise ConfigError(f"{source}: unknown sslmode {sslmode!r}; use one of {', '.join(SSLMODES)}", variable=source)
-    return Conninfo(dsn, params, _target(params, settings.environ), ignored)
+    return Conninfo(dsn, params, _target(params, settings.environ), ignored, settings.password_command)
 
 
 def _without_prisma_parameters(url: str) -> tuple[str, tuple[str, ...]]:

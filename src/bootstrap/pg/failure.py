@@ -86,7 +86,7 @@ def _block_phrase(script: Script, block: tuple[int, int], failed: int) -> str:
 def stale_index(parsed: ParsedMigration, statement: Statement, kept: int, index: str, why: str) -> BootstrapError:
     """An INVALID index by the name this file builds (an earlier run's) could not be dropped before building."""
     path = parsed.migration.path
-    line = line_col(parsed.script.text, statement.code_start)[0]
+    line = line_col(parsed.script.text, parsed.written_offset(statement.code_start))[0]
     return MigrationFailedError(
         f"{path}:{line}: the index {index} is INVALID, left by an earlier failed build of this file, and could not "
         f"be dropped ({why}); statement {kept + 1} did not run. Drop it (DROP INDEX CONCURRENTLY {index}) and run "
@@ -100,7 +100,7 @@ def stale_index(parsed: ParsedMigration, statement: Statement, kept: int, index:
 def invalid_index(parsed: ParsedMigration, statement: Statement, number: int, indexes: Sequence[str]) -> BootstrapError:
     """A concurrent build finished, but an index it names is not valid: the file is not recorded."""
     path = parsed.migration.path
-    line = line_col(parsed.script.text, statement.code_start)[0]
+    line = line_col(parsed.script.text, parsed.written_offset(statement.code_start))[0]
     names = ", ".join(indexes)
     first = indexes[0]
     return MigrationFailedError(
@@ -164,18 +164,19 @@ def migration_failed(
             that `base` failed in: rolled back whole.
     """
     m = parsed.migration
-    script = parsed.script
+    script = parsed.script  # as written: lines and columns are the file's, whatever values were sent
     code = script.code_statements
+    sent = parsed.sent.code_statements
     diag = error.diag
     position = _int_or_none(diag.statement_position)
     if base is None:
         failing = code[done] if done < len(code) else None
         offset_base = -shift
     else:
-        failing = base
+        failing = code[sent.index(base)]
         offset_base = base.start
-    if position is not None and 0 <= offset_base + position - 1 < len(script.text):
-        line, col = line_col(script.text, offset_base + position - 1)
+    if position is not None and 0 <= offset_base + position - 1 < len(parsed.sent.text):
+        line, col = line_col(script.text, parsed.written_offset(offset_base + position - 1))
     elif failing is not None:
         line, col = line_col(script.text, failing.code_start)
     else:
@@ -196,7 +197,7 @@ def migration_failed(
             "table (raise --ddl-lock-timeout, or run when traffic is low)"
         )
     if outcome is None:
-        failed = code.index(base) if base is not None and block is not None else None
+        failed = sent.index(base) if base is not None and block is not None else None
         outcome = NOTHING_KEPT if kept is None else kept_phrase(script, kept, leftovers, block, failed)
     text = f"{where}: {_primary(error)} (SQLSTATE {error.sqlstate})"
     if extras:

@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.adapt import Transformer
 
 from .. import __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, TenantMissingError
 from ..migrations import Kind, Migration
 from ..options import LEGACY_LEDGER
 from ..settings import Settings
@@ -208,13 +208,19 @@ class PgLedger:
         ledger_exists, existing = self._inspect()
         missing = [schema for schema in dict.fromkeys([*self.settings.schemas, self.schema])
                    if schema not in existing]
+        if self.settings.tenant is not None and self.settings.tenant_kind == "schema" and self.schema in missing:
+            raise TenantMissingError(f"tenant {self.schema}: no such schema (dropped, or listed by the tenants "
+                                     "query without existing); bootstrap never creates a tenant", tenant=self.schema)
         if ledger_exists and not missing:
             return True
         conn = self.session.conn
         try:
             with self.session.transaction():
-                for schema in missing:
-                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                for schema in missing:  # --role owns the schemas its files fill; the ledger's stays the login's
+                    owner = self.session.role if schema in self.settings.schemas and schema != self.schema else None
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}{}").format(
+                        sql.Identifier(schema),
+                        sql.SQL(" AUTHORIZATION {}").format(sql.Identifier(owner)) if owner else sql.SQL("")))
                 if not ledger_exists:
                     self._create()
         except pgerrors.InsufficientPrivilege as exc:

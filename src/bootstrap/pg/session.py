@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg import generators, pq
+from psycopg import generators, pq, sql
 
 from ..errors import ConfigError, DatabaseUnavailableError
 from ..typing import Logger
@@ -116,13 +116,18 @@ class Session:
             it differs from libpq's, a connection pooler sits in between.
         timeouts: what migration statements run with.
         opener: opens another connection like this one (the pooler probe needs one).
+        role: `--role`: every file runs as this role; the ledger is written by the login.
     """
 
     def __init__(self, conn: psycopg.Connection[Any], log: Logger, *, server_pid: int | None = None,
                  timeouts: Timeouts | None = None, opener: Callable[[], psycopg.Connection[Any]] | None = None,
-                 reconnect: Callable[[], tuple[psycopg.Connection[Any], int]] | None = None) -> None:
+                 reconnect: Callable[[], tuple[psycopg.Connection[Any], int]] | None = None,
+                 role: str | None = None) -> None:
         self.log = log
         self.timeouts = timeouts or Timeouts()
+        self.role = role  # --role: what files run as (SET ROLE); bootstrap's own statements run as the login
+        self._set_role = f"ROLE {sql.Identifier(role).as_string(None)}" if role else None
+        self._search_path: str | None = None  # a tenant's files: search_path starts at its schema
         self.opener = opener
         self._reconnect = reconnect
         self.lock_key: int | None = None  # the migration lock, while this session holds it
@@ -232,9 +237,19 @@ class Session:
             ), rows)
         return ScriptResult(done, None, rows)
 
-    def prologue(self) -> list[str]:
-        """The statements before each file's work, inside its transaction: its timeouts."""
-        return set_statements(self.timeouts.pairs(), local=True)
+    def prologue(self, *, as_role: bool = True) -> list[str]:
+        """
+        The statements before each file's work, inside its transaction: its timeouts and, with
+        `--role`, the role it runs as (the reset after the file returns to the login, for the ledger).
+        """
+        pairs = set_statements(self.timeouts.pairs(), local=True)
+        if self._search_path:
+            pairs.append(f"SET LOCAL {self._search_path}")
+        return [*pairs, f"SET LOCAL {self._set_role}"] if self._set_role and as_role else pairs
+
+    def use_schema(self, schema: str | None) -> None:
+        """A tenant's files: `search_path` starts at its schema (then public); None: the server's default."""
+        self._search_path = (f"search_path = {sql.Identifier(schema).as_string(None)}, public" if schema else None)
 
     def lock_guard(self) -> str:
         """
@@ -276,7 +291,8 @@ class Session:
         Args:
             kept: what the error says was kept, should the lock's guard find the lock gone.
         """
-        opening = [*self.prologue(), *([f"SELECT {self.lock_guard()}"] if self.lock_key is not None else [])]
+        opening = [*self.prologue(as_role=False),
+                   *([f"SELECT {self.lock_guard()}"] if self.lock_key is not None else [])]
         try:
             with self.conn.transaction(force_rollback=rollback):
                 _done, error, _rows = self.run_script(";".join(opening))
@@ -289,8 +305,10 @@ class Session:
             raise self.lock_lost(kept) from None
 
     def set_timeouts(self) -> None:
-        """Before a `no-transaction` file's statements: the timeouts for the session (the reset removes them)."""
-        self.conn.execute(";".join(set_statements(self.timeouts.pairs(), local=False)))
+        """Before a `no-transaction` file's statements: its timeouts and role for the session (the reset ends them)."""
+        self.conn.execute(";".join([*set_statements(self.timeouts.pairs(), local=False),
+                                    *([f"SET {self._search_path}"] if self._search_path else []),
+                                    *([f"SET {self._set_role}"] if self._set_role else [])]))
 
     def reset(self) -> None:
         """After a `no-transaction` file's statements: the session back to bootstrap's settings."""
@@ -338,10 +356,10 @@ class Session:
         Before the lock and any write: behind a pooler, find out how it pools
         (a probe with a second connection, done once) and refuse transaction
         pooling, which would split the session lock and the transactions across
-        server connections.
+        server connections; with `--role`, check that the login may take it.
 
         Raises:
-            ConfigError: a transaction-mode pooler (exit 3), before anything changed.
+            ConfigError: a transaction-mode pooler, or a role the login cannot SET (exit 3), before anything changed.
         """
         if self.pool_mode is None:
             from .pooler import pool_mode
@@ -350,6 +368,18 @@ class Session:
             self.log.info("connection_pooler_detected", pool_mode=self.pool_mode)
         if self.pool_mode == "transaction":
             raise ConfigError(TRANSACTION_POOLING, pool_mode="transaction")
+        if self._set_role:  # --role: the login must be able to SET ROLE to it, before anything runs
+            try:
+                self.conn.execute(f"SET {self._set_role};{_RESET};{self.settings_sql}")
+            except psycopg.Error as exc:
+                role, login = sql.Identifier(self.role or "").as_string(None), sql.Identifier(self.user).as_string(None)
+                exists = self.conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s",
+                                           [self.role]).fetchone()
+                fix = (f"create it (CREATE ROLE {role} NOLOGIN) and GRANT {role} TO {login}" if exists is None else
+                       f"GRANT {role} TO {login}{' WITH SET TRUE' if self.server_version >= 160000 else ''}")
+                raise ConfigError(f"--role {self.role} (BOOTSTRAP_ROLE): the login {self.user} cannot SET ROLE to "
+                                  f"it: {exc.diag.message_primary or exc}; {fix}",
+                                  role=self.role, sqlstate=exc.sqlstate) from None
 
     def lock_lost(self, kept: str | None = None) -> ConfigError:
         """

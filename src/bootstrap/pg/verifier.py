@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from ..migrations import ParsedMigration
 from ..typing import Logger
+from .binding import bind
 from .session import Session
 
 
-def run_verify(session: Session, scripts: list[tuple[str, str]], log: Logger) -> list[str]:
+def run_verify(session: Session, scripts: list[ParsedMigration], log: Logger) -> list[str]:
     """
     Run verify scripts in one transaction that is always rolled back, each
     behind a savepoint so every failure is reported.
 
     Args:
         session: the runner's session.
-        scripts: (name, text) pairs in order.
+        scripts: the scripts, in order.
         log: a structlog logger.
 
     Returns:
@@ -21,10 +23,11 @@ def run_verify(session: Session, scripts: list[tuple[str, str]], log: Logger) ->
     """
     failures: list[str] = []
     with session.transaction(rollback=True):
-        for name, text in scripts:
+        for script in map(bind, scripts):
+            name = script.migration.name
             session.conn.execute("SAVEPOINT bootstrap_verify")
             with session.notices(verify=name):
-                run = session.run_file(text)
+                run = session.run_file(script.text)
             if run.error is None:
                 session.conn.execute("RELEASE SAVEPOINT bootstrap_verify")
                 log.info("verify_passed", script=name)

@@ -1,0 +1,382 @@
+"""
+Fleets (`--tenants-query`): after the shared `sql/`, the files of the tenant directory
+(`sql/tenant/`) applied to every tenant the query lists: a schema of this database (its
+files run with `search_path` starting at it) or a database of this server.
+
+Each tenant is a small `runner.Migrator` of its own: its ledger inside it (the ledger
+table's name, in the tenant's schema or database), its own advisory lock, the same
+planner, applier and checks as the shared files. `--jobs` workers, each on a connection
+of its own, take tenants from one queue; a tenant whose lock another runner holds is
+left for the end and then waited for (another runner's work is never done twice). A
+failing tenant never stops the others: the run ends with one summary, and exit 5
+naming every failed tenant. The tenant's name is the placeholder `BOOTSTRAP_TENANT`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import (
+    BootstrapError,
+    ConfigError,
+    DatabaseUnavailableError,
+    LockTimeoutError,
+    MigrationFailedError,
+    MigrationsPendingError,
+    TenantMissingError,
+)
+from .logs import live_line
+from .migrations import discover_migrations
+from .runner import Migrator
+from .typing import FleetResult, FleetStatus, Logger, TenantResult
+
+if TYPE_CHECKING:
+    from .pg import Session
+    from .settings import Settings
+
+TENANT_VARIABLE = "BOOTSTRAP_TENANT"  # a tenant's files may use it as :'BOOTSTRAP_TENANT' / :"BOOTSTRAP_TENANT"
+PROGRESS_EVERY_S = 5.0
+T = TypeVar("T")
+
+
+def tenant_dir(settings: Settings) -> Path:
+    """Where the tenants' files are: --tenant-sql-dir, else <sql dir>/tenant."""
+    return settings.tenant_sql_dir or settings.sql_dir / "tenant"
+
+
+def tenant_settings(settings: Settings, tenant: str, *, lock_timeout: float) -> Settings:
+    """One tenant's settings: its files, its ledger (in its schema), its placeholder; no lint, no schemas."""
+    schema = settings.tenant_kind == "schema"
+    return settings._replace(
+        sql_dir=tenant_dir(settings), schemas=(), lint="off", tenants_query=None, tenant=tenant,
+        ledger_schema=tenant if schema else settings.ledger_schema,
+        ledger_default=False if schema else settings.ledger_default,
+        lock_timeout=lock_timeout, environ={**settings.environ, TENANT_VARIABLE: tenant})
+
+
+class _PerTenant:
+    """A tenant's log: its lines carry `tenant`; what is routine for one tenant (info) is debug for a fleet."""
+
+    def __init__(self, log: Logger, tenant: str) -> None:
+        self._log = log.bind(tenant=tenant)
+
+    def bind(self, **fields: Any) -> _PerTenant:
+        bound = _PerTenant.__new__(_PerTenant)
+        bound._log = self._log.bind(**fields)
+        return bound
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log.debug(event, **fields)
+
+    info = debug
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log.warning(event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log.error(event, **fields)
+
+
+class Fleet:
+    """
+    The tenants of one run and the workers that go over them.
+
+    Args:
+        settings: the run's settings (the tenants query, --jobs, --tenant-kind).
+        log: a structlog logger.
+        tenants: the names the query returned.
+    """
+
+    def __init__(self, settings: Settings, log: Logger, tenants: list[str]) -> None:
+        self.settings = settings
+        self.log = log
+        self.tenants = tenants
+        self.migrations = discover_migrations(tenant_dir(settings))
+        self.stop = threading.Event()
+        self._sessions: list[Session] = []
+        self._lock = threading.Lock()
+
+    # -- one tenant ------------------------------------------------------------------------
+
+    @contextmanager
+    def _migrator(self, tenant: str, held: dict[str, Session], *, lock_timeout: float) -> Iterator[Migrator]:
+        """A Migrator for `tenant` on this worker's session (a database tenant: a connection to it)."""
+        from .pg import AdvisoryLocker, PgLedger, advisory_key, open_session
+        from .pg.applier import Applier
+
+        settings = tenant_settings(self.settings, tenant, lock_timeout=lock_timeout)
+        log = _PerTenant(self.log, tenant)
+        database = self.settings.tenant_kind == "database"
+        session = held.get("session")
+        if database or session is None or session.closed:
+            session = open_session(self.settings, log, dbname=tenant if database else None)
+            with self._lock:
+                self._sessions.append(session)
+            if not database:
+                held["session"] = session
+        session.use_schema(None if database else tenant)
+        ledger = PgLedger(session, settings, log)
+        locker = AdvisoryLocker(session, advisory_key(*settings.lock_ledger), timeout_s=lock_timeout, log=log)
+        try:
+            yield Migrator(settings, log, session, ledger, locker,
+                           lambda: Applier(session, ledger, retries=settings.ddl_lock_retries, log=log))
+        finally:
+            session.use_schema(None)
+            if database:
+                session.close()
+
+    def migrate_one(self, tenant: str, held: dict[str, Session], *, wait: bool) -> TenantResult | None:
+        """
+        Migrate one tenant. Without `wait`, a tenant whose lock another runner holds is
+        returned as None (to come back to); with it, its lock is waited for.
+        """
+        started = time.monotonic()
+
+        def took(outcome: str, applied: tuple[str, ...] = (), error: str | None = None) -> TenantResult:
+            return TenantResult(tenant, outcome, applied, error, round((time.monotonic() - started) * 1000))
+
+        try:
+            with self._migrator(tenant, held, lock_timeout=self.settings.lock_timeout if wait else 0.0) as m:
+                result = m.migrate(self.migrations)
+        except LockTimeoutError:
+            if not wait:
+                return None
+            raise
+        except TenantMissingError as exc:
+            self.log.warning("tenant_missing", tenant=tenant, reason=exc.message)
+            return took("missing", error=exc.message)
+        except ConfigError as exc:
+            if self.settings.tenant_kind == "database" and exc.fields.get("error_type") == "not_found":
+                self.log.warning("tenant_missing", tenant=tenant, reason=exc.message)
+                return took("missing", error=exc.message)
+            return self._failed(tenant, exc, took, held)
+        except BootstrapError as exc:
+            return self._failed(tenant, exc, took, held)
+        applied = (*result.applied, *result.repeatables)
+        outcome = took("applied" if applied else "current", applied)
+        self.log.debug("tenant_migrated", tenant=tenant, outcome=outcome.outcome, applied=len(applied),
+                       duration_ms=outcome.duration_ms)
+        return outcome
+
+    def _failed(self, tenant: str, exc: BootstrapError, took: Callable[..., TenantResult],
+                held: dict[str, Session]) -> TenantResult:
+        if isinstance(exc, DatabaseUnavailableError):
+            held.pop("session", None)  # lost: the next tenant connects again
+        self.log.error("tenant_failed", tenant=tenant, error=exc.message, exit_code=int(exc.exit_code),
+                       **{k: v for k, v in exc.fields.items() if k in ("file", "line", "sqlstate")})
+        return took("failed", error=exc.message)
+
+    # -- the whole fleet -------------------------------------------------------------------
+
+    def run(self, work: Callable[[str, dict[str, Session], bool], T | None], what: str) -> list[T]:
+        """
+        `work(tenant, held, wait)` on every tenant by `--jobs` workers; tenants it returns None
+        for (held by another runner) go again at the end, waited for. Results in the tenants' order.
+        """
+        pending: queue.SimpleQueue[str] = queue.SimpleQueue()
+        for tenant in self.tenants:
+            pending.put(tenant)
+        results: dict[str, T] = {}
+        later: list[str] = []
+        failures = [0]
+        crashed: list[BaseException] = []
+
+        def worker() -> None:
+            held: dict[str, Session] = {}
+            try:
+                while not self.stop.is_set():
+                    try:
+                        tenant = pending.get_nowait()
+                    except queue.Empty:
+                        break
+                    done = work(tenant, held, False)
+                    with self._lock:
+                        if done is None:
+                            later.append(tenant)
+                        else:
+                            results[tenant] = done
+                            failures[0] += int(getattr(done, "outcome", "") == "failed")
+                for tenant in self._take(later):  # another runner held them: wait for it, then see
+                    if self.stop.is_set():
+                        break
+                    done = work(tenant, held, True)
+                    with self._lock:
+                        results[tenant] = done  # type: ignore[assignment]
+                        failures[0] += int(getattr(done, "outcome", "") == "failed")
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                crashed.append(exc)
+                self.stop.set()
+
+        threads = [threading.Thread(target=worker, name=f"bootstrap-fleet-{i}", daemon=True)
+                   for i in range(min(self.settings.jobs, max(1, len(self.tenants))))]
+        for thread in threads:
+            thread.start()
+        try:
+            self._watch(threads, results, failures, what)
+        except BaseException:
+            self.stop.set()
+            self._cancel()
+            for thread in threads:
+                thread.join(10)
+            raise
+        if crashed:
+            raise crashed[0]
+        return [results[t] for t in self.tenants if t in results]
+
+    def _take(self, later: list[str]) -> Iterator[str]:
+        while True:
+            with self._lock:
+                if not later:
+                    return
+                tenant = later.pop(0)
+            yield tenant
+
+    def _watch(self, threads: list[threading.Thread], results: dict[str, Any], failures: list[int],
+               what: str) -> None:
+        """Wait for the workers; progress on one updating line (a terminal), or a log line every few seconds."""
+        started = time.monotonic()
+        live, next_line = live_line(), PROGRESS_EVERY_S
+        total = len(self.tenants)
+        while any(t.is_alive() for t in threads):
+            threads[0].join(0.25) if threads[0].is_alive() else time.sleep(0.25)
+            done, waited = len(results), time.monotonic() - started
+            rate = done / waited if waited > 0 else 0.0
+            eta = round((total - done) / rate) if rate > 0 else None
+            if live is not None:
+                live.update(f"{what}: {done}/{total} tenants, {rate:.1f}/s, ETA "
+                            f"{'?' if eta is None else f'{eta}s'}, {failures[0]} failed")
+            elif waited >= next_line:
+                self.log.info("fleet_progress", done=done, total=total, failed=failures[0], rate_per_s=round(rate, 1),
+                              eta_s=eta)
+                next_line = waited + PROGRESS_EVERY_S
+        if live is not None:
+            live.end()
+
+    def _cancel(self) -> None:
+        """Stopping (a signal): cancel what each worker's connection is running; the server rolls it back."""
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            try:
+                session.conn.cancel_safe()
+            except Exception:  # noqa: BLE001, S110 - a closed or broken connection has nothing to cancel
+                pass
+
+    def close(self) -> None:
+        """Close every worker's connection."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    # -- status and wait-migrated over the fleet -------------------------------------------
+
+    def status_one(self, tenant: str, held: dict[str, Session], _wait: bool) -> tuple[str, dict[str, int]]:
+        """One tenant's counts by state (a missing tenant: `absent` 1)."""
+        from .pg.tenants import schema_exists
+
+        try:
+            with self._migrator(tenant, held, lock_timeout=0.0) as m:
+                if self.settings.tenant_kind == "schema" and not schema_exists(m.session, tenant):
+                    return tenant, {"absent": 1}
+                return tenant, m.status(self.migrations).counts()
+        except ConfigError as exc:
+            if self.settings.tenant_kind == "database" and exc.fields.get("error_type") == "not_found":
+                return tenant, {"absent": 1}
+            raise
+
+
+def list_tenants(migrator: Migrator) -> list[str]:
+    """The tenants the query lists (on the shared database)."""
+    from .pg.tenants import tenant_names
+
+    assert migrator.settings.tenants_query is not None
+    with migrator.session.guard():
+        return tenant_names(migrator.session, migrator.settings.tenants_query)
+
+
+def migrate_fleet(settings: Settings, log: Logger, tenants: list[str]) -> FleetResult:
+    """
+    Migrate every tenant; one summary line (`fleet_completed`).
+
+    Returns:
+        Each tenant's outcome; the caller raises `fleet_failed` (exit 5) when any failed.
+    """
+    started = time.monotonic()
+    fleet = Fleet(settings, log, tenants)
+    try:
+        outcomes = fleet.run(lambda t, held, wait: fleet.migrate_one(t, held, wait=wait), "migrating")
+    finally:
+        fleet.close()
+    result = FleetResult(outcomes, round((time.monotonic() - started) * 1000))
+    log.info("fleet_completed", **result.as_log(), duration_ms=result.duration_ms)
+    return result
+
+
+def fleet_failed(result: FleetResult) -> MigrationFailedError | None:
+    """The error (exit 5) naming every failed tenant, or None."""
+    failed = result.by("failed")
+    if not failed:
+        return None
+    shown = "; ".join(f"{t.tenant}: {t.error}" for t in failed[:10])
+    return MigrationFailedError(f"{len(failed)} of {len(result.tenants)} tenants failed (the others were migrated; "
+                                f"run again to resume): {shown}{' ...' if len(failed) > 10 else ''}",
+                                tenants_failed=[t.tenant for t in failed], **result.as_log())
+
+
+def fleet_status(settings: Settings, log: Logger, tenants: list[str]) -> FleetStatus:
+    """Each tenant's counts by state."""
+    fleet = Fleet(settings, log, tenants)
+    try:
+        return FleetStatus(dict(fleet.run(fleet.status_one, "reading")))
+    finally:
+        fleet.close()
+
+
+def wait_fleet(settings: Settings, log: Logger, tenants: list[str], *, deadline: float) -> None:
+    """
+    Wait (until `deadline`) for every tenant to be up to date: the tenants behind are read
+    again, with the wait's backoff, until none is.
+
+    Raises:
+        MigrationsPendingError: tenants still behind at the deadline (exit 10), named.
+    """
+    from .backoff import WAIT
+
+    behind, attempt = list(tenants), 0
+    while True:
+        behind = fleet_status(settings, log, behind).behind
+        if not behind:
+            log.info("fleet_ready", tenants=len(tenants))
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise MigrationsPendingError(
+                f"{len(behind)} of {len(tenants)} tenants still behind: {', '.join(behind[:10])}"
+                f"{' ...' if len(behind) > 10 else ''}; is the fleet's migration Job running? (raise --timeout to "
+                "wait longer)", tenants_behind=behind[:100])
+        attempt += 1
+        log.info("fleet_waiting", behind=len(behind), tenants=len(tenants), first=behind[0])
+        time.sleep(min(WAIT.pause(attempt), left))
+
+
+def tenants_of(settings: Settings, log: Logger) -> list[str]:
+    """The tenants the query lists, read on a session of bootstrap's own (waited for as every command waits)."""
+    from .runner import open_migrator
+
+    with open_migrator(settings, log) as migrator:
+        tenants = list_tenants(migrator)
+    log.info("fleet_listed", tenants=len(tenants), kind=settings.tenant_kind, sql_dir=str(tenant_dir(settings)))
+    return tenants
+
+
+def run_fleet(settings: Settings, log: Logger) -> FleetResult:
+    """`migrate` (and `run`) after the shared files: every tenant; the tenant files are checked first."""
+    discover_migrations(tenant_dir(settings))  # a bad tenant file is exit 3 before any tenant is touched
+    return migrate_fleet(settings, log, tenants_of(settings, log))
