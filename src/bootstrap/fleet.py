@@ -34,13 +34,13 @@ from .errors import (
 from .logs import live_line
 from .migrations import discover_migrations
 from .runner import Migrator
+from .sqlfile import TENANT_VARIABLE  # a tenant's files may use it as :'BOOTSTRAP_TENANT' / :"BOOTSTRAP_TENANT"
 from .typing import FleetResult, FleetStatus, Logger, TenantResult
 
 if TYPE_CHECKING:
     from .pg import Session
     from .settings import Settings
 
-TENANT_VARIABLE = "BOOTSTRAP_TENANT"  # a tenant's files may use it as :'BOOTSTRAP_TENANT' / :"BOOTSTRAP_TENANT"
 PROGRESS_EVERY_S = 5.0
 T = TypeVar("T")
 
@@ -327,7 +327,7 @@ def fleet_failed(result: FleetResult) -> MigrationFailedError | None:
     shown = "; ".join(f"{t.tenant}: {t.error}" for t in failed[:10])
     return MigrationFailedError(f"{len(failed)} of {len(result.tenants)} tenants failed (the others were migrated; "
                                 f"run again to resume): {shown}{' ...' if len(failed) > 10 else ''}",
-                                tenants_failed=[t.tenant for t in failed], **result.as_log())
+                                **{**result.as_log(), "tenants_failed": [t.tenant for t in failed]})
 
 
 def fleet_status(settings: Settings, log: Logger, tenants: list[str]) -> FleetStatus:

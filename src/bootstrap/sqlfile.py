@@ -31,6 +31,8 @@ LINT_IGNORE = "lint-ignore"  # takes the rest of its line: rule names, comma-sep
 VALID_CHECKSUM = "valid-checksum"
 # Takes the rest of its line: the environment variables the file may use as psql variables (:'NAME', :"NAME").
 VARS = "vars"
+# The one variable bootstrap sets itself (a fleet's tenant name): a name, not a secret, so never masked.
+TENANT_VARIABLE = "BOOTSTRAP_TENANT"
 KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION, LINT_IGNORE, VALID_CHECKSUM, VARS})
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
@@ -331,7 +333,8 @@ def _values(path: str | os.PathLike[str], read: SqlFile, script: Script,
         if value is None:
             raise ConfigError(f"{at}: {variable.name} is not set: set {variable.name} (or {variable.name}_FILE) "
                               "in bootstrap's environment", file=str(path), line=line, variable=variable.name)
-        redact.register_secret(value)
+        if variable.name != TENANT_VARIABLE:
+            redact.register_secret(value)
         values[variable.name] = value
     return values
 
