@@ -175,3 +175,32 @@ def test_database_tenants_each_get_the_files_and_a_ledger_inside(tenant_database
             assert ["0001_accounts.sql"] == [r[0] for r in conn.execute(
                 "SELECT name FROM bootstrap.bootstrap_migrations")]
             assert conn.execute("SELECT to_regclass('public.accounts')").fetchone()[0] is not None
+
+
+def test_on_a_terminal_the_fleet_is_one_updating_line(fresh_url: str, sql_dir: Path, db: psycopg.Connection) -> None:
+    """On a TTY: one line rewritten in place with tenants done/total, the rate, the ETA and failures so far."""
+    import os
+    import pty
+    import subprocess
+
+    add_tenants(db, "p1", "p2", "p3")
+    write(sql_dir, "tenant/0001_slow.sql", "CREATE TABLE t (id int);\nSELECT pg_sleep(0.6);\n")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(bootstrap_cmd("migrate", "--jobs", "1"), env=fleet_env(fresh_url, sql_dir),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert 0 == proc.wait(60)
+    text = screen.decode()
+    assert "migrating: 0/3 tenants" in text and "migrating: 2/3 tenants" in text, text
+    assert "/s, ETA " in text and " 0 failed" in text
+    assert "fleet_progress" not in text
