@@ -110,6 +110,10 @@ def migrate_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     if as_json and not (dry_run or rehearse or settings.tenants_query):
         raise UsageError("--json goes with --dry-run, --rehearse or a fleet (--tenants-query); migrate itself prints "
                          "nothing on stdout")
+    if settings.tenants_query:
+        from .fleet import tenant_migrations
+
+        tenant_migrations(settings)  # the tenants' files checked before the shared ones run
     if not (dry_run or rehearse):
         shared = _on_database(settings, log, lambda migrator, files: migrator.migrate(files, to=to), to)
         return _fleet(settings, log, shared, as_json=as_json) if settings.tenants_query else shared
@@ -118,6 +122,10 @@ def migrate_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
 
     if dry_run:
         planned = _on_database(settings, log, lambda migrator, files: preflight.dry_run(migrator, files, to=to), to)
+        if settings.tenants_query:
+            from .fleet import fleet_status, tenants_of
+
+            planned = planned._replace(tenants_behind=fleet_status(settings, log, tenants_of(settings, log)).behind)
         _echo([render.dry_run_json(planned)] if as_json else render.dry_run_lines(planned))
         if settings.lint == "error" and planned.lint is not None and planned.lint.findings:
             raise findings_error(planned.lint)
@@ -195,9 +203,9 @@ def wait_migrated_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> 
     deadline = time.monotonic() + settings.wait_timeout
     waited = wait_for_migrations(settings, log)
     if settings.tenants_query:
-        from .fleet import tenants_of, wait_fleet
+        from .fleet import wait_fleet
 
-        wait_fleet(settings, log, tenants_of(settings, log), deadline=deadline)
+        wait_fleet(settings, log, deadline=deadline)
     return waited
 
 
@@ -420,13 +428,17 @@ def run_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
     env = app_environ(settings.environ)
     resolve_command(argv[0], env)  # 127/126 before touching anything
     deadline = time.monotonic() + settings.wait_timeout
+    if settings.tenants_query and not opts["no_migrate"]:
+        from .fleet import tenant_migrations
+
+        tenant_migrations(settings)  # the tenants' files checked before anything runs
     result = before_exec(settings, log, no_wait=opts["no_wait"], no_migrate=opts["no_migrate"],
                          no_verify=opts["no_verify"], wait_migrated=opts["wait_migrated"])
     if settings.tenants_query and not opts["no_migrate"]:  # the fleet too, before the app starts
-        from .fleet import tenants_of, wait_fleet
+        from .fleet import wait_fleet
 
         if opts["wait_migrated"]:
-            wait_fleet(settings, log, tenants_of(settings, log), deadline=deadline)
+            wait_fleet(settings, log, deadline=deadline)
         else:
             result = result._replace(migrated=_fleet(settings, log, result.migrated))
 

@@ -33,7 +33,7 @@ from .errors import (
 )
 from .logs import live_line
 from .migrations import discover_migrations
-from .runner import Migrator
+from .runner import WAIT_LOG_EVERY_S, Migrator
 from .sqlfile import TENANT_VARIABLE  # a tenant's files may use it as :'BOOTSTRAP_TENANT' / :"BOOTSTRAP_TENANT"
 from .typing import FleetResult, FleetStatus, Logger, TenantResult
 
@@ -48,6 +48,20 @@ T = TypeVar("T")
 def tenant_dir(settings: Settings) -> Path:
     """Where the tenants' files are: --tenant-sql-dir, else <sql dir>/tenant."""
     return settings.tenant_sql_dir or settings.sql_dir / "tenant"
+
+
+def tenant_migrations(settings: Settings) -> list[Any]:
+    """
+    The tenants' files, checked (names, versions, directives) before anything runs.
+
+    Raises:
+        ConfigError: the directory is missing or holds a bad file (exit 3), naming the tenant settings.
+    """
+    folder = tenant_dir(settings)
+    if not folder.is_dir():
+        raise ConfigError(f"tenant directory {folder} does not exist (set BOOTSTRAP_TENANT_SQL_DIR or "
+                          "--tenant-sql-dir; the default is <sql dir>/tenant)", variable="BOOTSTRAP_TENANT_SQL_DIR")
+    return discover_migrations(folder)
 
 
 def tenant_settings(settings: Settings, tenant: str, *, lock_timeout: float) -> Settings:
@@ -97,9 +111,10 @@ class Fleet:
         self.settings = settings
         self.log = log
         self.tenants = tenants
-        self.migrations = discover_migrations(tenant_dir(settings))
+        self.migrations = tenant_migrations(settings)
         self.stop = threading.Event()
-        self._sessions: list[Session] = []
+        self._sessions: list[Session] = []  # every open one (to cancel on a signal, to close at the end)
+        self._idle: list[Session] = []  # a schema fleet's sessions between runs (wait-migrated polls again)
         self._lock = threading.Lock()
 
     # -- one tenant ------------------------------------------------------------------------
@@ -114,12 +129,15 @@ class Fleet:
         log = _PerTenant(self.log, tenant)
         database = self.settings.tenant_kind == "database"
         session = held.get("session")
+        if session is None and not database:
+            with self._lock:
+                session = self._idle.pop() if self._idle else None
         if database or session is None or session.closed:
             session = open_session(self.settings, log, dbname=tenant if database else None)
             with self._lock:
                 self._sessions.append(session)
-            if not database:
-                held["session"] = session
+        if not database:
+            held["session"] = session
         session.use_schema(None if database else tenant)
         ledger = PgLedger(session, settings, log)
         locker = AdvisoryLocker(session, advisory_key(*settings.lock_ledger), timeout_s=lock_timeout, log=log)
@@ -130,6 +148,8 @@ class Fleet:
             session.use_schema(None)
             if database:
                 session.close()
+                with self._lock:
+                    self._sessions.remove(session)
 
     def migrate_one(self, tenant: str, held: dict[str, Session], *, wait: bool) -> TenantResult | None:
         """
@@ -141,13 +161,17 @@ class Fleet:
         def took(outcome: str, applied: tuple[str, ...] = (), error: str | None = None) -> TenantResult:
             return TenantResult(tenant, outcome, applied, error, round((time.monotonic() - started) * 1000))
 
+        done: list[str] = []  # what was applied, even when a later file of the tenant failed
         try:
             with self._migrator(tenant, held, lock_timeout=self.settings.lock_timeout if wait else 0.0) as m:
-                result = m.migrate(self.migrations)
-        except LockTimeoutError:
+                try:
+                    result = m.migrate(self.migrations)
+                finally:
+                    done += [*m.result.applied, *m.result.repeatables]
+        except LockTimeoutError as exc:
             if not wait:
                 return None
-            raise
+            return self._failed(tenant, exc, took, held, tuple(done))
         except TenantMissingError as exc:
             self.log.warning("tenant_missing", tenant=tenant, reason=exc.message)
             return took("missing", error=exc.message)
@@ -155,9 +179,9 @@ class Fleet:
             if self.settings.tenant_kind == "database" and exc.fields.get("error_type") == "not_found":
                 self.log.warning("tenant_missing", tenant=tenant, reason=exc.message)
                 return took("missing", error=exc.message)
-            return self._failed(tenant, exc, took, held)
+            return self._failed(tenant, exc, took, held, tuple(done))
         except BootstrapError as exc:
-            return self._failed(tenant, exc, took, held)
+            return self._failed(tenant, exc, took, held, tuple(done))
         applied = (*result.applied, *result.repeatables)
         outcome = took("applied" if applied else "current", applied)
         self.log.debug("tenant_migrated", tenant=tenant, outcome=outcome.outcome, applied=len(applied),
@@ -165,12 +189,14 @@ class Fleet:
         return outcome
 
     def _failed(self, tenant: str, exc: BootstrapError, took: Callable[..., TenantResult],
-                held: dict[str, Session]) -> TenantResult:
+                held: dict[str, Session], applied: tuple[str, ...]) -> TenantResult:
         if isinstance(exc, DatabaseUnavailableError):
             held.pop("session", None)  # lost: the next tenant connects again
-        self.log.error("tenant_failed", tenant=tenant, error=exc.message, exit_code=int(exc.exit_code),
-                       **{k: v for k, v in exc.fields.items() if k in ("file", "line", "sqlstate")})
-        return took("failed", error=exc.message)
+        if not self.stop.is_set():  # stopping (a signal): the cancelled tenants are the interruption, not failures
+            self.log.error("tenant_failed", tenant=tenant, error=exc.message, exit_code=int(exc.exit_code),
+                           applied=len(applied), **{k: v for k, v in exc.fields.items() if k in ("file", "line",
+                                                                                                 "sqlstate")})
+        return took("failed", applied, exc.message)
 
     # -- the whole fleet -------------------------------------------------------------------
 
@@ -212,6 +238,11 @@ class Fleet:
             except BaseException as exc:  # noqa: BLE001 - reported by the main thread
                 crashed.append(exc)
                 self.stop.set()
+            finally:
+                kept = held.get("session")
+                if kept is not None and not kept.closed:
+                    with self._lock:
+                        self._idle.append(kept)
 
         threads = [threading.Thread(target=worker, name=f"bootstrap-fleet-{i}", daemon=True)
                    for i in range(min(self.settings.jobs, max(1, len(self.tenants))))]
@@ -271,7 +302,7 @@ class Fleet:
     def close(self) -> None:
         """Close every worker's connection."""
         with self._lock:
-            sessions, self._sessions = self._sessions, []
+            sessions, self._sessions, self._idle = self._sessions, [], []
         for session in sessions:
             session.close()
 
@@ -339,31 +370,47 @@ def fleet_status(settings: Settings, log: Logger, tenants: list[str]) -> FleetSt
         fleet.close()
 
 
-def wait_fleet(settings: Settings, log: Logger, tenants: list[str], *, deadline: float) -> None:
+def wait_fleet(settings: Settings, log: Logger, *, deadline: float) -> None:
     """
-    Wait (until `deadline`) for every tenant to be up to date: the tenants behind are read
-    again, with the wait's backoff, until none is.
+    Wait (until `deadline`) for every tenant the query lists to be up to date: the query is
+    run again at each poll (a tenant added meanwhile is waited for, one removed is not), and
+    only the tenants behind (or new) are read again, on connections kept for the whole wait.
+    A tenant without its schema (or database) is not waited for: `migrate` reports it missing.
 
     Raises:
         MigrationsPendingError: tenants still behind at the deadline (exit 10), named.
     """
     from .backoff import WAIT
+    from .runner import open_migrator
 
-    behind, attempt = list(tenants), 0
-    while True:
-        behind = fleet_status(settings, log, behind).behind
-        if not behind:
-            log.info("fleet_ready", tenants=len(tenants))
-            return
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise MigrationsPendingError(
-                f"{len(behind)} of {len(tenants)} tenants still behind: {', '.join(behind[:10])}"
-                f"{' ...' if len(behind) > 10 else ''}; is the fleet's migration Job running? (raise --timeout to "
-                "wait longer)", tenants_behind=behind[:100])
-        attempt += 1
-        log.info("fleet_waiting", behind=len(behind), tenants=len(tenants), first=behind[0])
-        time.sleep(min(WAIT.pause(attempt), left))
+    started, attempt, report_at = time.monotonic(), 0, 0.0
+    with open_migrator(settings, log) as lister:
+        fleet = Fleet(settings, log, [])
+        try:
+            seen: set[str] = set()
+            behind: list[str] = []
+            while True:
+                listed = list_tenants(lister)
+                fleet.tenants = [t for t in listed if t in behind or t not in seen]
+                seen.update(listed)
+                behind = FleetStatus(dict(fleet.run(fleet.status_one, "reading"))).behind
+                if not behind:
+                    log.info("fleet_ready", tenants=len(listed), waited_ms=round((time.monotonic() - started) * 1000))
+                    return
+                left, waited = deadline - time.monotonic(), time.monotonic() - started
+                if left <= 0:
+                    raise MigrationsPendingError(
+                        f"{len(behind)} of {len(listed)} tenants still behind: {', '.join(behind[:10])}"
+                        f"{' ...' if len(behind) > 10 else ''}; is the fleet's migration Job running? (raise "
+                        "--timeout to wait longer)", tenants_behind=behind[:100])
+                if waited >= report_at:
+                    log.info("fleet_waiting", behind=len(behind), tenants=len(listed), first=behind[0],
+                             waited_s=round(waited, 1), timeout_s=settings.wait_timeout)
+                    report_at = waited + WAIT_LOG_EVERY_S
+                attempt += 1
+                time.sleep(min(WAIT.pause(attempt), left))
+        finally:
+            fleet.close()
 
 
 def tenants_of(settings: Settings, log: Logger) -> list[str]:

@@ -60,13 +60,15 @@ def fleet_status_lines(fleet: FleetStatus) -> list[str]:
     for counts in fleet.tenants.values():
         for state, n in counts.items():
             totals[state] = totals.get(state, 0) + n
-    behind = fleet.behind
-    lines = [f"\n{len(fleet.tenants)} tenants: {len(fleet.tenants) - len(behind)} up to date, {len(behind)} behind; "
-             "their files: " + ", ".join(f"{n} {state}" for state, n in totals.items())]
+    behind, absent = fleet.behind, fleet.absent
+    totals.pop("absent", None)
+    lines = [f"\n{len(fleet.tenants)} tenants: {len(fleet.tenants) - len(behind) - len(absent)} up to date, "
+             f"{len(behind)} behind" + (f", {len(absent)} missing (no such schema or database)" if absent else "")
+             + "; their files: " + ", ".join(f"{n} {state}" for state, n in totals.items())]
     for name in behind[:20]:
-        counts = fleet.tenants[name]
-        lines.append(f"  {name}: " + ("no such tenant" if counts.get("absent") else
-                                      ", ".join(f"{n} {state}" for state, n in counts.items() if n)))
+        lines.append(f"  {name}: " + ", ".join(f"{n} {state}" for state, n in fleet.tenants[name].items() if n))
+    for name in absent[:20]:
+        lines.append(f"  {name}: missing")
     if len(behind) > 20:
         lines.append(f"  ... and {len(behind) - 20} more (status --json lists every tenant)")
     return lines
@@ -245,6 +247,10 @@ def dry_run_lines(result: DryRunResult) -> list[str]:
         lines.append(f"would create: {', '.join(result.creates)}")
     if result.left_pending:
         lines.append(f"left pending by --to: {', '.join(m.name for m in result.left_pending)}")
+    if result.tenants_behind is not None:
+        behind = result.tenants_behind
+        lines.append(f"tenants: {len(behind)} would be migrated" + (
+            f": {', '.join(behind[:20])}{' ...' if len(behind) > 20 else ''}" if behind else ""))
     after = len(result.files) - len(result.migrations)
     then = f"; then {_plural(after, 'after-migrate script')}" if after else ""
     if not result.migrations:
@@ -267,6 +273,7 @@ def dry_run_json(result: DryRunResult) -> str:
                   for order, p in enumerate(result.files, 1)],
         "creates": result.creates,
         "left_pending": [m.name for m in result.left_pending],
+        **({"tenants_behind": result.tenants_behind} if result.tenants_behind is not None else {}),
         "lint": _lint_doc(lint),
     })
 

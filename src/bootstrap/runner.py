@@ -72,6 +72,7 @@ class Migrator:
         self.locker = locker
         self._make_applier = applier
         self._applier: Applier | None = None
+        self.result = MigrateResult([], [], [])  # the last migrate's, as far as it got
 
     @property
     def applier(self) -> Applier:
@@ -137,7 +138,7 @@ class Migrator:
 
     def _migrate(self, migrations: list[Migration], to: int | None, after: list[ParsedMigration]) -> MigrateResult:
         ledger, log = self.ledger, self.log
-        result = MigrateResult([], [], [])
+        self.result = result = MigrateResult([], [], [])  # what was applied so far, even if a later file fails
         snap = ledger.snapshot()
         plan = self.plan(migrations, snap.applied, to)
         if plan.future:

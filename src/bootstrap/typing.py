@@ -274,6 +274,7 @@ class DryRunResult(NamedTuple):
     creates: list[str]
     lint: LintResult | None
     left_pending: list[Migration]
+    tenants_behind: list[str] | None = None  # a fleet: the tenants whose files migrate would apply
 
     @property
     def migrations(self) -> list[PlannedFile]:
@@ -282,8 +283,8 @@ class DryRunResult(NamedTuple):
 
     @property
     def would_run(self) -> bool:
-        """Whether migrate would apply a migration."""
-        return bool(self.migrations)
+        """Whether migrate would apply a migration (to the database, or to a tenant)."""
+        return bool(self.migrations or self.tenants_behind)
 
     def as_log(self) -> dict[str, Any]:
         """The `bootstrap_completed` fields."""
@@ -373,9 +374,14 @@ class FleetStatus(NamedTuple):
 
     @property
     def behind(self) -> list[str]:
-        """The tenants with something pending, changed or missing (or missing themselves)."""
+        """The tenants with something pending, changed or missing (not those missing themselves: `absent`)."""
         return [name for name, counts in self.tenants.items()
-                if counts.get("absent") or any(counts.get(s) for s in ("pending", "changed", "missing"))]
+                if any(counts.get(s) for s in ("pending", "changed", "missing"))]
+
+    @property
+    def absent(self) -> list[str]:
+        """The tenants the query lists whose schema (or database) does not exist."""
+        return [name for name, counts in self.tenants.items() if counts.get("absent")]
 
 
 class FleetMigrateResult(NamedTuple):

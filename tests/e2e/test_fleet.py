@@ -110,6 +110,50 @@ def test_a_listed_tenant_without_a_schema_is_missing_and_never_created(fresh_url
                                                        for t in json.loads(result.stdout)["tenants"]}
     assert db.execute("SELECT to_regnamespace('ghost')").fetchone()[0] is None
     assert ["ghost"] == [e["tenant"] for e in logs(result.stderr) if e["event"] == "tenant_missing"]
+    env = fleet_env(fresh_url, sql_dir)
+    status = run_cli(["status", "--exit-code"], env)  # nothing to wait for: app pods start
+    assert 0 == status.returncode, status.stdout + status.stderr
+    assert "2 tenants: 1 up to date, 0 behind, 1 missing (no such schema or database)" in status.stdout
+    assert 0 == run_cli(["wait-migrated", "--timeout", "5"], env).returncode
+
+
+def test_a_failed_tenant_names_what_was_kept_and_dry_run_names_the_tenants_behind(
+        fresh_url: str, sql_dir: Path, db: psycopg.Connection) -> None:
+    """The JSON lists the files applied before the failing one; --dry-run exits 8 naming the tenants behind."""
+    add_tenants(db, "ok1", "bad2")
+    db.execute("CREATE TABLE bad2.other (id int)")
+    db.execute("CREATE INDEX accounts_id ON bad2.other (id)")  # the tenant's second file collides with it
+    tenant_files(sql_dir)
+    env = fleet_env(fresh_url, sql_dir)
+    planned = run_cli(["migrate", "--dry-run", "--json"], env)
+    assert 8 == planned.returncode, planned.stderr
+    assert ["bad2", "ok1"] == sorted(json.loads(planned.stdout)["tenants_behind"])
+    result = run_cli(["migrate", "--json"], env)
+    assert 5 == result.returncode
+    tenants = {t["tenant"]: t for t in json.loads(result.stdout)["tenants"]}
+    assert ("failed", ["0001_accounts.sql"]) == (tenants["bad2"]["outcome"], tenants["bad2"]["applied"])
+    assert 'relation "accounts_id" already exists' in tenants["bad2"]["error"]
+    assert ["0001_accounts.sql"] == ledger_of(db, "bad2")
+    planned = run_cli(["migrate", "--dry-run"], env)
+    assert 8 == planned.returncode
+    assert "tenants: 1 would be migrated: bad2" in planned.stdout
+
+
+def test_a_bad_tenant_file_stops_the_run_before_the_shared_files(fresh_url: str, sql_dir: Path,
+                                                                 db: psycopg.Connection) -> None:
+    """A misnamed tenant file, or a missing tenant directory: exit 3 naming it, and nothing applied anywhere."""
+    add_tenants(db, "t1")
+    tenant_files(sql_dir)
+    write(sql_dir, "tenant/add_widgets.sql", "CREATE TABLE widgets (id int);")
+    env = fleet_env(fresh_url, sql_dir)
+    result = run_cli(["migrate"], env)
+    assert 3 == result.returncode
+    assert "add_widgets.sql" in last_error(result.stderr)["error"]
+    assert db.execute("SELECT to_regclass('public.plans')").fetchone()[0] is None
+    nowhere = run_cli(["migrate", "--tenant-sql-dir", str(sql_dir / "nowhere")], env)
+    assert 3 == nowhere.returncode
+    assert "(set BOOTSTRAP_TENANT_SQL_DIR or --tenant-sql-dir" in last_error(nowhere.stderr)["error"]
+    assert db.execute("SELECT to_regclass('public.plans')").fetchone()[0] is None
 
 
 def test_status_and_wait_migrated_cover_the_fleet(fresh_url: str, sql_dir: Path, db: psycopg.Connection) -> None:

@@ -120,3 +120,20 @@ def test_sigterm_mid_fleet_stops_every_worker_and_keeps_nothing_half_done(fresh_
     poll(lambda: db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                             "AND pid <> pg_backend_pid()").fetchone()[0] == 0, timeout=20,
          message="every worker's connection closed")
+
+
+def test_a_tenant_whose_lock_another_session_keeps_fails_alone(fresh_url: str, sql_dir: Path,
+                                                               db: psycopg.Connection) -> None:
+    """Its lock held past --lock-timeout: that tenant is failed (named, exit 5), every other one migrated."""
+    from bootstrap.pg import advisory_key
+
+    names = fleet(db, sql_dir, 4)
+    with psycopg.connect(fresh_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [advisory_key("tenant_002", "bootstrap_migrations")])
+        result = run_cli(["migrate", "--json", "--lock-timeout", "2"], env_for(fresh_url, sql_dir))
+    assert 5 == result.returncode
+    outcomes = {t["tenant"]: (t["outcome"], t["error"]) for t in json.loads(result.stdout)["tenants"]}
+    assert "failed" == outcomes["tenant_002"][0] and "held the migration lock" in outcomes["tenant_002"][1]
+    assert {n: "applied" for n in names if n != "tenant_002"} == {n: o for n, (o, _e) in outcomes.items()
+                                                                  if n != "tenant_002"}
+    each_ran_once(db, [n for n in names if n != "tenant_002"])
