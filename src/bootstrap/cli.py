@@ -428,19 +428,20 @@ def run_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
     env = app_environ(settings.environ)
     resolve_command(argv[0], env)  # 127/126 before touching anything
     deadline = time.monotonic() + settings.wait_timeout
-    if settings.tenants_query and not opts["no_migrate"]:
-        from .fleet import tenant_migrations
+    fleet = None
+    if settings.tenants_query and not opts["no_migrate"]:  # the fleet too, after the shared files, before verify
+        from .fleet import tenant_migrations, wait_fleet
 
         tenant_migrations(settings)  # the tenants' files checked before anything runs
-    result = before_exec(settings, log, no_wait=opts["no_wait"], no_migrate=opts["no_migrate"],
-                         no_verify=opts["no_verify"], wait_migrated=opts["wait_migrated"])
-    if settings.tenants_query and not opts["no_migrate"]:  # the fleet too, before the app starts
-        from .fleet import wait_fleet
 
-        if opts["wait_migrated"]:
-            wait_fleet(settings, log, deadline=deadline)
-        else:
-            result = result._replace(migrated=_fleet(settings, log, result.migrated))
+        def fleet(shared: Any) -> Any:
+            if opts["wait_migrated"]:
+                wait_fleet(settings, log, deadline=deadline)
+                return shared
+            return _fleet(settings, log, shared)
+
+    result = before_exec(settings, log, no_wait=opts["no_wait"], no_migrate=opts["no_migrate"],
+                         no_verify=opts["no_verify"], wait_migrated=opts["wait_migrated"], fleet=fleet)
 
     def handoff() -> None:
         log.info("app_exec_started", app=argv[0], arg_count=len(argv) - 1, pid=os.getpid())

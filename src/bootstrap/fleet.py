@@ -32,7 +32,7 @@ from .errors import (
     TenantMissingError,
 )
 from .logs import live_line
-from .migrations import discover_migrations
+from .migrations import discover_migrations, parse_migration
 from .runner import WAIT_LOG_EVERY_S, Migrator
 from .sqlfile import TENANT_VARIABLE  # a tenant's files may use it as :'BOOTSTRAP_TENANT' / :"BOOTSTRAP_TENANT"
 from .typing import FleetResult, FleetStatus, Logger, TenantResult
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 PROGRESS_EVERY_S = 5.0
+ABSENT = {"applied": 0, "pending": 0, "changed": 0, "missing": 0, "future": 0, "absent": 1}  # no such tenant
+TENANT_CONNECT_WAIT_S = 10.0  # a worker's connection, once the server has answered: a blip, not a start-up
 T = TypeVar("T")
 
 
@@ -61,7 +63,12 @@ def tenant_migrations(settings: Settings) -> list[Any]:
     if not folder.is_dir():
         raise ConfigError(f"tenant directory {folder} does not exist (set BOOTSTRAP_TENANT_SQL_DIR or "
                           "--tenant-sql-dir; the default is <sql dir>/tenant)", variable="BOOTSTRAP_TENANT_SQL_DIR")
-    return discover_migrations(folder)
+    migrations = discover_migrations(folder)
+    environ = {**settings.environ, TENANT_VARIABLE: "tenant"}
+    for migration in migrations:  # every variable of a tenant file set (BOOTSTRAP_TENANT aside), before anything
+        if migration.variables:
+            parse_migration(migration, environ)
+    return migrations
 
 
 def tenant_settings(settings: Settings, tenant: str, *, lock_timeout: float) -> Settings:
@@ -133,7 +140,9 @@ class Fleet:
             with self._lock:
                 session = self._idle.pop() if self._idle else None
         if database or session is None or session.closed:
-            session = open_session(self.settings, log, dbname=tenant if database else None)
+            # The server answered already: a tenant that cannot be reached is that tenant's failure, soon.
+            reach = self.settings._replace(wait_timeout=min(self.settings.wait_timeout, TENANT_CONNECT_WAIT_S))
+            session = open_session(reach, log, dbname=tenant if database else None)
             with self._lock:
                 self._sessions.append(session)
         if not database:
@@ -315,21 +324,40 @@ class Fleet:
         try:
             with self._migrator(tenant, held, lock_timeout=0.0) as m:
                 if self.settings.tenant_kind == "schema" and not schema_exists(m.session, tenant):
-                    return tenant, {"absent": 1}
-                return tenant, m.status(self.migrations).counts()
+                    return tenant, {**ABSENT}
+                return tenant, {**m.status(self.migrations).counts(), "absent": 0}
         except ConfigError as exc:
             if self.settings.tenant_kind == "database" and exc.fields.get("error_type") == "not_found":
-                return tenant, {"absent": 1}
+                return tenant, {**ABSENT}
             raise
 
 
 def list_tenants(migrator: Migrator) -> list[str]:
-    """The tenants the query lists (on the shared database)."""
+    """
+    The tenants the query lists (on the shared database).
+
+    Raises:
+        ConfigError: the query lists what cannot be a tenant: the shared ledger's schema, `public`,
+            a system schema, or (a database fleet) this very database (exit 3, naming it).
+    """
     from .pg.tenants import tenant_names
 
-    assert migrator.settings.tenants_query is not None
+    settings = migrator.settings
+    assert settings.tenants_query is not None
     with migrator.session.guard():
-        return tenant_names(migrator.session, migrator.settings.tenants_query)
+        tenants = tenant_names(migrator.session, settings.tenants_query)
+    if settings.tenant_kind == "schema":
+        shared = {migrator.ledger.schema, "public", "information_schema", *settings.schemas}
+        bad = [t for t in tenants if t in shared or t.startswith("pg_")]
+    else:
+        bad = [t for t in tenants if t in (migrator.session.conn.info.dbname, "template0", "template1")]
+    if bad:
+        raise ConfigError(f"--tenants-query (BOOTSTRAP_TENANTS_QUERY) lists {', '.join(map(repr, bad[:5]))}, which "
+                          "cannot be a tenant: " + ("the shared ledger's schema, public, BOOTSTRAP_SCHEMAS and the "
+                                                    "system schemas are not tenants" if settings.tenant_kind == "schema"
+                                                    else "the shared database and the templates are not tenants"),
+                          variable="BOOTSTRAP_TENANTS_QUERY", tenants=bad[:20])
+    return tenants
 
 
 def migrate_fleet(settings: Settings, log: Logger, tenants: list[str]) -> FleetResult:
@@ -347,6 +375,10 @@ def migrate_fleet(settings: Settings, log: Logger, tenants: list[str]) -> FleetR
         fleet.close()
     result = FleetResult(outcomes, round((time.monotonic() - started) * 1000))
     log.info("fleet_completed", **result.as_log(), duration_ms=result.duration_ms)
+    if tenants and len(result.by("missing")) == len(tenants):
+        raise ConfigError(f"none of the {len(tenants)} tenants the query lists exists as a "
+                          f"{settings.tenant_kind}: check --tenants-query (BOOTSTRAP_TENANTS_QUERY) and "
+                          "--tenant-kind (its one column names the tenants)", variable="BOOTSTRAP_TENANTS_QUERY")
     return result
 
 
@@ -356,9 +388,11 @@ def fleet_failed(result: FleetResult) -> MigrationFailedError | None:
     if not failed:
         return None
     shown = "; ".join(f"{t.tenant}: {t.error}" for t in failed[:10])
-    return MigrationFailedError(f"{len(failed)} of {len(result.tenants)} tenants failed (the others were migrated; "
-                                f"run again to resume): {shown}{' ...' if len(failed) > 10 else ''}",
-                                **{**result.as_log(), "tenants_failed": [t.tenant for t in failed]})
+    rest = ("" if len(failed) == len(result.tenants) else
+            "the others were migrated or current; ") + "run again to resume"
+    return MigrationFailedError(f"{len(failed)} of {len(result.tenants)} tenants failed ({rest}): "
+                                f"{shown}{' ...' if len(failed) > 10 else ''}",
+                                **result.as_log(), failed_tenants=[t.tenant for t in failed])
 
 
 def fleet_status(settings: Settings, log: Logger, tenants: list[str]) -> FleetStatus:

@@ -160,8 +160,9 @@ def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
     return lines
 
 
-def _version(version: int | None) -> str:
-    return str(version) if version is not None else "R"
+def _version(version: int | None, kind: Kind | None = None) -> str:
+    """A file's version column: its version, R for a repeatable, - for an after-migrate script."""
+    return "-" if kind is Kind.AFTER else str(version) if version is not None else "R"
 
 
 def _plural(count: int, what: str) -> str:
@@ -236,9 +237,9 @@ def dry_run_lines(result: DryRunResult) -> list[str]:
         rows = [("ORDER", "VERSION", "KIND", "STATEMENTS", "FILE", "LINT")]
         for order, p in enumerate(result.files, 1):
             findings = len(lint.of(p.migration)) if lint is not None and not lint.skipped else None
-            version = "-" if p.migration.kind is Kind.AFTER else _version(p.migration.version)
-            rows.append((str(order), version, p.kind, str(p.statements), p.migration.name,
-                         "-" if findings is None else _plural(findings, "finding") if findings else "clean"))
+            found = "-" if findings is None else _plural(findings, "finding") if findings else "clean"
+            rows.append((str(order), _version(p.migration.version, p.migration.kind), p.kind, str(p.statements),
+                         p.migration.name, found))
         lines += _aligned(rows)
     if lint is not None and lint.findings:
         lines += ["", *finding_lines(lint.findings)]
@@ -254,7 +255,10 @@ def dry_run_lines(result: DryRunResult) -> list[str]:
     after = len(result.files) - len(result.migrations)
     then = f"; then {_plural(after, 'after-migrate script')}" if after else ""
     if not result.migrations:
-        lines.append(f"nothing would run: every file is applied{then.replace('; then', '; migrate would run')}")
+        where = "every shared file is applied" if result.tenants_behind else "every file is applied"
+        lines.append(f"no migration of the database would run: {where}"
+                     f"{then.replace('; then', '; migrate would run')}" if result.tenants_behind else
+                     f"nothing would run: {where}{then.replace('; then', '; migrate would run')}")
         return lines
     lines.append(f"{_plural(len(result.migrations), 'file')} would run{then}"
                  + (f"; {_lint_summary(lint)}" if lint is not None else "; lint off"))
@@ -284,7 +288,7 @@ def rehearsal_lines(result: RehearsalResult) -> list[str]:
         return ["nothing to rehearse: every file is applied"]
     rows = [("ORDER", "VERSION", "RESULT", "DURATION", "FILE", "DETAIL")]
     for order, f in enumerate(result.files, 1):
-        rows.append((str(order), _version(f.migration.version), f.outcome,
+        rows.append((str(order), _version(f.migration.version, f.migration.kind), f.outcome,
                      f"{f.duration_ms} ms" if f.duration_ms is not None else "", f.migration.name, f.detail))
     counts = ", ".join(f"{result.count(o)} {o}" for o in ("passed", "failed", "not rehearsed"))
     return [*_aligned(rows), "", f"rolled back, nothing kept: {counts}"]

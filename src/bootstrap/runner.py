@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backoff import WAIT, retry
 from .errors import MigrationsPendingError, VerifyFailedError
@@ -394,11 +394,11 @@ def wait_for_migrations(settings: Settings, log: Logger) -> WaitResult:
 
 
 def before_exec(settings: Settings, log: Logger, *, no_wait: bool, no_migrate: bool, no_verify: bool,
-                wait_migrated: bool = False) -> RunResult:
+                wait_migrated: bool = False, fleet: Callable[[MigrateResult | None], Any] | None = None) -> RunResult:
     """
     `run`'s work before `exec`: wait, migrate (or, with `wait_migrated`, wait
-    for another runner to have migrated), verify, on one connection that is
-    closed before the app starts. With nothing to do (`--no-wait --no-migrate`
+    for another runner to have migrated), the fleet's tenants (`fleet`), verify,
+    on one connection that is closed before the app starts. With nothing to do (`--no-wait --no-migrate`
     and no verify scripts) the database is not contacted at all.
     """
     deadline = time.monotonic() + settings.wait_timeout
@@ -412,5 +412,7 @@ def before_exec(settings: Settings, log: Logger, *, no_wait: bool, no_migrate: b
             waited = migrator.wait_migrated(migrations, deadline=deadline)
         elif migrations is not None:
             migrated = migrator.migrate(migrations)
+        if fleet is not None:  # a fleet's tenants (migrated, or waited for), before the verify scripts
+            migrated = fleet(migrated)
         verified = migrator.verify(scripts) if scripts else None
     return RunResult(migrated, verified, waited)

@@ -147,24 +147,27 @@ def _refuse_both(environ: Mapping[str, str], name: str) -> None:
         raise ConfigError(f"both {name} and {name}_FILE are set; set only one", variable=name)
 
 
-def env_value(environ: Mapping[str, str], name: str) -> tuple[str | None, str]:
+def env_value(environ: Mapping[str, str], name: str, *, empty: bool = False) -> tuple[str | None, str]:
     """
     Read `name` or `name_FILE` from the environment.
 
     Args:
         environ: the environment.
         name: the variable, e.g. `DATABASE_URL`.
+        empty: an empty value is a value (a placeholder's, as psql -v takes it), not "unset".
 
     Returns:
         (value, source): value None when neither is set (an empty value counts
-        as unset); source names where the value came from, for messages.
+        as unset unless `empty`); source names where the value came from, for messages.
 
     Raises:
         ConfigError: both are set, or the file cannot be read.
     """
-    direct = environ.get(name) or None
+    direct = environ.get(name) if empty else (environ.get(name) or None)
     file_var = f"{name}_FILE"
     path = environ.get(file_var) or None
+    if empty and direct is not None and path is not None:
+        raise ConfigError(f"both {name} and {file_var} are set; set only one", variable=name)
     _refuse_both(environ, name)
     if path is None:
         return direct, name
@@ -176,7 +179,7 @@ def env_value(environ: Mapping[str, str], name: str) -> tuple[str | None, str]:
         raise ConfigError(f"{file_var}: cannot read {path}: {reason}", variable=file_var) from None
     value = content.rstrip("\r\n")
     redact.register_secret(value)
-    return (value or None), f"{file_var} ({path})"
+    return (value if empty else value or None), f"{file_var} ({path})"
 
 
 def _pick(

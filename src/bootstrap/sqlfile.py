@@ -329,7 +329,7 @@ def _values(path: str | os.PathLike[str], read: SqlFile, script: Script,
                               variable=variable.name)
         if environ is None or variable.name in values:
             continue
-        value, _source = env_value(environ, variable.name)
+        value, _source = env_value(environ, variable.name, empty=True)
         if value is None:
             raise ConfigError(f"{at}: {variable.name} is not set: set {variable.name} (or {variable.name}_FILE) "
                               "in bootstrap's environment", file=str(path), line=line, variable=variable.name)

@@ -109,6 +109,30 @@ def test_a_variable_that_cannot_be_used_stops_everything_before_it_runs(
     assert db.execute("SELECT to_regclass('bootstrap.bootstrap_migrations')").fetchone()[0] is None
 
 
+def test_a_value_the_server_quotes_back_is_masked_as_sent(fresh_url: str, sql_dir: Path) -> None:
+    """A syntax error quoting the literal as sent (quotes doubled, E'' with backslashes) shows none of it."""
+    write(sql_dir, "0001_bad.sql", "-- bootstrap:vars PW\nSELECT 1 :'PW';\n")
+    for value in ("hunter2's-secret", "back\\slash-secret"):
+        result = migrate(fresh_url, sql_dir, "--lint", "off", PW=value)
+        assert 5 == result.returncode
+        error = last_error(result.stderr)["error"]
+        assert "syntax error at or near" in error and "***" in error
+        escaped = value.replace("'", "''").replace("\\", "\\\\")
+        assert value not in result.stderr and escaped not in result.stderr, error
+
+
+def test_an_empty_value_is_a_value_as_for_psql(fresh_url: str, sql_dir: Path, tmp_path: Path) -> None:
+    """NOTE= is the empty string (psql -v NOTE=); NOTE with NOTE_FILE both set is exit 3, even when NOTE is empty."""
+    write(sql_dir, "0001_t.sql", "-- bootstrap:vars NOTE\nCREATE TABLE t (note text);\nINSERT INTO t VALUES (:'NOTE');\n")
+    note = tmp_path / "note"
+    note.write_text("from-file\n")
+    both = migrate(fresh_url, sql_dir, NOTE="", NOTE_FILE=str(note))
+    assert 3 == both.returncode
+    assert "both NOTE and NOTE_FILE are set" in last_error(both.stderr)["error"]
+    assert 0 == migrate(fresh_url, sql_dir, NOTE="").returncode
+    assert [("",)] == rows(fresh_url, "t")
+
+
 def test_values_come_from_name_file_and_lint_and_dry_run_never_read_them(fresh_url: str, sql_dir: Path,
                                                                          tmp_path: Path) -> None:
     """NOTE_FILE gives the value; lint and --dry-run work on the file as written, without any value set."""
@@ -269,6 +293,24 @@ def test_the_password_command_runs_before_each_attempt_and_is_masked(token_clust
     assert 3 == wrong.returncode
     assert "password authentication failed" in last_error(wrong.stderr)["error"]
     assert TOKEN not in wrong.stderr + wrong.stdout
+
+
+def test_the_password_command_says_nothing_of_its_output_or_environment() -> None:
+    """A leading NAME=value is not the program's name; its standard error is never quoted; --timeout bounds it."""
+    env = clean_env(DATABASE_URL="postgresql://postgres@127.0.0.1:1/x", BOOTSTRAP_WAIT_TIMEOUT="3")
+    prefixed = run_cli(["wait-db"], {**env, "BOOTSTRAP_PASSWORD_COMMAND": "TOKEN=SUPERSECRET1 getpw-missing"})
+    assert 3 == prefixed.returncode
+    assert "BOOTSTRAP_PASSWORD_COMMAND (getpw-missing ...) failed (exit 127)" in last_error(prefixed.stderr)["error"]
+    noisy = run_cli(["wait-db"], {**env, "BOOTSTRAP_PASSWORD_COMMAND": "echo 'token AKIASECRETKEY123 rejected' >&2; "
+                                                                        "exit 2"})
+    assert 3 == noisy.returncode
+    assert "SUPERSECRET1" not in prefixed.stderr and "AKIASECRETKEY123" not in noisy.stderr
+    import time
+
+    started = time.monotonic()
+    slow = run_cli(["wait-db"], {**env, "BOOTSTRAP_PASSWORD_COMMAND": "sleep 40; echo pw"})
+    assert 3 == slow.returncode and time.monotonic() - started < 20
+    assert "did not finish within" in last_error(slow.stderr)["error"]
 
 
 def test_a_failing_password_command_is_exit_3_naming_it(tmp_path: Path) -> None:

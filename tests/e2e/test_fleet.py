@@ -82,9 +82,10 @@ def test_a_failing_tenant_does_not_stop_the_others_and_a_rerun_resumes(fresh_url
     result = run_cli(["migrate"], env)
     assert 5 == result.returncode
     error = last_error(result.stderr)
-    assert error["error"].startswith("1 of 4 tenants failed (the others were migrated; run again to resume): b2: ")
+    assert error["error"].startswith("1 of 4 tenants failed (the others were migrated or current; run again to "
+                                     "resume): b2: ")
     assert "0001_accounts.sql" in error["error"] and 'relation "accounts" already exists' in error["error"]
-    assert ["b2"] == error["tenants_failed"]
+    assert (["b2"], 1) == (error["failed_tenants"], error["tenants_failed"])
     failed_line = [e for e in logs(result.stderr) if e["event"] == "tenant_failed"]
     assert ["b2"] == [e["tenant"] for e in failed_line]
     assert [] == ledger_of(db, "b2") if db.execute("SELECT to_regclass('b2.bootstrap_migrations')").fetchone()[0] \
@@ -248,3 +249,45 @@ def test_on_a_terminal_the_fleet_is_one_updating_line(fresh_url: str, sql_dir: P
     assert "migrating: 0/3 tenants" in text and "migrating: 2/3 tenants" in text, text
     assert "/s, ETA " in text and " 0 failed" in text
     assert "fleet_progress" not in text
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("VALUES ('public'), ('acme')", "lists 'public', which cannot be a tenant"),
+    ("VALUES ('bootstrap')", "lists 'bootstrap', which cannot be a tenant"),
+    ("INSERT INTO public.tenants VALUES ('zzz') RETURNING name", "cannot execute INSERT in a read-only transaction"),
+    ("SELECT name, active FROM public.tenants", "must return one column of names; it returns 2"),
+], ids=["public", "ledger-schema", "writes", "two-columns"])
+def test_a_query_that_cannot_list_tenants_is_exit_3_and_changes_nothing(
+        query: str, message: str, fresh_url: str, sql_dir: Path, db: psycopg.Connection) -> None:
+    """Shared schemas are not tenants; a query that writes is refused in its read-only transaction, not committed."""
+    add_tenants(db, "acme")
+    tenant_files(sql_dir)
+    result = run_cli(["migrate", "--tenants-query", query], fleet_env(fresh_url, sql_dir))
+    assert 3 == result.returncode
+    assert message in last_error(result.stderr)["error"]
+    assert ["acme"] == [r[0] for r in db.execute("SELECT name FROM public.tenants")]
+    assert db.execute("SELECT to_regclass('acme.accounts')").fetchone()[0] is None
+
+
+def test_a_query_whose_tenants_all_do_not_exist_is_exit_3(fresh_url: str, sql_dir: Path,
+                                                          db: psycopg.Connection) -> None:
+    """Every listed tenant missing (a query naming the wrong column): a configuration error, not a success."""
+    add_tenants(db, "acme")
+    tenant_files(sql_dir)
+    result = run_cli(["migrate", "--tenants-query", "SELECT 'x_' || name FROM public.tenants"],
+                     fleet_env(fresh_url, sql_dir))
+    assert 3 == result.returncode
+    assert "none of the 1 tenants the query lists exists as a schema" in last_error(result.stderr)["error"]
+
+
+def test_an_unset_variable_of_a_tenant_file_stops_the_run_before_anything(fresh_url: str, sql_dir: Path,
+                                                                          db: psycopg.Connection) -> None:
+    """Checked with the tenant files, before the shared files run: exit 3 naming the file, line and variable."""
+    add_tenants(db, "acme")
+    tenant_files(sql_dir)
+    write(sql_dir, "tenant/0003_key.sql", "-- bootstrap:vars API_KEY\nSELECT :'API_KEY';\n")
+    result = run_cli(["migrate"], fleet_env(fresh_url, sql_dir))
+    assert 3 == result.returncode
+    error = last_error(result.stderr)["error"]
+    assert f"{sql_dir / 'tenant' / '0003_key.sql'}:2:8: API_KEY is not set" in error
+    assert db.execute("SELECT to_regclass('public.plans')").fetchone()[0] is None

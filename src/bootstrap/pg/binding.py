@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from .. import redact
 from ..errors import ConfigError
 from ..migrations import ParsedMigration
+from ..sqlfile import TENANT_VARIABLE
 from ..sqlsplit import split_statements
 
 
@@ -35,6 +37,9 @@ def bind(parsed: ParsedMigration) -> ParsedMigration:
             continue  # not this file's variable (a listed one pasted raw was refused when parsing)
         value = parsed.values[variable.name]
         quoted = (sql.Literal(value) if variable.kind == "literal" else sql.Identifier(value)).as_string(None)
+        if variable.name != TENANT_VARIABLE:  # as sent, the server may quote it back: masked in that form too
+            for form in (quoted.strip(), quoted.strip().removeprefix("E")[1:-1]):
+                redact.register_secret(form)
         pieces.append(text[at : variable.start])
         size += variable.start - at
         shifts.append((size, size + len(quoted), variable.start, variable.end))

@@ -107,7 +107,7 @@ def connect_once(conninfo: Conninfo, connect_timeout: int = DEFAULT_CONNECT_TIME
     the connection string sets its own), and no startup `options` (poolers refuse them).
     """
     return psycopg.connect(
-        conninfo.with_params(**KEEPALIVE),
+        conninfo.with_params(command_timeout=connect_timeout, **KEEPALIVE),
         autocommit=True,
         prepare_threshold=None,
         fallback_application_name="bootstrap",
@@ -194,7 +194,8 @@ def wait_for_connection(settings: Settings, log: Logger, *, wait: bool = True, b
         waited = time.monotonic() - started
         if live is not None:
             live.update(f"waiting for the database at {target['host']}:{target['port']}/{target['dbname']}: "
-                        f"{made} attempts in {waited:.0f}s of {settings.wait_timeout:g}s; {failures[-1].message}")
+                        f"{made} attempt{'s' if made != 1 else ''} in {waited:.0f}s of {settings.wait_timeout:g}s; "
+                        f"{failures[-1].message}")
         else:  # every attempt at debug level; the first, then one every WAIT_LOG_EVERY_S, at info
             said = made == 1 or waited >= next_line[0]
             (log.info if said else log.debug)(

@@ -61,17 +61,17 @@ class Conninfo(NamedTuple):
     ignored: tuple[str, ...]
     password_command: str | None = None
 
-    def with_params(self, **params: str) -> str:
+    def with_params(self, *, command_timeout: float = 30.0, **params: str) -> str:
         """
         The connection string to connect with now: these parameters added (never overriding the
-        user's own) and, with a password command, the password it prints now.
+        user's own) and, with a password command, the password it prints now (given `command_timeout`).
 
         Raises:
             ConfigError: the password command failed (exit 3).
         """
         extra = {k: v for k, v in params.items() if k not in self.params}
         if self.password_command:
-            extra["password"] = password_from_command(self.password_command)
+            extra["password"] = password_from_command(self.password_command, command_timeout)
         return make_conninfo(self.dsn, **extra)
 
     def on_database(self, dbname: str) -> Conninfo:
@@ -82,38 +82,45 @@ class Conninfo(NamedTuple):
 PASSWORD_COMMAND_TIMEOUT_S = 30
 
 
-def password_from_command(command: str) -> str:
+def password_from_command(command: str, timeout: float = PASSWORD_COMMAND_TIMEOUT_S) -> str:
     """
     Run BOOTSTRAP_PASSWORD_COMMAND (with /bin/sh, like a credential helper) and take its output,
     without the trailing newline, as the password; the output is masked from then on.
 
     Raises:
-        ConfigError: it could not run, failed, timed out or printed nothing; the message names the
-            variable and the program, and quotes neither its output nor the rest of the command.
+        ConfigError: it could not run, failed, ran past `timeout` (it and its children are killed)
+            or printed nothing; the message names the variable and the program, and quotes neither
+            its output, nor its standard error, nor the rest of the command.
     """
+    import os
     import shlex
+    import signal
     import subprocess
 
     try:
-        program = shlex.split(command)[0]
-    except (ValueError, IndexError):
-        program = command.split()[0] if command.split() else command
-    where = f"BOOTSTRAP_PASSWORD_COMMAND ({program} ...)"
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    program = next((w for w in words if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", w)), "?")  # not FOO=bar
+    where = f"BOOTSTRAP_PASSWORD_COMMAND ({os.path.basename(program)} ...)"
     try:
-        done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, check=False,
-                              stdin=subprocess.DEVNULL, timeout=PASSWORD_COMMAND_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise ConfigError(f"{where} did not finish within {PASSWORD_COMMAND_TIMEOUT_S}s",
-                          variable="BOOTSTRAP_PASSWORD_COMMAND") from None
+        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     except OSError as exc:
         raise ConfigError(f"{where} could not run: {exc.strerror or exc}",
                           variable="BOOTSTRAP_PASSWORD_COMMAND") from None
-    password = done.stdout.rstrip("\r\n")
+    try:
+        out, _ = proc.communicate(timeout=max(timeout, 1.0))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the shell and whatever it started
+        proc.communicate()
+        raise ConfigError(f"{where} did not finish within {max(timeout, 1.0):.0f}s",
+                          variable="BOOTSTRAP_PASSWORD_COMMAND") from None
+    password = out.rstrip("\r\n")
     redact.register_secret(password)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [""])[-1]
-        raise ConfigError(f"{where} failed (exit {done.returncode})" + (f": {redact.redact(last)}" if last else ""),
-                          variable="BOOTSTRAP_PASSWORD_COMMAND", exit_status=done.returncode)
+    if proc.returncode != 0:
+        raise ConfigError(f"{where} failed (exit {proc.returncode}); run it yourself to see why",
+                          variable="BOOTSTRAP_PASSWORD_COMMAND", exit_status=proc.returncode)
     if not password:
         raise ConfigError(f"{where} printed no password", variable="BOOTSTRAP_PASSWORD_COMMAND")
     return password

@@ -1,4 +1,4 @@
-"""The fleet's tenants, as `--tenants-query` lists them (one text column: schema or database names)."""
+"""The fleet's tenants, as `--tenants-query` lists them (one text column: schema or database names), read only."""
 
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ def tenant_names(session: Session, query: str) -> list[str]:
         ConfigError: the query failed, returns other than one text column, or a NULL or empty name (exit 3).
     """
     try:
-        with session.conn.cursor() as cur:
-            cur.execute(query.encode())  # the operator's own SQL, as written (a VALUES list works too)
+        # The operator's own SQL, as written (a VALUES list works too), in a read-only transaction that is
+        # rolled back: a query that would write is refused, never committed.
+        with session.conn.transaction(force_rollback=True), session.conn.cursor() as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
+            cur.execute(query.encode())
             if cur.description is None or len(cur.description) != 1:
                 raise ConfigError(f"{_SOURCE} must return one column of names; it returns "
                                   f"{0 if cur.description is None else len(cur.description)}", variable=_SOURCE)
