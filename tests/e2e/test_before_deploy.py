@@ -113,7 +113,7 @@ def test_usage_errors_come_before_the_database(sql_dir: Path) -> None:
     release(sql_dir)
     env = env_for(f"postgresql://postgres@127.0.0.1:{free_port()}/x", sql_dir)
     for args, message in ((["--dry-run", "--rehearse"], "give one of them"),
-                          (["--json"], "--json goes with --dry-run or --rehearse"),
+                          (["--json"], "--json goes with --dry-run, --rehearse or a fleet (--tenants-query)"),
                           (["--to", "4"], "--to 4: no versioned file with version 4 in the sql directory; "
                                           "the nearest below is 3_concurrently.sql")):
         result = run_cli(["migrate", *args], env)
