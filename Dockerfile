@@ -79,7 +79,8 @@ RUN /opt/bootstrap/bin/python /src/scripts/bundle.py --venv /opt/bootstrap --out
 FROM scratch AS bundle
 COPY --from=bundle-build /bundle /opt/bootstrap
 
-# --- runtime: the base image, tini, a non-root user, bootstrap and sql/
+# --- runtime: the base image, tini, a non-root user and bootstrap. No migrations: an app's image
+# built FROM this one copies its own sql/ into /app/sql (BOOTSTRAP_SQL_DIR), nothing merges with it.
 FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 bootstrap \
     && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
@@ -87,7 +88,6 @@ RUN groupadd --system --gid 10001 bootstrap \
 COPY --from=build /usr/bin/tini /usr/bin/tini
 COPY --from=build /opt/bootstrap /opt/bootstrap
 COPY entrypoint.py /app/entrypoint.py
-COPY sql/ /app/sql/
 WORKDIR /app
 ENV PATH=/opt/bootstrap/bin:$PATH \
     BOOTSTRAP_SQL_DIR=/app/sql \

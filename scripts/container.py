@@ -307,6 +307,33 @@ def build_secrets() -> Iterator[list[str]]:
         yield secrets
 
 
+@contextlib.contextmanager
+def build_volumes() -> Iterator[list[str]]:
+    """
+    `-v` arguments for building a Dockerfile that knows nothing of build secrets
+    (a user's, as the README writes it): the host's CA bundle and pip settings,
+    mounted read-only for every RUN step (as /etc/pip.conf) and never stored in a layer.
+    """
+    with tempfile.TemporaryDirectory(prefix="bootstrap-build-") as tmp:
+        volumes: list[str] = []
+        conf = configparser.ConfigParser()
+        pip_conf = host_pip_conf(Path(tmp) / "host-pip.conf")
+        if pip_conf:
+            conf.read(pip_conf)
+        ca = host_ca_bundle()
+        if ca:
+            volumes += ["-v", f"{ca}:/run/build-ca.crt:ro"]
+            if not conf.has_section("global"):
+                conf.add_section("global")
+            conf["global"]["cert"] = "/run/build-ca.crt"
+        if conf.sections():
+            dest = Path(tmp) / "pip.conf"
+            with open(dest, "w") as fh:
+                conf.write(fh)
+            volumes += ["-v", f"{dest}:/etc/pip.conf:ro"]
+        yield volumes
+
+
 def build(*args: str) -> None:
     """`podman build` as every image here is built (docker format, host network, cached layers)."""
     podman("build", "--format", "docker", "--network", "host", "--layers", *args, timeout=1800)
@@ -318,7 +345,8 @@ def build_images() -> tuple[str, str]:
     base = ensure_base_image()
     with build_secrets() as secrets:
         build("--build-arg", f"BASE_IMAGE={base}", *secrets, "-t", BOOTSTRAP_IMAGE, str(REPO))
-    build("--build-arg", f"BOOTSTRAP_IMAGE={BOOTSTRAP_IMAGE}", "-t", GATEWAY_IMAGE, str(REPO / "examples" / "gateway"))
+    build("--build-arg", f"BOOTSTRAP_IMAGE={BOOTSTRAP_IMAGE}", "-f", str(REPO / "examples" / "gateway" / "Dockerfile"),
+          "-t", GATEWAY_IMAGE, str(REPO))
     return BOOTSTRAP_IMAGE, GATEWAY_IMAGE
 
 

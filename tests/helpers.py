@@ -90,6 +90,12 @@ def poll(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.
         time.sleep(interval)
 
 
+def repo_versions() -> list[int]:
+    """The versions of this repository's own sql/ files: what migrating it records, in order."""
+    return sorted(int(p.name.split("_", 1)[0]) for p in (REPO / "sql").glob("[0-9]*_*.sql")
+                  if not p.name.endswith(".down.sql"))
+
+
 def ledger(conn: Any, table: str = "bootstrap.bootstrap_migrations") -> list[tuple[Any, ...]]:
     """(version, name, kind) of every ledger row, in order."""
     schema, name = table.split(".")

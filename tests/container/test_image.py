@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 import container
 from pgcluster import free_port
 from tests.container.containers import APP_PASSWORD, MIGRATOR_PASSWORD, Container, Process, superuser_url, url
-from tests.helpers import REPO, ledger, poll
+from tests.helpers import REPO, ledger, poll, repo_versions
 
 pytestmark = pytest.mark.container
 
@@ -69,14 +69,25 @@ def test_dockerfiles_pass_hadolint() -> None:
 
 def test_migrate_and_wait_db_commands(images: tuple[str, str], fresh_db: str, pg_base_dsn: str,
                                       db: psycopg.Connection) -> None:
-    """`IMAGE wait-db` and `IMAGE migrate` run those commands; the image carries sql/."""
+    """
+    `IMAGE wait-db` and `IMAGE migrate` run those commands. The image holds no
+    migrations of its own: migrate without any is exit 3 naming /app/sql; with
+    the app's sql/ mounted there, it applies exactly those.
+    """
     target = superuser_url(pg_base_dsn, fresh_db)
     bootstrap_image = images[0]
-    for command in ("wait-db", "migrate"):
-        result = container.podman("run", "--rm", "--network", "host", "-e", f"DATABASE_URL={target}",
-                                  bootstrap_image, command, check=False)
-        assert 0 == result.returncode, result.stderr
-    assert [1, 2, 3] == [row[0] for row in ledger(db)]
+    waited = container.podman("run", "--rm", "--network", "host", "-e", f"DATABASE_URL={target}",
+                              bootstrap_image, "wait-db", check=False)
+    assert 0 == waited.returncode, waited.stderr
+    bare = container.podman("run", "--rm", "--network", "host", "-e", f"DATABASE_URL={target}",
+                            bootstrap_image, "migrate", check=False)
+    assert 3 == bare.returncode, bare.stderr
+    assert "migrations directory /app/sql does not exist" in bare.stderr
+    assert [] == ledger(db)
+    result = container.podman("run", "--rm", "--network", "host", "-e", f"DATABASE_URL={target}",
+                              "-v", f"{REPO / 'sql'}:/app/sql:ro", bootstrap_image, "migrate", check=False)
+    assert 0 == result.returncode, result.stderr
+    assert repo_versions() == [row[0] for row in ledger(db)]
     version = container.podman("run", "--rm", bootstrap_image, "--version").stdout
     assert version.startswith("bootstrap ")
 
@@ -117,7 +128,7 @@ def test_gateway_serves_after_bootstrap(kind: str, request: pytest.FixtureReques
     assert MIGRATOR_PASSWORD not in gateway.logs() and APP_PASSWORD not in gateway.logs()
 
     with psycopg.connect(make_conninfo(pg_base_dsn, dbname=roles["dbname"]), autocommit=True) as conn:
-        assert [1, 2, 3] == [row[0] for row in ledger(conn)]
+        assert repo_versions() == [row[0] for row in ledger(conn)]
         assert roles["migrator"] == conn.execute(
             "SELECT DISTINCT applied_by FROM bootstrap.bootstrap_migrations").fetchone()[0]
         conn.execute("INSERT INTO financial.integration_configs (integration_type, config_key, config_value)"
