@@ -19,6 +19,11 @@ Scenarios (medians over repeated whole-process runs; ratios from the same run):
   P4 50 replicas     started at once on a fresh database (the 1,000 migrations): time until all
                      exec'd, vs one runner alone.
   P5 CLI start       `bootstrap --help` and `--version`; peak memory of every scenario.
+  F1 a fleet         1,000 tenant schemas x 20 tenant files (bench/fleet.py): the loops users write
+                     (one `bootstrap migrate`, or one dbmate run, per tenant) against `bootstrap migrate`
+                     with --tenants-query at --jobs 1, 2, 4, 8 and two runners at once; the no-op pass;
+                     tenants per second with the client's and the server's CPU. Not in the default run
+                     (about 15 minutes on 2 cores): `--only F1`. Writes bench/results-fleet.{md,json}.
 
 The server is a throwaway cluster with fsync off and its data on tmpfs: every tool
 pays the same commits, and taking the disk out makes the tools' own overhead stand
@@ -54,6 +59,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(BENCH))
 
+import fleet  # noqa: E402
 from installs import Install, evict, make_installs  # noqa: E402
 from peers import Peer, install_peers  # noqa: E402
 from pgcluster import Cluster  # noqa: E402
@@ -377,8 +383,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke check)")
     parser.add_argument("--only", default="P1,P2,P3,P4,P5", help="comma-separated scenarios")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write results files")
+    parser.add_argument("--fleet-scale", metavar="TENANTSxFILES",
+                        help=f"F1's fleet: tenant schemas x tenant files (at most {len(fleet.TENANT_FILES)} files; "
+                             "default 1000x20, with --quick 100x20)")
+    parser.add_argument("--fleet-noop-sample", type=int, default=100, metavar="N",
+                        help="F1: the loops' no-op pass (and the default-lint loop) time this many tenants")
+    parser.add_argument("--fleet-rounds", type=int, metavar="N",
+                        help="F1: runs of each fleet command, for their median (default 3, with --quick 1)")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
+    scale = args.fleet_scale or ("100x20" if args.quick else "1000x20")
+    tenants, tenant_files = (int(x) for x in scale.lower().split("x"))
+    if not 1 <= tenant_files <= len(fleet.TENANT_FILES):
+        parser.error(f"--fleet-scale: 1 to {len(fleet.TENANT_FILES)} tenant files")
     runs = {"P1": 5 if args.quick else 21, "P2": 1 if args.quick else 5, "P3": 3 if args.quick else 15,
             "P4": 1 if args.quick else 3, "P5": 5 if args.quick else 31}
     shutil.rmtree(WORK, ignore_errors=True)
@@ -399,9 +416,20 @@ def main(argv: list[str]) -> int:
             measures += p4_replicas(server, files, 50, runs["P4"])
         if "P3" in only:
             measures += list(p3_wait(runs["P3"]))
+        fleet_report = None
+        if "F1" in only:
+            fleet_report = fleet.FleetBench(server, WORK, BOOTSTRAP, tenants, tenant_files, args.fleet_noop_sample,
+                                            run_measured, base_env,
+                                            rounds=args.fleet_rounds or (1 if args.quick else 3)).run()
         info = {**machine(), "postgresql": server.version}
     finally:
         server.close()
+    if fleet_report is not None:
+        print(fleet.render(fleet_report, info))
+        if not args.no_write:
+            fleet.write(fleet_report, info, BENCH)
+    if not measures:  # F1 alone: bench/results.{md,json} keep the last run of P1..P5
+        return 0
     report = render(measures, info)
     print(report)
     if not args.no_write:
