@@ -58,6 +58,6 @@ def test_a_python_app_built_from_the_readme(images: tuple[str, str], fresh_db: s
         container.podman("rmi", "-f", image, check=False)
     assert 0 == result.returncode, result.stderr
     assert "app 1,234,567 uid 10001" in result.stdout, result.stdout + result.stderr
-    assert [(1, "notes")] == [(version, name) for version, name, _kind in ledger(db)]
+    assert [(1, "001_notes.sql")] == [(version, name) for version, name, _kind in ledger(db)]
     assert [("hello",)] == db.execute("SELECT body FROM public.notes").fetchall()
     assert db.execute("SELECT to_regnamespace('financial')").fetchone()[0] is None  # nothing of the gateway's
