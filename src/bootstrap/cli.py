@@ -250,7 +250,8 @@ def verify_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
 
         bootstrap verify
     """
-    from .migrations import Kind, load_scripts
+    from .migrations import Kind
+    from .parsing import load_scripts
     from .runner import open_migrator
 
     scripts = load_scripts(settings.sql_dir, Kind.VERIFY, settings.environ, required=True)

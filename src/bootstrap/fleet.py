@@ -32,7 +32,8 @@ from .errors import (
     TenantMissingError,
 )
 from .logs import live_line
-from .migrations import discover_migrations, parse_migration
+from .migrations import discover_migrations
+from .parsing import parse_migration
 from .runner import WAIT_LOG_EVERY_S, Migrator
 from .sqlfile import TENANT_VARIABLE  # a tenant's files may use it as :'BOOTSTRAP_TENANT' / :"BOOTSTRAP_TENANT"
 from .typing import FleetResult, FleetStatus, Logger, TenantResult

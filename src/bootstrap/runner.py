@@ -19,15 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backoff import WAIT, retry
 from .errors import MigrationsPendingError, VerifyFailedError
-from .migrations import (
-    Kind,
-    Migration,
-    ParsedMigration,
-    discover_migrations,
-    load_scripts,
-    parse_down,
-    parse_migration,
-)
+from .migrations import Kind, Migration, ParsedMigration, discover_migrations
+from .parsing import load_scripts, parse_down, parse_migration
 from .plan import Plan, State, build_plan, check_sql_dir, check_target, evaluate, plan_rollback, up_to
 from .typing import (
     AppliedMigration,

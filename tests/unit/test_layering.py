@@ -32,7 +32,7 @@ pg.provision
 pg.conninfo
 lint plan scaffold
 typing
-adoption
+adoption parsing
 migrations
 sqlfile concurrently handoff
 sqlsplit settings logs
