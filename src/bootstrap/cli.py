@@ -40,7 +40,7 @@ def _echo(lines: list[str]) -> None:
 
 def _on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list[Any]], Any],
                  to: int | None = None) -> Any:
-    from .runner import on_database
+    from .pipeline import on_database
 
     return on_database(settings, log, work, to=to)
 
@@ -77,7 +77,7 @@ def wait_db(settings: Settings, log: Logger, opts: dict[str, Any]) -> None:
 
         bootstrap wait-db --timeout 30
     """
-    from .runner import wait_for_database
+    from .pipeline import wait_for_database
 
     wait_for_database(settings, log)
 
@@ -198,7 +198,7 @@ def wait_migrated_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> 
 
         bootstrap wait-migrated --timeout 10min
     """
-    from .runner import wait_for_migrations
+    from .pipeline import wait_for_migrations
 
     deadline = time.monotonic() + settings.wait_timeout
     waited = wait_for_migrations(settings, log)
@@ -417,7 +417,7 @@ def run_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
         bootstrap run -- node server.js
     """
     from .handoff import exec_app, resolve_command
-    from .runner import before_exec
+    from .pipeline import before_exec
     from .settings import app_environ
 
     argv = list(opts["command"])

@@ -21,6 +21,7 @@ _entry
 cli
 preflight takeover fleet
 command
+pipeline
 runner
 pg.applier
 pg
