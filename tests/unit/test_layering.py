@@ -28,6 +28,7 @@ pg
 pg.ledger
 pg.foreign pg.indexes pg.lock pg.verifier pg.tenants
 pg.session
+pg.timeouts
 pg.connection pg.pooler pg.failure pg.binding render
 pg.provision
 pg.conninfo
