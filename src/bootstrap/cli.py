@@ -111,7 +111,7 @@ def migrate_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         raise UsageError("--json goes with --dry-run, --rehearse or a fleet (--tenants-query); migrate itself prints "
                          "nothing on stdout")
     if settings.tenants_query:
-        from .fleet import tenant_migrations
+        from .tenancy import tenant_migrations
 
         tenant_migrations(settings)  # the tenants' files checked before the shared ones run
     if not (dry_run or rehearse):
@@ -431,7 +431,8 @@ def run_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
     deadline = time.monotonic() + settings.wait_timeout
     fleet = None
     if settings.tenants_query and not opts["no_migrate"]:  # the fleet too, after the shared files, before verify
-        from .fleet import tenant_migrations, wait_fleet
+        from .fleet import wait_fleet
+        from .tenancy import tenant_migrations
 
         tenant_migrations(settings)  # the tenants' files checked before anything runs
 

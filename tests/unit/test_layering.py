@@ -21,7 +21,7 @@ _entry
 cli
 preflight takeover fleet
 command
-pipeline
+pipeline tenancy
 runner
 pg.applier
 pg
