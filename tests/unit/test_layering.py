@@ -19,6 +19,7 @@ LAYERS = """
 __main__
 _entry
 cli
+cligroup
 preflight takeover fleet
 command
 pipeline tenancy
