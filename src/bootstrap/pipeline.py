@@ -2,12 +2,13 @@
 From a command to the database: check the migration files before touching it,
 then do the work on a `runner.Migrator` on one session, closed after the work.
 
-`on_database` is that path for every command that works on the ledger
-(`discover` finds the files, and warns of those that look like migrations but
-never run); `wait_for_database` is `wait-db`, `wait_for_migrations` is
-`wait-migrated`, and `before_exec` is `run`'s pipeline before `exec` (wait,
-migrate or wait for another runner, the fleet's tenants, verify) on one
-connection closed before the app starts.
+`on_database` is that path for the commands that work on the ledger's rows
+(migrate, status, rollback, baseline, repair, adopt; `discover` finds the
+files, and warns of those that look like migrations but never run);
+`wait_for_database` is `wait-db`, `wait_for_migrations` is `wait-migrated`,
+and `before_exec` is `run`'s pipeline before `exec` (wait, migrate or wait for
+another runner, the fleet's tenants, verify) on one connection closed before
+the app starts.
 """
 
 from __future__ import annotations
