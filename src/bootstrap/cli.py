@@ -3,7 +3,8 @@ The command line: one click command per bootstrap command, and nothing else.
 
 Each command is its work (`command.command` makes it a click command with its
 options and runs it through `command.run_command`): usage checks, runner
-calls, and what `render` prints. The runner, the renderer and the driver are
+calls, and what `render` prints. The group they belong to, and what several
+of them share, are `cligroup`'s. The runner, the renderer and the driver are
 imported inside the work, when a command runs: `--help` loads click and the
 option table only.
 """
@@ -17,50 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
-from .command import Done, Group, command
+from .cligroup import cli, echo, fleet_after, fleet_before_verify, on_database, rollback
+from .command import Done, command
 from .errors import ExitCode, NotUpToDateError, UsageError
 
 if TYPE_CHECKING:
-    from .runner import Migrator
     from .settings import Settings
     from .typing import Logger
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+__all__ = ["cli"]  # the group, with every command of this module on it
 ExecFn = Callable[[Sequence[str], Mapping[str, str]], Any]
-
-
-def _echo(lines: list[str]) -> None:
-    """Print on stdout, masked like every other output (a rehearsal prints the server's errors)."""
-    from .redact import redact
-
-    for line in lines:
-        click.echo(redact(line))
-
-
-def _on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list[Any]], Any],
-                 to: int | None = None) -> Any:
-    from .runner import on_database
-
-    return on_database(settings, log, work, to=to)
-
-
-@click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
-@click.version_option(__version__, "-V", "--version", prog_name="bootstrap", message="%(prog)s %(version)s")
-def cli() -> None:
-    """
-    bootstrap: the ENTRYPOINT of a PostgreSQL-backed service.
-
-    Waits for the database, applies the migrations in sql/ exactly once (one
-    runner at a time, each file atomically with its ledger row), verifies,
-    then execs the app.
-
-    Every flag also reads an environment variable (shown in each command's
-    --help); a flag wins over its variable.
-
-    Familiar names from dbmate and goose work too: `up` is migrate, `down` is
-    rollback --steps 1, `create` is new, `--url` is --database-url.
-    """
 
 
 @command(cli, "wait-db")
@@ -77,7 +44,7 @@ def wait_db(settings: Settings, log: Logger, opts: dict[str, Any]) -> None:
 
         bootstrap wait-db --timeout 30
     """
-    from .runner import wait_for_database
+    from .pipeline import wait_for_database
 
     wait_for_database(settings, log)
 
@@ -111,45 +78,30 @@ def migrate_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         raise UsageError("--json goes with --dry-run, --rehearse or a fleet (--tenants-query); migrate itself prints "
                          "nothing on stdout")
     if settings.tenants_query:
-        from .fleet import tenant_migrations
+        from .tenancy import tenant_migrations
 
         tenant_migrations(settings)  # the tenants' files checked before the shared ones run
     if not (dry_run or rehearse):
-        shared = _on_database(settings, log, lambda migrator, files: migrator.migrate(files, to=to), to)
-        return _fleet(settings, log, shared, as_json=as_json) if settings.tenants_query else shared
+        shared = on_database(settings, log, lambda migrator, files: migrator.migrate(files, to=to), to)
+        return fleet_after(settings, log, shared, as_json=as_json) if settings.tenants_query else shared
     from . import preflight, render  # printing and lint errors only where there is something to print
     from .lint import findings_error
 
     if dry_run:
-        planned = _on_database(settings, log, lambda migrator, files: preflight.dry_run(migrator, files, to=to), to)
+        planned = on_database(settings, log, lambda migrator, files: preflight.dry_run(migrator, files, to=to), to)
         if settings.tenants_query:
             from .fleet import fleet_status, tenants_of
 
             planned = planned._replace(tenants_behind=fleet_status(settings, log, tenants_of(settings, log)).behind)
-        _echo([render.dry_run_json(planned)] if as_json else render.dry_run_lines(planned))
+        echo([render.dry_run_json(planned)] if as_json else render.dry_run_lines(planned))
         if settings.lint == "error" and planned.lint is not None and planned.lint.findings:
             raise findings_error(planned.lint)
         return Done(planned, code=ExitCode.NOT_UP_TO_DATE if planned.would_run else 0)
-    rehearsed = _on_database(settings, log, lambda migrator, files: preflight.rehearse(migrator, files, to=to), to)
-    _echo([render.rehearsal_json(rehearsed)] if as_json else render.rehearsal_lines(rehearsed))
+    rehearsed = on_database(settings, log, lambda migrator, files: preflight.rehearse(migrator, files, to=to), to)
+    echo([render.rehearsal_json(rehearsed)] if as_json else render.rehearsal_lines(rehearsed))
     if rehearsed.failure is not None:
         raise rehearsed.failure
     return rehearsed
-
-
-def _fleet(settings: Settings, log: Logger, shared: Any, *, as_json: bool = False) -> Any:
-    """After the shared files: the tenants (exit 5 naming each failed one, after the summary)."""
-    from . import render
-    from .fleet import fleet_failed, run_fleet
-    from .typing import FleetMigrateResult
-
-    result = run_fleet(settings, log)
-    if as_json:
-        _echo([render.fleet_json(shared, result)])
-    failed = fleet_failed(result)
-    if failed is not None:
-        raise failed
-    return FleetMigrateResult(shared, result)
 
 
 @command(cli, "lint")
@@ -176,7 +128,7 @@ def lint_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     from .preflight import lint_command
 
     result = lint_command(settings, log, all_files=opts["lint_all"])
-    _echo([render.lint_json(result)] if opts["as_json"] else render.lint_lines(result))
+    echo([render.lint_json(result)] if opts["as_json"] else render.lint_lines(result))
     if result.findings:
         raise findings_error(result, refusing=False)
     return result
@@ -198,7 +150,7 @@ def wait_migrated_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> 
 
         bootstrap wait-migrated --timeout 10min
     """
-    from .runner import wait_for_migrations
+    from .pipeline import wait_for_migrations
 
     deadline = time.monotonic() + settings.wait_timeout
     waited = wait_for_migrations(settings, log)
@@ -224,13 +176,13 @@ def status_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     """
     from . import render
 
-    plan = _on_database(settings, log, lambda migrator, files: migrator.status(files))
+    plan = on_database(settings, log, lambda migrator, files: migrator.status(files))
     fleet = None
     if settings.tenants_query:
         from .fleet import fleet_status, tenants_of
 
         fleet = fleet_status(settings, log, tenants_of(settings, log))
-    _echo([render.status_json(plan, fleet)] if opts["as_json"] else
+    echo([render.status_json(plan, fleet)] if opts["as_json"] else
           [*render.status_table(plan), *(render.fleet_status_lines(fleet) if fleet is not None else [])])
     if opts["exit_code"] and not (plan.up_to_date and not (fleet and fleet.behind)):
         raise NotUpToDateError("not up to date", **plan.counts(), **({"tenants_behind": len(fleet.behind)}
@@ -250,7 +202,8 @@ def verify_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
 
         bootstrap verify
     """
-    from .migrations import Kind, load_scripts
+    from .migrations import Kind
+    from .parsing import load_scripts
     from .runner import open_migrator
 
     scripts = load_scripts(settings.sql_dir, Kind.VERIFY, settings.environ, required=True)
@@ -278,13 +231,7 @@ def rollback_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         bootstrap rollback --steps 1
         bootstrap rollback --to 0
     """
-    return _rollback(settings, log, opts["steps"], opts["to_version"])
-
-
-def _rollback(settings: Settings, log: Logger, steps: int | None, to_version: int | None) -> Any:
-    if (steps is None) == (to_version is None):
-        raise UsageError("give exactly one of --steps N or --to VERSION")
-    return _on_database(settings, log, lambda migrator, files: migrator.rollback(files, steps=steps, to=to_version))
+    return rollback(settings, log, opts["steps"], opts["to_version"])
 
 
 @command(cli, "down", like="rollback", hidden=True)
@@ -297,7 +244,7 @@ def down_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
         bootstrap down
     """
     steps = opts["steps"] if opts["steps"] is not None or opts["to_version"] is not None else 1
-    return _rollback(settings, log, steps, opts["to_version"])
+    return rollback(settings, log, steps, opts["to_version"])
 
 
 @command(cli, "baseline")
@@ -318,9 +265,9 @@ def baseline_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
 
     if opts["baseline_version"] is None:
         raise UsageError("missing --version VERSION (or BOOTSTRAP_BASELINE_VERSION)")
-    result = _on_database(settings, log, lambda migrator, files: baseline(
+    result = on_database(settings, log, lambda migrator, files: baseline(
         migrator, files, version=opts["baseline_version"], allow_existing=opts["allow_existing"]))
-    _echo(render.baseline_lines(result))
+    echo(render.baseline_lines(result))
     return result
 
 
@@ -342,8 +289,8 @@ def repair_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     from . import render
     from .takeover import repair
 
-    result = _on_database(settings, log, lambda migrator, files: repair(migrator, files, dry_run=opts["dry_run"]))
-    _echo(render.repair_lines(result))
+    result = on_database(settings, log, lambda migrator, files: repair(migrator, files, dry_run=opts["dry_run"]))
+    echo(render.repair_lines(result))
     return result
 
 
@@ -390,9 +337,9 @@ def adopt_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Any:
     if opts["adopt_from"] is None:
         raise UsageError("missing --from node-pg-migrate|dbmate|flyway|goose|golang-migrate (or BOOTSTRAP_ADOPT_FROM)")
     # --table arrives as (schema, table), checked with the other settings.
-    result = _on_database(settings, log, lambda migrator, files: adopt(
+    result = on_database(settings, log, lambda migrator, files: adopt(
         migrator, files, tool_name=opts["adopt_from"], table=opts["adopt_table"], dry_run=opts["dry_run"]))
-    _echo(render.adopt_lines(result, settings.sql_dir))
+    echo(render.adopt_lines(result, settings.sql_dir))
     return result
 
 
@@ -416,7 +363,7 @@ def run_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
         bootstrap run -- node server.js
     """
     from .handoff import exec_app, resolve_command
-    from .runner import before_exec
+    from .pipeline import before_exec
     from .settings import app_environ
 
     argv = list(opts["command"])
@@ -430,15 +377,7 @@ def run_cmd(settings: Settings, log: Logger, opts: dict[str, Any]) -> Done:
     deadline = time.monotonic() + settings.wait_timeout
     fleet = None
     if settings.tenants_query and not opts["no_migrate"]:  # the fleet too, after the shared files, before verify
-        from .fleet import tenant_migrations, wait_fleet
-
-        tenant_migrations(settings)  # the tenants' files checked before anything runs
-
-        def fleet(shared: Any) -> Any:
-            if opts["wait_migrated"]:
-                wait_fleet(settings, log, deadline=deadline)
-                return shared
-            return _fleet(settings, log, shared)
+        fleet = fleet_before_verify(settings, log, wait_migrated=opts["wait_migrated"], deadline=deadline)
 
     result = before_exec(settings, log, no_wait=opts["no_wait"], no_migrate=opts["no_migrate"],
                          no_verify=opts["no_verify"], wait_migrated=opts["wait_migrated"], fleet=fleet)

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 
 from .errors import ConfigError, DatabaseUnavailableError, MigrationFailedError
 from .lint import find_squawk, not_installed, run_lint
-from .migrations import Kind, Migration, load_scripts, parse_migration
+from .migrations import Kind, Migration
+from .parsing import load_scripts, parse_migration
+from .pipeline import discover
 from .plan import evaluate
-from .runner import Migrator, discover, open_migrator
+from .runner import Migrator, open_migrator
 from .typing import DryRunResult, LintResult, PlannedFile, RehearsalResult, RehearsedFile
 
 if TYPE_CHECKING:

@@ -1,13 +1,15 @@
 """
 The order of work (goose's Provider): check files, wait, lock, create schemas
-and the ledger, plan, apply, verify; and the `run` pipeline before `exec`.
+and the ledger, plan, apply, verify.
 
 `Migrator` holds the session, the ledger, the locker and the applier that
 `open_migrator` builds on one connection (`bootstrap.pg`), and runs migrate,
-status, wait-migrated, verify and rollback on them. The commands that look
-before a deploy (`preflight`) and those that take a database over (`takeover`)
-are functions of a `Migrator`, in modules above this one. Commands return
-result values; `render` prints them, `command` logs their summary.
+status, wait-migrated, verify and rollback on them. How a command gets to one
+(its files checked first) and the `run` pipeline before `exec` are `pipeline`'s.
+The commands that look before a deploy (`preflight`) and those that take a
+database over (`takeover`) are functions of a `Migrator`, in modules above this
+one. Commands return result values; `render` prints them, `command` logs their
+summary.
 """
 
 from __future__ import annotations
@@ -15,33 +17,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from .backoff import WAIT, retry
 from .errors import MigrationsPendingError, VerifyFailedError
-from .migrations import (
-    Kind,
-    Migration,
-    ParsedMigration,
-    discover_migrations,
-    load_scripts,
-    parse_down,
-    parse_migration,
-)
-from .plan import Plan, State, build_plan, check_sql_dir, check_target, evaluate, plan_rollback, up_to
+from .migrations import Kind, Migration, ParsedMigration
+from .parsing import load_scripts, parse_down, parse_migration
+from .plan import Plan, State, build_plan, check_sql_dir, evaluate, plan_rollback, up_to
 from .typing import (
     AppliedMigration,
     LintResult,
     Logger,
     MigrateResult,
     RollbackResult,
-    RunResult,
     VerifyResult,
     WaitResult,
 )
 
 WAIT_LOG_EVERY_S = 10.0
-T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .backoff import Backoff
@@ -324,13 +317,6 @@ class Migrator:
         return RollbackResult([(d.migration, ms) for d, ms in zip(downs, durations, strict=True)])
 
 
-def wait_for_database(settings: Settings, log: Logger) -> None:
-    """`wait-db`: return once the database answers (then close the connection)."""
-    from .pg import open_session
-
-    open_session(settings, log).close()
-
-
 @contextmanager
 def open_migrator(settings: Settings, log: Logger, *, wait: bool = True,
                   lock_poll: Backoff | None = None) -> Iterator[Migrator]:
@@ -360,59 +346,3 @@ def open_migrator(settings: Settings, log: Logger, *, wait: bool = True,
         yield Migrator(settings, log, session, ledger, locker, applier)
     finally:
         session.close()
-
-
-def discover(settings: Settings, log: Logger) -> list[Migration]:
-    """The migration files, and a warning for each file that looks like one but is not (a mistyped extension)."""
-    ignored: list[str] = []
-    migrations = discover_migrations(settings.sql_dir, ignored)
-    for name in ignored:
-        log.warning("migration_file_ignored", file=str(settings.sql_dir / name),
-                    reason="named like a migration, but its name does not end in .sql: it never runs")
-    return migrations
-
-
-def on_database(settings: Settings, log: Logger, work: Callable[[Migrator, list[Migration]], T], *,
-                to: int | None = None) -> T:
-    """
-    Check the migration files (and that `to`, when given, is one of them) before
-    touching the database, then do `work` with a Migrator.
-    """
-    migrations = discover(settings, log)
-    if to is not None:
-        check_target(migrations, to)
-    with open_migrator(settings, log) as migrator:
-        return work(migrator, migrations)
-
-
-def wait_for_migrations(settings: Settings, log: Logger) -> WaitResult:
-    """`wait-migrated`: wait for the database, then until every file is applied (one --timeout for both)."""
-    deadline = time.monotonic() + settings.wait_timeout
-    migrations = discover(settings, log)
-    with open_migrator(settings, log) as migrator:
-        return migrator.wait_migrated(migrations, deadline=deadline)
-
-
-def before_exec(settings: Settings, log: Logger, *, no_wait: bool, no_migrate: bool, no_verify: bool,
-                wait_migrated: bool = False, fleet: Callable[[MigrateResult | None], Any] | None = None) -> RunResult:
-    """
-    `run`'s work before `exec`: wait, migrate (or, with `wait_migrated`, wait
-    for another runner to have migrated), the fleet's tenants (`fleet`), verify,
-    on one connection that is closed before the app starts. With nothing to do (`--no-wait --no-migrate`
-    and no verify scripts) the database is not contacted at all.
-    """
-    deadline = time.monotonic() + settings.wait_timeout
-    migrations = None if no_migrate and not wait_migrated else discover(settings, log)
-    scripts = [] if no_verify else load_scripts(settings.sql_dir, Kind.VERIFY, settings.environ)
-    if migrations is None and not scripts and no_wait:
-        return RunResult()
-    with open_migrator(settings, log, wait=not no_wait) as migrator:
-        migrated = waited = None
-        if migrations is not None and wait_migrated:
-            waited = migrator.wait_migrated(migrations, deadline=deadline)
-        elif migrations is not None:
-            migrated = migrator.migrate(migrations)
-        if fleet is not None:  # a fleet's tenants (migrated, or waited for), before the verify scripts
-            migrated = fleet(migrated)
-        verified = migrator.verify(scripts) if scripts else None
-    return RunResult(migrated, verified, waited)

@@ -125,7 +125,7 @@ class Settings(NamedTuple):
     tenant_sql_dir: Path | None = None  # --tenant-sql-dir: the tenants' files (default <sql dir>/tenant)
     tenant_kind: str = "schema"  # --tenant-kind: schema or database
     jobs: int = 4  # --jobs: tenants migrated at once
-    tenant: str | None = None  # set on the settings of one tenant's work (fleet.tenant_settings), never by a flag
+    tenant: str | None = None  # set on the settings of one tenant's work (tenancy.tenant_settings), never by a flag
     password_command: str | None = None  # BOOTSTRAP_PASSWORD_COMMAND: run before each connection attempt
     lint: str = "warn"  # migrate and run: lint what is about to run (warn, error or off)
     environ: Mapping[str, str] = {}

@@ -37,7 +37,7 @@ KNOWN_DIRECTIVES = frozenset({NO_TRANSACTION, LINT_IGNORE, VALID_CHECKSUM, VARS}
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
 VERIFY_DIR = "verify"
-AFTER_DIR = "after"  # after-migrate scripts (migrations.load_scripts)
+AFTER_DIR = "after"  # after-migrate scripts (parsing.load_scripts)
 _DIRECTIVE = re.compile(r"^--\s*bootstrap\s*:(?P<rest>.*)$")
 _TRANSACTION_CONTROL = {
     "prepare": "PREPARE TRANSACTION",

@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 from bootstrap.errors import ConfigError, MigrationFailedError, UsageError, VerifyFailedError
-from bootstrap.migrations import Kind, load_scripts
+from bootstrap.migrations import Kind
+from bootstrap.parsing import load_scripts
 from bootstrap.typing import RollbackResult
 from tests.helpers import REPO, ledger, table_exists
 

@@ -365,7 +365,8 @@ def test_a_role_that_may_not_read_the_ledger_is_told_what_to_grant(runner, sql_d
 ], ids=["begin-rollback", "no-transaction"])
 def test_verify_scripts_cannot_escape_the_rollback(sql_dir: Path, content: str, message: str) -> None:
     """A verify script that would end bootstrap's transaction is refused before it runs (exit 3)."""
-    from bootstrap.migrations import Kind, load_scripts
+    from bootstrap.migrations import Kind
+    from bootstrap.parsing import load_scripts
 
     write(sql_dir, "verify/01_check.sql", content)
     with pytest.raises(ConfigError, match=message):

@@ -19,20 +19,23 @@ LAYERS = """
 __main__
 _entry
 cli
+cligroup
 preflight takeover fleet
 command
+pipeline tenancy
 runner
 pg.applier
 pg
 pg.ledger
 pg.foreign pg.indexes pg.lock pg.verifier pg.tenants
 pg.session
+pg.timeouts
 pg.connection pg.pooler pg.failure pg.binding render
 pg.provision
 pg.conninfo
 lint plan scaffold
 typing
-adoption
+adoption parsing
 migrations
 sqlfile concurrently handoff
 sqlsplit settings logs

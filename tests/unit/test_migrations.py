@@ -13,8 +13,8 @@ from bootstrap.migrations import (
     Kind,
     discover_migrations,
     discover_scripts,
-    parse_migration,
 )
+from bootstrap.parsing import parse_migration
 from tests.helpers import write
 
 

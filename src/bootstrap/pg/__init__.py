@@ -3,6 +3,7 @@ bootstrap on PostgreSQL: the only package that imports psycopg.
 
 - `connection`: the connection string parsed once, connecting, waiting with backoff.
 - `session`: the connection, the one way work runs on it (`run_file`, `transaction`), the lock's guard.
+- `timeouts`: what the session SETs: each file's timeouts (`Timeouts`), the server's keepalives, the reset.
 - `pooler`: how a connection pooler in between pools (session or transaction).
 - `ledger`: every statement on bootstrap's ledger table (`PgLedger`).
 - `lock`: the advisory lock runners serialise on (`AdvisoryLocker`).
@@ -26,7 +27,8 @@ from .connection import PROBE_CONNECT_TIMEOUT_S, connect_once, wait_for_connecti
 from .conninfo import parse_conninfo
 from .ledger import PgLedger
 from .lock import AdvisoryLocker, advisory_key, lock_channel
-from .session import Session, Timeouts
+from .session import Session
+from .timeouts import Timeouts
 
 __all__ = [
     "AdvisoryLocker",

@@ -26,7 +26,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 10
 # The pooler probe's own connection (pooler.py): libpq's shortest that works; the probe gives up, never waits.
 PROBE_CONNECT_TIMEOUT_S = 2
 # A peer that stops answering (a partition, a dead node) is noticed within about 30 s, on both sides:
-# libpq's keepalives and TCP user timeout here, the server's own for the session (session.py).
+# libpq's keepalives and TCP user timeout here, the server's own for the session (timeouts.py).
 KEEPALIVE = {"keepalives": "1", "keepalives_idle": "15", "keepalives_interval": "5", "keepalives_count": "3",
              "tcp_user_timeout": "30000"}
 

@@ -3,8 +3,8 @@ One connection to PostgreSQL, and the one way work runs on it.
 
 A `Session` owns the autocommit connection and what the server keeps for it
 between statements: the settings every file runs with, the reset after each
-file, the migration lock's guard, LISTEN, and, behind a connection pooler,
-which server connection holds the lock.
+file (their SQL is `timeouts`'), the migration lock's guard, LISTEN, and,
+behind a connection pooler, which server connection holds the lock.
 
 `run_file` is the one builder of "BEGIN; the timeouts (and the lock's guard);
 the work; the reset; [a ledger statement]; [COMMIT]" as one simple query, and
@@ -25,18 +25,9 @@ from psycopg import generators, pq, sql
 
 from ..errors import ConfigError, DatabaseUnavailableError
 from ..typing import Logger
-from .connection import KEEPALIVE
+from .timeouts import RESET, SERVER_KEEPALIVE, Timeouts, set_statements
 
-# So a killed runner's backend stops within a second, even mid-statement (PostgreSQL >= 14).
-CLIENT_CHECK_INTERVAL_MS = 1000
 _OK_STATUSES = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY})
-# The server's side of noticing a lost client within about 30 s (the client's side: connection.KEEPALIVE).
-_SERVER_KEEPALIVE = (("tcp_keepalives_idle", KEEPALIVE["keepalives_idle"]),
-                     ("tcp_keepalives_interval", KEEPALIVE["keepalives_interval"]),
-                     ("tcp_keepalives_count", KEEPALIVE["keepalives_count"]),
-                     ("tcp_user_timeout", KEEPALIVE["tcp_user_timeout"]))
-# Undo whatever session state a file set (role, search_path, any SET, the timeouts), back to the defaults.
-_RESET = "RESET ROLE;RESET SESSION AUTHORIZATION;RESET ALL"
 
 POOLING_FIX = ("Point BOOTSTRAP_DATABASE_URL at PostgreSQL directly (or at a session-mode pool) and keep the "
                "pooled URL in DATABASE_URL for the app")
@@ -48,35 +39,8 @@ TRANSACTION_POOLING = (
 )
 
 
-def set_statements(pairs: Sequence[tuple[str, object]], *, local: bool) -> list[str]:
-    """SET [LOCAL] each (name, value): constant SQL of bootstrap's own names and whole numbers (SET is the cheapest)."""
-    return [f"SET {'LOCAL ' if local else ''}{name} = {value}" for name, value in pairs]
-
-
 class _LockGone(Exception):
     """The prologue's guard failed: the migration lock is no longer this session's."""
-
-
-class Timeouts(NamedTuple):
-    """
-    The settings every migration statement runs with, in milliseconds (0: no limit).
-
-    They travel inside the work itself (`SET LOCAL` in each file's transaction,
-    `SET` before a `no-transaction` file's statements),
-    never as startup options, which connection poolers refuse; the reset after
-    each file removes them.
-    """
-
-    lock_ms: int = 0
-    statement_ms: int = 0
-    check_interval_ms: int | None = CLIENT_CHECK_INTERVAL_MS  # None: the server is older than 14
-
-    def pairs(self) -> list[tuple[str, int]]:
-        """(setting, value) pairs."""
-        out = [("lock_timeout", int(self.lock_ms)), ("statement_timeout", int(self.statement_ms))]
-        if self.check_interval_ms is not None:
-            out.append(("client_connection_check_interval", int(self.check_interval_ms)))
-        return out
 
 
 class ScriptResult(NamedTuple):
@@ -147,11 +111,11 @@ class Session:
         # Session settings the reset after each file would undo, set again with it: the server noticing a lost
         # client, and the string syntax bootstrap's lexer assumes (a database that defaults to
         # standard_conforming_strings = off would otherwise read 'it\'' differently from the lexer).
-        pairs: list[tuple[str, object]] = list(_SERVER_KEEPALIVE)
+        pairs: list[tuple[str, object]] = list(SERVER_KEEPALIVE)
         if conn.info.parameter_status("standard_conforming_strings") == "off":
             pairs.append(("standard_conforming_strings", "on"))
         self.settings_sql = ";".join(set_statements(pairs, local=False))
-        self.reset_sql = f"{_RESET};{self.settings_sql}"
+        self.reset_sql = f"{RESET};{self.settings_sql}"
         conn.execute(self.settings_sql)
 
     def reconnect(self) -> None:
@@ -370,7 +334,7 @@ class Session:
             raise ConfigError(TRANSACTION_POOLING, pool_mode="transaction")
         if self._set_role:  # --role: the login must be able to SET ROLE to it, before anything runs
             try:
-                self.conn.execute(f"SET {self._set_role};{_RESET};{self.settings_sql}")
+                self.conn.execute(f"SET {self._set_role};{RESET};{self.settings_sql}")
             except psycopg.Error as exc:
                 role, login = sql.Identifier(self.role or "").as_string(None), sql.Identifier(self.user).as_string(None)
                 exists = self.conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s",
