@@ -43,7 +43,8 @@ DEFAULT_MAJOR = POSTGRES_MAJORS[-1]
 # them. A bare Debian (debootstrap minbase) has all but libxml2.
 DEBIAN_LIBRARIES = {"libxml2.so.2": "libxml2", "liblz4.so.1": "liblz4-1", "libzstd.so.1": "libzstd1",
                     "libz.so.1": "zlib1g", "libssl.so.3": "libssl3", "libcrypto.so.3": "libssl3",
-                    "libgssapi_krb5.so.2": "libgssapi-krb5-2"}
+                    "libgssapi_krb5.so.2": "libgssapi-krb5-2", "libreadline.so.8": "libreadline8",
+                    "libtinfo.so.6": "libtinfo6"}
 
 
 def _version_key(path: str) -> tuple[int, ...]:
@@ -108,6 +109,12 @@ def ensure_bindir(major: int | None = None) -> Path:
     return find_bindir(major) or pinned_bindir(major or DEFAULT_MAJOR)
 
 
+def psql() -> Path:
+    """psql, the oracle of what a file means: the machine's on PATH, else the one beside the server binaries."""
+    found = shutil.which("psql")
+    return Path(found) if found else ensure_bindir() / "psql"
+
+
 def pinned_bindir(major: int) -> Path:
     """The bin/ folder of the pinned release of `major`, unpacked into the cache (downloaded once)."""
     pin = postgres_pins()[major]
@@ -130,11 +137,11 @@ def pinned_bindir(major: int) -> Path:
 
 
 def _missing_libraries(bindir: Path) -> list[str]:
-    """Shared libraries the server programs need and the dynamic loader cannot find (Linux; [] elsewhere)."""
+    """Shared libraries the server programs and psql need and the dynamic loader cannot find (Linux; [] elsewhere)."""
     if not sys.platform.startswith("linux") or shutil.which("ldd") is None:
         return []
     missing: set[str] = set()
-    for program in ("postgres", "initdb", "pg_ctl"):
+    for program in ("postgres", "initdb", "pg_ctl", "psql"):
         out = subprocess.run(["ldd", str(bindir / program)], capture_output=True, text=True, check=False).stdout
         missing |= {line.split()[0] for line in out.splitlines() if "not found" in line}
     return sorted(missing)

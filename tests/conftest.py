@@ -80,6 +80,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _SUMMARY.append(f"quick run: the {', '.join(tiers)} tiers left out ({len(left)} tests); "
                             "./scripts/test --all runs everything, as CI does")
     if config.getoption("--pg") is None:
+        _leave_out_the_servers_own_version(config, items)
         return
     matrix = [item for item in items if item.get_closest_marker("matrix")]
     if matrix:
@@ -87,6 +88,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not item.get_closest_marker("matrix")]
         _SUMMARY.append(f"PostgreSQL matrix: left out ({len(matrix)} tests), --pg {config.getoption('--pg')} "
                         "chose one version")
+
+
+def _leave_out_the_servers_own_version(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """
+    The matrix reruns the integration and end-to-end tiers once per PostgreSQL version. When this run
+    holds those tiers itself, against a server that answers now (BOOTSTRAP_TEST_DSN or the local one),
+    the matrix entry of that server's major version would run the same tests on the same version a
+    second time: it is left out, and the summary says so.
+    """
+    root = Path(__file__).resolve().parent
+    tiers = {item.path.relative_to(root).parts[0] for item in items if not item.get_closest_marker("matrix")}
+    matrix = [item for item in items if item.get_closest_marker("matrix") and hasattr(item, "callspec")]
+    if not matrix or not {"integration", "e2e"} <= tiers:
+        return
+    dsn = config.getoption("--pg-dsn") or (LOCAL_DSN if _reachable(LOCAL_DSN) else None)
+    if dsn is None:
+        return
+    version = _server_version(dsn)
+    same = [item for item in matrix if str(item.callspec.params.get("major")) == version.split(".")[0]]
+    if same:
+        config.hook.pytest_deselected(items=same)
+        items[:] = [item for item in items if item not in same]
+        _SUMMARY.append(f"PostgreSQL matrix: {version.split('.')[0]} left out, the version this run's own "
+                        f"server ({version}) ran the integration and end-to-end tiers on")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

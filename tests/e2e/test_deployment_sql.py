@@ -6,7 +6,6 @@ short-lived passwords (`BOOTSTRAP_PASSWORD_COMMAND`).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from pgcluster import Cluster
+from pgcluster import psql as find_psql
 from tests.helpers import Spawned, bootstrap_cmd, clean_env, events, last_error, ledger, logs, run_cli, write
 
 SECRET = "S3cr3t-o'Brien\\x\"; DROP TABLE t; --"
@@ -52,8 +52,7 @@ def test_placeholders_mean_what_psql_makes_of_them(fresh_url: str, admin: psycop
     ours = rows(fresh_url, "Notes Table")
     assert (1, SECRET, "plain") == ours[0]
     assert [(2, ":'NOTE'", " :'NOTE' "), (3, "x", "\\:'NOTE'")] == ours[1:]
-    psql = shutil.which("psql")
-    assert psql is not None, "psql is needed as the oracle: apt-get install postgresql-client"
+    psql = str(find_psql())
     oracle_db = f"bootstrap_psql_{uuid.uuid4().hex[:8]}"
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(oracle_db)))
     try:
