@@ -2,8 +2,8 @@
 # bootstrap as an image's ENTRYPOINT: tini (PID 1) -> entrypoint.py -> bootstrap -> exec your app.
 #
 #   docker build -t bootstrap .
-#   docker run --rm -e DATABASE_URL=... bootstrap migrate
 #   docker run --rm -e DATABASE_URL=... bootstrap wait-db
+#   docker run --rm -e DATABASE_URL=... -v "$PWD/sql:/app/sql:ro" bootstrap migrate   (the image holds no migrations)
 #   docker run --rm -e DATABASE_URL=... my-app-image node server.js   (FROM bootstrap, see README)
 #
 # The self-contained bundle for images without Python (docs/container.md):

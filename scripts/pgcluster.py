@@ -110,9 +110,21 @@ def ensure_bindir(major: int | None = None) -> Path:
 
 
 def psql() -> Path:
-    """psql, the oracle of what a file means: the machine's on PATH, else the one beside the server binaries."""
+    """
+    psql, the oracle of what a file means: the machine's on PATH, else the one beside the server
+    binaries, with the libraries it needs beyond the server's (readline) installed as the server's are.
+    """
     found = shutil.which("psql")
-    return Path(found) if found else ensure_bindir() / "psql"
+    if found:
+        return Path(found)
+    program = ensure_bindir() / "psql"
+    if not program.exists():
+        raise RuntimeError(f"no psql on PATH nor in {program.parent}: apt-get install postgresql-client")
+    missing = _missing_libraries(program.parent, ("psql",))
+    if missing:
+        why = f"{program} needs {', '.join(missing)}, which this machine lacks"
+        apt_install(sorted({DEBIAN_LIBRARIES.get(lib, lib) for lib in missing}), why)
+    return program
 
 
 def pinned_bindir(major: int) -> Path:
@@ -136,12 +148,12 @@ def pinned_bindir(major: int) -> Path:
     return bindir
 
 
-def _missing_libraries(bindir: Path) -> list[str]:
-    """Shared libraries the server programs and psql need and the dynamic loader cannot find (Linux; [] elsewhere)."""
+def _missing_libraries(bindir: Path, programs: tuple[str, ...] = ("postgres", "initdb", "pg_ctl")) -> list[str]:
+    """Shared libraries `programs` need and the dynamic loader cannot find (Linux; [] elsewhere)."""
     if not sys.platform.startswith("linux") or shutil.which("ldd") is None:
         return []
     missing: set[str] = set()
-    for program in ("postgres", "initdb", "pg_ctl", "psql"):
+    for program in programs:
         out = subprocess.run(["ldd", str(bindir / program)], capture_output=True, text=True, check=False).stdout
         missing |= {line.split()[0] for line in out.splitlines() if "not found" in line}
     return sorted(missing)

@@ -80,7 +80,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _SUMMARY.append(f"quick run: the {', '.join(tiers)} tiers left out ({len(left)} tests); "
                             "./scripts/test --all runs everything, as CI does")
     if config.getoption("--pg") is None:
-        _leave_out_the_servers_own_version(config, items)
         return
     matrix = [item for item in items if item.get_closest_marker("matrix")]
     if matrix:
@@ -90,17 +89,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                         "chose one version")
 
 
-def _leave_out_the_servers_own_version(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(specname="pytest_collection_modifyitems", trylast=True)
+def pytest_collection_modifyitems_matrix(config: pytest.Config, items: list[pytest.Item]) -> None:
     """
-    The matrix reruns the integration and end-to-end tiers once per PostgreSQL version. When this run
-    holds those tiers itself, against a server that answers now (BOOTSTRAP_TEST_DSN or the local one),
-    the matrix entry of that server's major version would run the same tests on the same version a
-    second time: it is left out, and the summary says so.
+    The matrix reruns the integration and end-to-end tiers once per PostgreSQL version. In a run of
+    every test (`./scripts/test --all`, no paths, -m, -k or --deselect), against a server that answers
+    now (BOOTSTRAP_TEST_DSN or the local one), the matrix entry of that server's major version would
+    run the same tests on the same version a second time: it is left out, and the summary says so.
+    Any selection keeps the whole matrix.
     """
-    root = Path(__file__).resolve().parent
-    tiers = {item.path.relative_to(root).parts[0] for item in items if not item.get_closest_marker("matrix")}
+    option = config.option
+    if (os.environ.get("BOOTSTRAP_TEST_RUN") != "all" or config.getoption("--pg") is not None or option.file_or_dir
+            or option.markexpr or option.keyword or getattr(option, "deselect", None)):
+        return
     matrix = [item for item in items if item.get_closest_marker("matrix") and hasattr(item, "callspec")]
-    if not matrix or not {"integration", "e2e"} <= tiers:
+    if not matrix:
         return
     dsn = config.getoption("--pg-dsn") or (LOCAL_DSN if _reachable(LOCAL_DSN) else None)
     if dsn is None:

@@ -11,9 +11,9 @@ one, or BOOTSTRAP_TEST_DSN), leaves out that server's own major version here:
 it has just run them on it (tests/conftest.py says so in the summary).
 
 The versions run two at a time (each nested run on ports and a temporary
-directory of its own), which on 2 cores takes about two thirds of the time of
-one after another: the tiers spend much of their time waiting on the server
-and on child processes.
+directory of its own), which on 2 cores takes about half the time of one after
+another (docs/development.md): the tiers spend much of their time waiting on
+the server and on child processes.
 """
 
 from __future__ import annotations
@@ -67,14 +67,19 @@ def nested_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         pgcluster.ensure_bindir(major)  # downloads, if any, before any nested run's clock starts
     low, high = pgcluster.port_range()
     width = (high - low) // max(len(majors), 1)
-    with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
-        futures = {major: pool.submit(run_tiers, major, f"{low + i * width}-{low + (i + 1) * width - 1}",
-                                      tmp_path_factory.mktemp(f"pg{major}"))
-                   for i, major in enumerate(majors)}
-        yield futures
+    if majors and width < 20:
+        pytest.fail(f"BOOTSTRAP_TEST_PORTS={low}-{high} is too narrow to give each of {len(majors)} versions "
+                    "20 ports of its own; give a wider range, such as 56000-56999")
+    pool = ThreadPoolExecutor(max_workers=AT_ONCE)
+    try:
+        yield {major: pool.submit(run_tiers, major, f"{low + i * width}-{low + (i + 1) * width - 1}",
+                                  tmp_path_factory.mktemp(f"pg{major}"))
+               for i, major in enumerate(majors)}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # an interrupted run starts no queued version
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(2400)  # a version waits for the one before it in its slot, then runs (each at most 1150 s)
 @pytest.mark.parametrize("major", POSTGRES_MAJORS, ids=lambda major: f"pg{major}")
 def test_integration_and_e2e_tiers_pass(major: int, nested_runs: Runs, summary_line: Callable[[str], None]) -> None:
     """Every integration and end-to-end test passes on PostgreSQL `major`, with nothing skipped or deselected."""
